@@ -1,0 +1,32 @@
+# The two commands a newcomer needs: `make dev` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: dev test lint typecheck unit bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+## make dev: install what is needed and start the local stack on 127.0.0.1:$(PORT)
+dev: $(STAMP)
+	$(BIN)/python -m devstack --port $(PORT)
+
+## make test: install what is needed, lint, type-check and run the test suite
+test: $(STAMP) lint typecheck
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy chalicelib
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""sohbet's deployed library: rules, protocol, models and adapters."""

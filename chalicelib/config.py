@@ -1,0 +1,97 @@
+"""Settings read from the environment.
+
+Production gets these from the merge template (infra/template.yaml, Globals);
+the local stack sets the same variables before it imports app.py. Nothing here
+knows which of the two it is running in.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str
+    region: str
+    spaces_table: str
+    members_table: str
+    connections_table: str
+    relations_table: str
+    users_table: str
+    reports_table: str
+    cases_table: str
+    audit_table: str
+    idempotency_table: str
+    moderation_queue_url: str
+    fanout_queue_url: str
+    # https://{api-id}.execute-api.{region}.amazonaws.com/{stage} in AWS; the
+    # emulator's http://127.0.0.1:PORT locally.
+    websocket_endpoint: str
+    auth_issuer: str
+    auth_audience: str
+    auth_jwks_url: str
+    media_adapter: str
+    host_grace_seconds: int
+    listener_count_interval_seconds: float
+    connection_ttl_seconds: int
+    fanout_shard_threshold: int
+    fanout_shard_size: int
+    fanout_workers: int
+    naive_fanout: bool
+    reaction_limit: int
+    reaction_window_seconds: int
+    max_listeners: int
+    meeting_max_attendees: int
+
+
+def _table(name: str) -> str:
+    return os.environ.get(name, "")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    issuer = os.environ.get("AUTH_ISSUER", "")
+    return Settings(
+        stage=os.environ.get("SOHBET_STAGE", "dev"),
+        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        spaces_table=_table("SPACES_TABLE"),
+        members_table=_table("MEMBERS_TABLE"),
+        connections_table=_table("CONNECTIONS_TABLE"),
+        relations_table=_table("RELATIONS_TABLE"),
+        users_table=_table("USERS_TABLE"),
+        reports_table=_table("REPORTS_TABLE"),
+        cases_table=_table("CASES_TABLE"),
+        audit_table=_table("AUDIT_TABLE"),
+        idempotency_table=_table("IDEMPOTENCY_TABLE"),
+        moderation_queue_url=os.environ.get("MODERATION_QUEUE_URL", ""),
+        fanout_queue_url=os.environ.get("FANOUT_QUEUE_URL", ""),
+        websocket_endpoint=os.environ.get("WEBSOCKET_ENDPOINT", ""),
+        auth_issuer=issuer,
+        auth_audience=os.environ.get("AUTH_AUDIENCE", ""),
+        auth_jwks_url=os.environ.get("AUTH_JWKS_URL") or (issuer.rstrip("/") + "/.well-known/jwks.json"),
+        media_adapter=os.environ.get("MEDIA_ADAPTER", "chime"),
+        host_grace_seconds=_int("HOST_GRACE_SECONDS", 120),
+        listener_count_interval_seconds=_float("LISTENER_COUNT_INTERVAL_SECONDS", 2.0),
+        connection_ttl_seconds=_int("CONNECTION_TTL_SECONDS", 2 * 60 * 60 + 600),
+        fanout_shard_threshold=_int("FANOUT_SHARD_THRESHOLD", 500),
+        fanout_shard_size=_int("FANOUT_SHARD_SIZE", 250),
+        fanout_workers=_int("FANOUT_WORKERS", 16),
+        naive_fanout=os.environ.get("NAIVE_FANOUT", "") in ("1", "true", "yes"),
+        reaction_limit=_int("REACTION_LIMIT", 5),
+        reaction_window_seconds=_int("REACTION_WINDOW_SECONDS", 10),
+        max_listeners=_int("MAX_LISTENERS", 10_000),
+        meeting_max_attendees=_int("MEETING_MAX_ATTENDEES", 250),
+    )
