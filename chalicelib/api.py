@@ -1,0 +1,84 @@
+"""REST plumbing: the caller's identity, JSON bodies, and errors as stable codes."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+from chalice import Response
+from pydantic import BaseModel, ValidationError
+
+from chalicelib import auth
+from chalicelib.observability import logger
+from chalicelib.protocol import CommandError, ErrorCode
+
+M = TypeVar("M", bound=BaseModel)
+P = ParamSpec("P")
+
+HTTP_STATUS = {
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.NOT_ALLOWED: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.LIMIT_REACHED: 409,
+    ErrorCode.SPACE_ENDED: 409,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.INTERNAL: 500,
+}
+
+
+def error_response(code: ErrorCode, message: str, data: dict[str, Any] | None = None) -> Response:
+    body: dict[str, Any] = {"code": code.value, "message": message}
+    if data:
+        body["data"] = data
+    return Response(body=body, status_code=HTTP_STATUS[code], headers={"Content-Type": "application/json"})
+
+
+def caller(request: Any) -> auth.Identity:
+    try:
+        return auth.identity_from_bearer(request.headers or {})
+    except auth.AuthError as exc:
+        raise CommandError(ErrorCode.UNAUTHORIZED, exc.message) from None
+
+
+def admin(request: Any) -> auth.Identity:
+    identity = caller(request)
+    if not identity.is_admin:
+        raise CommandError(ErrorCode.NOT_ALLOWED, "admins only")
+    return identity
+
+
+def body_as(request: Any, model: type[M]) -> M:
+    raw = request.raw_body or b""
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        raise CommandError(ErrorCode.BAD_REQUEST, "body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise CommandError(ErrorCode.BAD_REQUEST, "body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise CommandError(ErrorCode.BAD_REQUEST, f"{where}: {first['msg']}") from None
+
+
+def endpoint(func: Callable[P, Any]) -> Callable[P, Any]:
+    """A REST handler whose refusals become {"code", "message"} with their HTTP status."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+        try:
+            result = func(*args, **kwargs)
+        except CommandError as exc:
+            return error_response(exc.code, exc.message, exc.data)
+        except Exception:
+            logger.exception("unhandled error in REST handler")
+            return error_response(ErrorCode.INTERNAL, "internal error")
+        return result
+
+    return wrapper

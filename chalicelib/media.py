@@ -1,0 +1,550 @@
+"""The media port: audio mixing is delegated to Amazon Chime SDK Meetings.
+
+sohbet never carries audio. A space owns a Chime meeting (plus replica meetings
+past 250 attendees); each participant gets an attendee whose Audio capability
+follows their role, so a listener or a host-muted speaker cannot send audio even
+with a modified client. Two adapters implement the port: `ChimeMediaAdapter`
+(production) and `LocalMediaAdapter` (the local stack and tests). boto3 is
+imported lazily so that a cold start that never touches media does not pay for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+import threading
+import uuid
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+
+from chalicelib.config import get_settings
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
+
+# Chime's MediaCapabilities enum.
+SEND_RECEIVE = "SendReceive"
+SEND = "Send"
+RECEIVE = "Receive"
+NONE = "None"
+AUDIO_CAPABILITIES = frozenset({SEND_RECEIVE, SEND, RECEIVE, NONE})
+
+ROLES = ("host", "cohost", "speaker", "listener")
+_STAGE_ROLES = frozenset({"host", "cohost", "speaker"})
+
+# Chime's per-meeting hard limit (MeetingFeatures.Attendee.MaxCount is 1..250).
+MAX_ATTENDEES_PER_MEETING = 250
+
+# Audio only: no video or screen share can be negotiated, whatever a client asks for.
+_AUDIO_ONLY_FEATURES: dict[str, Any] = {
+    "Audio": {"EchoReduction": "AVAILABLE"},
+    "Video": {"MaxResolution": "None"},
+    "Content": {"MaxResolution": "None"},
+}
+
+OPERATIONS = (
+    "create_meeting",
+    "delete_meeting",
+    "create_attendee",
+    "update_attendee_audio",
+    "delete_attendee",
+)
+
+# What a client SDK needs to join: {"Meeting": {...}, "Attendee": {...}}.
+JoinCredentials: TypeAlias = dict[str, dict[str, Any]]
+
+
+class MediaError(Exception):
+    """A media-service call failed.
+
+    `retryable` tells the caller whether trying again later can succeed (the
+    Chime client has already retried throttling and 5xx itself); `code` is the
+    service's error code without the "Exception" suffix, e.g. "NotFound".
+    """
+
+    def __init__(self, message: str, *, retryable: bool, code: str = "", operation: str = "") -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.code = code
+        self.operation = operation
+
+
+@dataclass(frozen=True)
+class Meeting:
+    meeting_id: str
+    external_meeting_id: str
+    media_region: str
+    media_placement: dict[str, Any]
+    primary_meeting_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Attendee:
+    attendee_id: str
+    external_user_id: str
+    join_token: str
+    meeting_id: str
+    audio: str
+
+
+class MediaPort(Protocol):
+    def create_meeting(
+        self, space_id: str, *, max_attendees: int, primary_meeting_id: str | None = None
+    ) -> Meeting: ...
+
+    def delete_meeting(self, meeting_id: str) -> None: ...
+
+    def create_attendee(self, meeting_id: str, user_id: str, audio: str) -> Attendee: ...
+
+    def update_attendee_audio(self, meeting_id: str, attendee_id: str, audio: str) -> None: ...
+
+    def delete_attendee(self, meeting_id: str, attendee_id: str) -> None: ...
+
+
+# --------------------------------------------------------------------------- pure rules
+
+
+def audio_capability(role: str, muted_by_host: bool) -> str:
+    """The Audio capability a role gets at the media service.
+
+    A host mute is enforced by the media service (Receive), not by trusting the
+    client to stay quiet; only the speaker's own unmute restores SendReceive.
+    """
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    if role in _STAGE_ROLES and not muted_by_host:
+        return SEND_RECEIVE
+    return RECEIVE
+
+
+# Conservative ASCII subset of Chime's documented ExternalUserId pattern
+# ([-_&@+=,(){}\[\]\/«».:|'"#a-zA-Z0-9À-ÿ\s]*); botocore's model does not carry it.
+_SAFE_USER_ID = re.compile(r"[-_&@+=,(){}\[\]/.:|'\"#a-zA-Z0-9]+")
+_ID_MAX = 64
+
+
+def external_user_id(user_id: str) -> str:
+    """Encode a user id as a Chime ExternalUserId (2-64 chars, restricted alphabet).
+
+    Always prefixed, so the mapping is collision-free and a 1-char id becomes
+    valid: "u:" + id when the id is already safe, "b:" + urlsafe base64 when it
+    has other characters (e.g. Turkish letters), "h:" + SHA-256 when too long.
+    The prefix also keeps us clear of the reserved "aws:" prefix.
+    """
+    if not user_id:
+        raise ValueError("empty user id")
+    if len(user_id) <= _ID_MAX - 2 and _SAFE_USER_ID.fullmatch(user_id):
+        return "u:" + user_id
+    encoded = base64.urlsafe_b64encode(user_id.encode()).decode().rstrip("=")
+    if len(encoded) <= _ID_MAX - 2:
+        return "b:" + encoded
+    return "h:" + hashlib.sha256(user_id.encode()).hexdigest()[: _ID_MAX - 2]
+
+
+def user_id_from_external(external: str) -> str | None:
+    """Invert `external_user_id`; None for hashed (over-long) ids."""
+    prefix, _, body = external.partition(":")
+    if prefix == "u":
+        return body
+    if prefix == "b":
+        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
+    return None
+
+
+def client_request_token(external_meeting_id: str, primary_meeting_id: str | None) -> str:
+    """Deterministic CreateMeeting idempotency token: a retried create returns the same meeting.
+
+    64 hex chars fit Chime's 2-64 length and [-_a-zA-Z0-9]* pattern. To create a
+    fresh meeting for a space whose meeting ended (24 h, or 5 min empty), pass a
+    different external id (e.g. f"{space_id}#g2"), not the same one again.
+    """
+    return hashlib.sha256(f"{external_meeting_id}\x00{primary_meeting_id or ''}".encode()).hexdigest()
+
+
+def credentials(meeting: Meeting, attendee: Attendee) -> JoinCredentials:
+    """Join info in Chime's CreateMeeting/CreateAttendee JSON shape, as the client SDKs expect.
+
+    The JoinToken is a secret: send it only to the attendee's own connection.
+    MeetingFeatures is included because the SDKs read EchoReduction from it.
+    """
+    meeting_json: dict[str, Any] = {
+        "MeetingId": meeting.meeting_id,
+        "ExternalMeetingId": meeting.external_meeting_id,
+        "MediaRegion": meeting.media_region,
+        "MediaPlacement": dict(meeting.media_placement),
+        "MeetingFeatures": {k: dict(v) for k, v in _AUDIO_ONLY_FEATURES.items()},
+    }
+    if meeting.primary_meeting_id:
+        meeting_json["PrimaryMeetingId"] = meeting.primary_meeting_id
+    return {
+        "Meeting": meeting_json,
+        "Attendee": {
+            "AttendeeId": attendee.attendee_id,
+            "ExternalUserId": attendee.external_user_id,
+            "JoinToken": attendee.join_token,
+            "Capabilities": _capabilities(attendee.audio),
+        },
+    }
+
+
+def _capabilities(audio: str) -> dict[str, str]:
+    return {"Audio": audio, "Video": NONE, "Content": NONE}
+
+
+def _check_audio(audio: str, operation: str) -> None:
+    # Stubber does not check enums and the service would answer BadRequest; fail the same way, early.
+    if audio not in AUDIO_CAPABILITIES:
+        raise MediaError(
+            f"invalid audio capability {audio!r}", retryable=False, code="BadRequest", operation=operation
+        )
+
+
+def _check_meeting_args(space_id: str, max_attendees: int) -> None:
+    if not 2 <= len(space_id) <= _ID_MAX or space_id.lower().startswith("aws:"):
+        raise MediaError(
+            "external meeting id must be 2-64 chars",
+            retryable=False,
+            code="BadRequest",
+            operation="create_meeting",
+        )
+    if not 1 <= max_attendees <= MAX_ATTENDEES_PER_MEETING:
+        raise MediaError(
+            f"max_attendees must be 1-{MAX_ATTENDEES_PER_MEETING}",
+            retryable=False,
+            code="BadRequest",
+            operation="create_meeting",
+        )
+
+
+# --------------------------------------------------------------------------- Chime adapter
+
+_RETRYABLE_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottledClient",
+        "ServiceUnavailable",
+        "ServiceFailure",
+        "LimitExceeded",
+        "ResourceLimitExceeded",
+        "Conflict",  # "multiple instances of the same request made simultaneously"
+        "RequestTimeout",
+    }
+)
+
+
+def _translate(exc: Exception, operation: str) -> MediaError | None:
+    """Map a botocore exception to MediaError; None if it is not a botocore error."""
+    from botocore import exceptions as bce
+
+    if isinstance(exc, bce.ClientError):
+        return _from_client_error(exc, operation)
+    if isinstance(exc, bce.ConnectionError | bce.HTTPClientError):
+        # Timeouts and resets after botocore's own retries; the call may or may not have landed.
+        return MediaError(str(exc), retryable=True, code="Connection", operation=operation)
+    if isinstance(exc, bce.BotoCoreError):
+        # Parameter validation, missing credentials or region: retrying cannot help.
+        return MediaError(str(exc), retryable=False, code=type(exc).__name__, operation=operation)
+    return None
+
+
+def _from_client_error(exc: ClientError, operation: str) -> MediaError:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", "")).removesuffix("Exception")
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    retryable = code in _RETRYABLE_CODES or (not code and (status == 429 or status >= 500))
+    if operation == "create_attendee" and code in ("LimitExceeded", "ResourceLimitExceeded"):
+        # The meeting is at MaxCount: only a departure frees a seat, so the caller
+        # should place the user in a replica rather than retry.
+        retryable = False
+    return MediaError(str(error.get("Message") or exc), retryable=retryable, code=code, operation=operation)
+
+
+def make_chime_client(region: str) -> Any:
+    """A chime-sdk-meetings client with short timeouts: a join must not hang a Lambda."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5)
+    return boto3.client("chime-sdk-meetings", region_name=region, config=config)
+
+
+class ChimeMediaAdapter:
+    """MediaPort over a boto3 `chime-sdk-meetings` client."""
+
+    def __init__(self, client: Any, *, media_region: str | None = None) -> None:
+        self._client = client
+        self._media_region = media_region or client.meta.region_name
+
+    def _call(self, operation: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response: dict[str, Any] = getattr(self._client, method)(**params)
+        except Exception as exc:
+            error = _translate(exc, operation)
+            if error is None:
+                raise
+            raise error from exc
+        return response
+
+    def _delete(self, operation: str, method: str, params: dict[str, Any]) -> None:
+        try:
+            self._call(operation, method, params)
+        except MediaError as exc:
+            if exc.code != "NotFound":
+                raise
+            # Already gone (deleted, or the meeting ended on its own): the goal is met.
+
+    def create_meeting(
+        self, space_id: str, *, max_attendees: int, primary_meeting_id: str | None = None
+    ) -> Meeting:
+        _check_meeting_args(space_id, max_attendees)
+        params: dict[str, Any] = {
+            "ClientRequestToken": client_request_token(space_id, primary_meeting_id),
+            "MediaRegion": self._media_region,
+            "ExternalMeetingId": space_id,
+            "MeetingFeatures": {**_AUDIO_ONLY_FEATURES, "Attendee": {"MaxCount": max_attendees}},
+        }
+        if primary_meeting_id:
+            params["PrimaryMeetingId"] = primary_meeting_id
+        body = self._call("create_meeting", "create_meeting", params)["Meeting"]
+        return Meeting(
+            meeting_id=body["MeetingId"],
+            external_meeting_id=body.get("ExternalMeetingId", space_id),
+            media_region=body.get("MediaRegion", self._media_region),
+            media_placement=dict(body.get("MediaPlacement", {})),
+            primary_meeting_id=body.get("PrimaryMeetingId") or primary_meeting_id,
+        )
+
+    def delete_meeting(self, meeting_id: str) -> None:
+        self._delete("delete_meeting", "delete_meeting", {"MeetingId": meeting_id})
+
+    def create_attendee(self, meeting_id: str, user_id: str, audio: str) -> Attendee:
+        """Create (or, as ExternalUserId is Chime's idempotency key, re-fetch) the user's attendee.
+
+        A re-fetched attendee keeps its old capabilities, so they are brought to
+        `audio` here: a speaker who rejoins as a listener must not keep SendReceive.
+        """
+        _check_audio(audio, "create_attendee")
+        params = {
+            "MeetingId": meeting_id,
+            "ExternalUserId": external_user_id(user_id),
+            "Capabilities": _capabilities(audio),
+        }
+        body = self._call("create_attendee", "create_attendee", params)["Attendee"]
+        attendee = Attendee(
+            attendee_id=body["AttendeeId"],
+            external_user_id=body.get("ExternalUserId", params["ExternalUserId"]),
+            join_token=body["JoinToken"],
+            meeting_id=meeting_id,
+            audio=body.get("Capabilities", {}).get("Audio", audio),
+        )
+        if attendee.audio != audio:
+            self.update_attendee_audio(meeting_id, attendee.attendee_id, audio)
+            attendee = replace(attendee, audio=audio)
+        return attendee
+
+    def update_attendee_audio(self, meeting_id: str, attendee_id: str, audio: str) -> None:
+        _check_audio(audio, "update_attendee_audio")
+        params = {"MeetingId": meeting_id, "AttendeeId": attendee_id, "Capabilities": _capabilities(audio)}
+        self._call("update_attendee_audio", "update_attendee_capabilities", params)
+
+    def delete_attendee(self, meeting_id: str, attendee_id: str) -> None:
+        """Remove an attendee; Chime invalidates the join token, which ends their audio."""
+        self._delete(
+            "delete_attendee", "delete_attendee", {"MeetingId": meeting_id, "AttendeeId": attendee_id}
+        )
+
+
+# --------------------------------------------------------------------------- local adapter
+
+_LOCAL_HOST = "media.local.invalid"  # RFC 2606 .invalid: can never resolve
+
+
+@dataclass
+class _LocalMeeting:
+    meeting: Meeting
+    token: str
+    max_attendees: int
+    attendees: dict[str, Attendee]
+
+
+class LocalMediaAdapter:
+    """In-memory MediaPort with Chime's observable behaviour, for the local stack and tests.
+
+    Mirrors: UUID ids, the MaxCount cap (attendees count until deleted),
+    ExternalUserId and ClientRequestToken idempotency, NotFound on unknown ids,
+    replicas ending with their primary. `calls` logs every call, failed or not.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._meetings: dict[str, _LocalMeeting] = {}
+        self._failures: dict[str, bool] = {}
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    # ---- test hooks
+
+    def fail_next(self, operation: str, retryable: bool = True) -> None:
+        """Make the next call of `operation` raise MediaError before it changes anything."""
+        if operation not in OPERATIONS:
+            raise ValueError(f"unknown operation {operation!r}; expected one of {OPERATIONS}")
+        with self._lock:
+            self._failures[operation] = retryable
+
+    def attendees(self, meeting_id: str) -> dict[str, Attendee]:
+        with self._lock:
+            entry = self._meetings.get(meeting_id)
+            return dict(entry.attendees) if entry else {}
+
+    def meeting_exists(self, meeting_id: str) -> bool:
+        with self._lock:
+            return meeting_id in self._meetings
+
+    def meetings(self) -> dict[str, Meeting]:
+        with self._lock:
+            return {mid: entry.meeting for mid, entry in self._meetings.items()}
+
+    def reset(self) -> None:
+        with self._lock:
+            self._meetings.clear()
+            self._failures.clear()
+            self.calls.clear()
+
+    # ---- internals (call with the lock held)
+
+    def _begin(self, operation: str, params: dict[str, Any]) -> None:
+        self.calls.append((operation, params))
+        if operation in self._failures:
+            retryable = self._failures.pop(operation)
+            raise MediaError(
+                f"injected failure in {operation}",
+                retryable=retryable,
+                code="ServiceUnavailable" if retryable else "BadRequest",
+                operation=operation,
+            )
+
+    def _meeting(self, meeting_id: str, operation: str) -> _LocalMeeting:
+        entry = self._meetings.get(meeting_id)
+        if entry is None:
+            raise MediaError("meeting not found", retryable=False, code="NotFound", operation=operation)
+        return entry
+
+    # ---- MediaPort
+
+    def create_meeting(
+        self, space_id: str, *, max_attendees: int, primary_meeting_id: str | None = None
+    ) -> Meeting:
+        params = {
+            "space_id": space_id,
+            "max_attendees": max_attendees,
+            "primary_meeting_id": primary_meeting_id,
+        }
+        with self._lock:
+            self._begin("create_meeting", params)
+            _check_meeting_args(space_id, max_attendees)
+            if primary_meeting_id is not None:
+                self._meeting(primary_meeting_id, "create_meeting")
+            token = client_request_token(space_id, primary_meeting_id)
+            for entry in self._meetings.values():
+                if entry.token == token:
+                    return entry.meeting
+            meeting_id = str(uuid.uuid4())
+            meeting = Meeting(
+                meeting_id=meeting_id,
+                external_meeting_id=space_id,
+                media_region="local",
+                media_placement={
+                    "AudioHostUrl": f"{_LOCAL_HOST}:3478",
+                    "AudioFallbackUrl": f"wss://{_LOCAL_HOST}/calls/{meeting_id}",
+                    "SignalingUrl": f"wss://{_LOCAL_HOST}/control/{meeting_id}",
+                    "TurnControlUrl": f"https://{_LOCAL_HOST}/v2/turn_sessions",
+                    "EventIngestionUrl": f"https://{_LOCAL_HOST}/v1/client-events",
+                },
+                primary_meeting_id=primary_meeting_id,
+            )
+            self._meetings[meeting_id] = _LocalMeeting(meeting, token, max_attendees, {})
+            return meeting
+
+    def delete_meeting(self, meeting_id: str) -> None:
+        with self._lock:
+            self._begin("delete_meeting", {"meeting_id": meeting_id})
+            self._meetings.pop(meeting_id, None)
+            for replica_id in [
+                mid for mid, e in self._meetings.items() if e.meeting.primary_meeting_id == meeting_id
+            ]:
+                del self._meetings[replica_id]
+
+    def create_attendee(self, meeting_id: str, user_id: str, audio: str) -> Attendee:
+        params = {"meeting_id": meeting_id, "user_id": user_id, "audio": audio}
+        with self._lock:
+            self._begin("create_attendee", params)
+            _check_audio(audio, "create_attendee")
+            entry = self._meeting(meeting_id, "create_attendee")
+            external = external_user_id(user_id)
+            for attendee in entry.attendees.values():
+                if attendee.external_user_id == external:
+                    updated = replace(attendee, audio=audio)
+                    entry.attendees[attendee.attendee_id] = updated
+                    return updated
+            if len(entry.attendees) >= entry.max_attendees:
+                raise MediaError(
+                    "meeting full", retryable=False, code="LimitExceeded", operation="create_attendee"
+                )
+            attendee = Attendee(
+                attendee_id=str(uuid.uuid4()),
+                external_user_id=external,
+                join_token=secrets.token_urlsafe(32),
+                meeting_id=meeting_id,
+                audio=audio,
+            )
+            entry.attendees[attendee.attendee_id] = attendee
+            return attendee
+
+    def update_attendee_audio(self, meeting_id: str, attendee_id: str, audio: str) -> None:
+        params = {"meeting_id": meeting_id, "attendee_id": attendee_id, "audio": audio}
+        with self._lock:
+            self._begin("update_attendee_audio", params)
+            _check_audio(audio, "update_attendee_audio")
+            entry = self._meeting(meeting_id, "update_attendee_audio")
+            attendee = entry.attendees.get(attendee_id)
+            if attendee is None:
+                raise MediaError(
+                    "attendee not found", retryable=False, code="NotFound", operation="update_attendee_audio"
+                )
+            entry.attendees[attendee_id] = replace(attendee, audio=audio)
+
+    def delete_attendee(self, meeting_id: str, attendee_id: str) -> None:
+        with self._lock:
+            self._begin("delete_attendee", {"meeting_id": meeting_id, "attendee_id": attendee_id})
+            entry = self._meetings.get(meeting_id)
+            if entry is not None:
+                entry.attendees.pop(attendee_id, None)
+
+
+# --------------------------------------------------------------------------- selection
+
+_media: MediaPort | None = None
+_media_lock = threading.Lock()
+
+
+def get_media() -> MediaPort:
+    """The process-wide adapter chosen by MEDIA_ADAPTER ("chime" or "local"), built on first use."""
+    global _media
+    with _media_lock:
+        if _media is None:
+            settings = get_settings()
+            if settings.media_adapter == "local":
+                _media = LocalMediaAdapter()
+            elif settings.media_adapter == "chime":
+                _media = ChimeMediaAdapter(make_chime_client(settings.region), media_region=settings.region)
+            else:
+                raise ValueError(f"unknown MEDIA_ADAPTER {settings.media_adapter!r}; expected chime or local")
+        return _media
+
+
+def reset_media() -> None:
+    """Forget the adapter so the next get_media() reads settings again (tests, local stack restarts)."""
+    global _media
+    with _media_lock:
+        _media = None

@@ -1,0 +1,240 @@
+"""PynamoDB models of the tables in infra/template.yaml (docs/data-model.md).
+
+Table names and the region come from the environment when this module is
+imported; the endpoint comes from botocore's own configuration
+(AWS_ENDPOINT_URL_*), so the local stack needs no code path of its own.
+"""
+
+from __future__ import annotations
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    JSONAttribute,
+    ListAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from chalicelib.config import get_settings
+
+_settings = get_settings()
+
+
+class _Meta:
+    region = _settings.region
+    connect_timeout_seconds = 2
+    read_timeout_seconds = 5
+    max_retry_attempts = 4
+
+
+# -- connections -------------------------------------------------------------
+
+
+class ConnectionsByUser(GlobalSecondaryIndex["Connection"]):
+    class Meta:
+        index_name = "by_user"
+        projection = AllProjection()
+
+    user_id = UnicodeAttribute(hash_key=True)
+    connected_at = NumberAttribute(range_key=True)
+
+
+class ConnectionsByLastSeen(GlobalSecondaryIndex["Connection"]):
+    class Meta:
+        index_name = "by_last_seen"
+        projection = AllProjection()
+
+    sweep_shard = UnicodeAttribute(hash_key=True)
+    last_seen = NumberAttribute(range_key=True)
+
+
+class Connection(Model):
+    """One live WebSocket connection and the user it was verified as."""
+
+    class Meta(_Meta):
+        table_name = _settings.connections_table
+
+    connection_id = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute()
+    groups = UnicodeSetAttribute(null=True)
+    connected_at = NumberAttribute()  # epoch ms
+    last_seen = NumberAttribute()  # epoch s
+    sweep_shard = UnicodeAttribute()
+    expires_at = NumberAttribute()  # TTL, epoch s
+    space_id = UnicodeAttribute(null=True)
+
+    by_user = ConnectionsByUser()
+    by_last_seen = ConnectionsByLastSeen()
+
+
+# -- spaces ------------------------------------------------------------------
+
+
+class SpacesByState(GlobalSecondaryIndex["Space"]):
+    class Meta:
+        index_name = "by_state"
+        projection = AllProjection()
+
+    state = UnicodeAttribute(hash_key=True)
+    participant_count = NumberAttribute(range_key=True)
+
+
+class SpacesBySchedule(GlobalSecondaryIndex["Space"]):
+    class Meta:
+        index_name = "by_schedule"
+        projection = AllProjection()
+
+    state = UnicodeAttribute(hash_key=True)
+    scheduled_start = UnicodeAttribute(range_key=True)
+
+
+class SpacesByCreator(GlobalSecondaryIndex["Space"]):
+    class Meta:
+        index_name = "by_creator"
+        projection = AllProjection()
+
+    creator_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class SpacesByGrace(GlobalSecondaryIndex["Space"]):
+    class Meta:
+        index_name = "by_grace"
+        projection = AllProjection()
+
+    grace_shard = UnicodeAttribute(hash_key=True)
+    grace_deadline = NumberAttribute(range_key=True)
+
+
+class Space(Model):
+    class Meta(_Meta):
+        table_name = _settings.spaces_table
+
+    space_id = UnicodeAttribute(hash_key=True)
+    state = UnicodeAttribute()  # scheduled | live | ended
+    title = UnicodeAttribute()
+    title_lc = UnicodeAttribute()
+    creator_id = UnicodeAttribute()
+    lang = UnicodeAttribute(null=True)
+    speak_policy = UnicodeAttribute(default="everyone")  # everyone | following | invited
+    handover = BooleanAttribute(default=False)  # pass to a co-host if the host does not come back
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    scheduled_start = UnicodeAttribute(null=True)
+    started_at = UnicodeAttribute(null=True)
+    ended_at = UnicodeAttribute(null=True)
+    ended_reason = UnicodeAttribute(null=True)
+    participant_count = NumberAttribute(default=0)  # as last published (coalesced)
+    listener_count = NumberAttribute(default=0)  # exact
+    stage_count = NumberAttribute(default=0)  # host + co-hosts + speakers
+    cohost_count = NumberAttribute(default=0)
+    host_id = UnicodeAttribute()
+    seq = NumberAttribute(default=0)
+    count_published_at = NumberAttribute(default=0)  # epoch s of the last listener-count event
+    meeting_id = UnicodeAttribute(null=True)
+    meeting = JSONAttribute(null=True)
+    grace_shard = UnicodeAttribute(null=True)  # set with grace_deadline while the host is away
+    grace_deadline = NumberAttribute(null=True)
+    invited_user_ids = ListAttribute(of=UnicodeAttribute, null=True)
+
+    by_state = SpacesByState()
+    by_schedule = SpacesBySchedule()
+    by_creator = SpacesByCreator()
+    by_grace = SpacesByGrace()
+
+
+class MembersByUser(GlobalSecondaryIndex["Member"]):
+    class Meta:
+        index_name = "by_user"
+        projection = AllProjection()
+
+    user_id = UnicodeAttribute(hash_key=True)
+    space_id = UnicodeAttribute(range_key=True)
+
+
+class MembersOnStage(GlobalSecondaryIndex["Member"]):
+    class Meta:
+        index_name = "stage"
+        projection = AllProjection()
+
+    space_id = UnicodeAttribute(hash_key=True)
+    stage_rank = UnicodeAttribute(range_key=True)
+
+
+class MembersWithHandRaised(GlobalSecondaryIndex["Member"]):
+    class Meta:
+        index_name = "hands"
+        projection = AllProjection()
+
+    space_id = UnicodeAttribute(hash_key=True)
+    hand_raised_at = UnicodeAttribute(range_key=True)
+
+
+class Member(Model):
+    """A user's place in one space: role, mic, hand, connection and attendee."""
+
+    class Meta(_Meta):
+        table_name = _settings.members_table
+
+    space_id = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute(range_key=True)
+    role = UnicodeAttribute()  # host | cohost | speaker | listener
+    present = BooleanAttribute(default=False)
+    removed = BooleanAttribute(default=False)  # removed by a moderator: no rejoin
+    muted = BooleanAttribute(default=True)
+    host_muted = BooleanAttribute(default=False)
+    hand_raised_at = UnicodeAttribute(null=True)
+    invited_at = UnicodeAttribute(null=True)
+    invited_by = UnicodeAttribute(null=True)
+    stage_rank = UnicodeAttribute(null=True)
+    stage_since = UnicodeAttribute(null=True)
+    joined_at = UnicodeAttribute(null=True)
+    connection_id = UnicodeAttribute(null=True)
+    attendee_id = UnicodeAttribute(null=True)
+    meeting_id = UnicodeAttribute(null=True)
+    reaction_window = NumberAttribute(default=0)
+    reaction_count = NumberAttribute(default=0)
+
+    by_user = MembersByUser()
+    on_stage = MembersOnStage()
+    hands = MembersWithHandRaised()
+
+
+# -- users and relations -----------------------------------------------------
+
+
+class User(Model):
+    class Meta(_Meta):
+        table_name = _settings.users_table
+
+    user_id = UnicodeAttribute(hash_key=True)
+    suspended_until = NumberAttribute(null=True)  # epoch s
+    suspension_reason = UnicodeAttribute(null=True)
+
+
+class RelationsInverse(GlobalSecondaryIndex["Relation"]):
+    class Meta:
+        index_name = "inverse"
+        projection = AllProjection()
+
+    other_id = UnicodeAttribute(hash_key=True)
+    inverse_rel = UnicodeAttribute(range_key=True)
+
+
+class Relation(Model):
+    """`ada` blocks/follows `bob`: user_id=ada, rel=block#bob, inverse_rel=block#ada."""
+
+    class Meta(_Meta):
+        table_name = _settings.relations_table
+
+    user_id = UnicodeAttribute(hash_key=True)
+    rel = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute()
+    other_id = UnicodeAttribute()
+    inverse_rel = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+
+    inverse = RelationsInverse()

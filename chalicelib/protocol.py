@@ -1,0 +1,128 @@
+"""The WebSocket protocol: command envelopes in, replies, errors and events out.
+
+docs/asyncapi.yaml is its machine-readable description; tests validate every
+message the server sends against it.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+MAX_REF_LENGTH = 64
+ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+class ErrorCode(StrEnum):
+    BAD_REQUEST = "bad_request"
+    UNAUTHORIZED = "unauthorized"
+    NOT_ALLOWED = "not_allowed"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    LIMIT_REACHED = "limit_reached"
+    RATE_LIMITED = "rate_limited"
+    SPACE_ENDED = "space_ended"
+    INTERNAL = "internal"
+
+
+class CommandError(Exception):
+    """A refusal with a stable code; nothing was changed."""
+
+    def __init__(self, code: ErrorCode, message: str, data: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+# -- commands ----------------------------------------------------------------
+
+UserId = Annotated[str, Field(pattern=ID_PATTERN)]
+SpaceId = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ref: Annotated[str, Field(min_length=1, max_length=MAX_REF_LENGTH)] | None = None
+
+
+class Ping(Command):
+    action: Literal["ping"]
+
+
+AnyCommand = Annotated[Ping, Field(discriminator="action")]
+
+_command_adapter: TypeAdapter[Any] = TypeAdapter(AnyCommand)
+COMMAND_NAMES: frozenset[str] = frozenset({"ping"})
+
+
+def read_ref(raw: Any) -> str | None:
+    """The ref to echo in an error, when the client sent a usable one."""
+    if isinstance(raw, dict):
+        ref = raw.get("ref")
+        if isinstance(ref, str) and 0 < len(ref) <= MAX_REF_LENGTH:
+            return ref
+    return None
+
+
+def parse_command(body: str | None) -> Any:
+    """Parse and validate one client message; CommandError(bad_request) if it is not a command."""
+    if body is None or body == "":
+        raise CommandError(ErrorCode.BAD_REQUEST, "empty message")
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        raise CommandError(ErrorCode.BAD_REQUEST, "message is not valid JSON") from None
+    if not isinstance(raw, dict):
+        raise CommandError(ErrorCode.BAD_REQUEST, "message must be a JSON object")
+    action = raw.get("action")
+    if action is None:
+        raise CommandError(ErrorCode.BAD_REQUEST, "missing 'action'")
+    if not isinstance(action, str) or action not in COMMAND_NAMES:
+        raise CommandError(ErrorCode.BAD_REQUEST, f"unknown action {str(action)[:40]!r}")
+    try:
+        return _command_adapter.validate_python(raw)
+    except ValidationError as exc:
+        raise CommandError(ErrorCode.BAD_REQUEST, _describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(p) for p in err["loc"][1:]) or "message"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+# -- server messages ---------------------------------------------------------
+
+
+def reply(ref: str | None, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"type": "reply", "ref": ref, "ok": True, "data": data or {}}
+
+
+def error(
+    ref: str | None, code: ErrorCode, message: str, data: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "error", "ref": ref, "code": code.value, "message": message}
+    if data:
+        frame["data"] = data
+    return frame
+
+
+def event(name: str, space_id: str | None, seq: int | None, **payload: Any) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "event", "event": name}
+    if space_id is not None:
+        frame["space_id"] = space_id
+    if seq is not None:
+        frame["seq"] = seq
+    frame.update(payload)
+    return frame
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), default=str).encode()

@@ -1,0 +1,53 @@
+"""`python -m devstack`: start the local stack and serve until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+import time
+
+from devstack.stack import LocalStack, StackOptions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run sohbet's whole backend on this machine.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--stage", default="dev")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    began = time.perf_counter()
+    stack = LocalStack(StackOptions(host=args.host, port=args.port, stage=args.stage)).start()
+    ready = time.perf_counter() - began
+    base = stack.base_url
+    print(
+        f"""
+sohbet local stack ready in {ready:.1f}s
+  WebSocket   {stack.ws_url}?token=TOKEN
+  REST        {base}/            (e.g. GET {base}/whoami with Authorization: Bearer TOKEN)
+  @connections {base}/@connections/{{connection_id}}
+  embedded AWS (moto) {stack.aws.endpoint}
+
+Get a token:
+  curl -s -X POST {base}/dev/token -d '{{"user": "ada"}}'
+  curl -s -X POST {base}/dev/token -d '{{"user": "root", "groups": ["admins"]}}'
+Then:
+  python -m websockets "{stack.ws_url}?token=TOKEN"   and send {{"action": "ping"}}
+Ctrl-C stops everything.
+""",
+        flush=True,
+    )
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    print("stopping…", flush=True)
+    stack.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""The whole backend on one machine: embedded AWS, the app, its gateways and event sources."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import socket
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from devstack.aws import (
+    REGION,
+    REPO,
+    EmbeddedAWS,
+    apply_environment,
+    load_template,
+    local_process_environment,
+)
+from devstack.gateway import GatewaySettings, WebSocketGateway
+from devstack.idp import LocalIdentityProvider
+from devstack.idp import routes as idp_routes
+from devstack.lambdas import Scheduler, SqsPoller, rate_seconds
+from devstack.rest import RestGateway
+
+log = logging.getLogger("devstack")
+
+LOCAL_AUDIENCE = "sohbet-local-client"
+
+
+@dataclass
+class StackOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    stage: str = "dev"
+    # Seconds before a failed SQS record is received again (the queue's own
+    # visibility timeout is sized for Lambda, minutes, too slow for a laptop).
+    sqs_visibility_timeout: int = 2
+    # Run every schedule this often instead of its rate (None: its own rate).
+    schedule_seconds: float | None = None
+    idle_timeout_seconds: float = 600.0
+    max_connection_seconds: float = 7200.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def _chalice_environment(stage: str) -> dict[str, str]:
+    """The environment .chalice/config.json gives the functions of a stage."""
+    config = json.loads((REPO / ".chalice" / "config.json").read_text())
+    env = dict(config.get("environment_variables", {}))
+    env.update(config.get("stages", {}).get(stage, {}).get("environment_variables", {}))
+    return env
+
+
+class LambdaContextFactory:
+    def __init__(self, function_name: str) -> None:
+        self.function_name = function_name
+
+    def __call__(self) -> Any:
+        from chalice.local import LambdaContext
+
+        return LambdaContext(self.function_name, memory_size=512, max_runtime_ms=60_000)
+
+
+class LocalStack:
+    def __init__(self, options: StackOptions | None = None) -> None:
+        self.options = options or StackOptions()
+        self.aws = EmbeddedAWS(stage=self.options.stage)
+        self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="lambda")
+        self.pollers: list[SqsPoller] = []
+        self.scheduler: Scheduler | None = None
+        self.app: Any = None
+        self.gateway: WebSocketGateway | None = None
+        self.idp: LocalIdentityProvider | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+        self.port = 0
+        self.env: dict[str, str] = {}
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.options.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.options.host}:{self.port}/"
+
+    def start(self) -> LocalStack:
+        started = time.perf_counter()
+        opts = self.options
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((opts.host, opts.port))
+        self.port = self._socket.getsockname()[1]
+
+        moto_url = self.aws.start()
+        template = load_template()
+        self.aws.deploy(template)
+        issuer = f"{self.base_url}/dev-idp"
+        env = local_process_environment(moto_url)
+        env.update(_chalice_environment(opts.stage))
+        env.update(self.aws.function_environment(template))
+        env.update(
+            {
+                "SOHBET_STAGE": opts.stage,
+                "WEBSOCKET_ENDPOINT": self.base_url,
+                "AUTH_ISSUER": issuer,
+                "AUTH_AUDIENCE": LOCAL_AUDIENCE,
+                "AUTH_JWKS_URL": f"{issuer}/.well-known/jwks.json",
+                "MEDIA_ADAPTER": "local",
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+                "POWERTOOLS_DEV": "false",
+            }
+        )
+        env.update(opts.extra_env)
+        self.env = env
+        apply_environment(env)
+        self.idp = LocalIdentityProvider(issuer=issuer, audience=LOCAL_AUDIENCE)
+
+        if str(REPO) not in sys.path:
+            sys.path.insert(0, str(REPO))
+        from chalicelib.config import get_settings
+
+        get_settings.cache_clear()
+        self.app = importlib.import_module("app").app
+        self._build_server()
+        self._start_event_sources()
+        self.ready_seconds = time.perf_counter() - started
+        return self
+
+    def _build_server(self) -> None:
+        import uvicorn
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
+        opts = self.options
+        handlers = {
+            route_key: self.app.handler_map[entry.name]
+            for route_key, entry in self.app.websocket_handlers.items()
+        }
+        self.gateway = WebSocketGateway(
+            handlers,
+            self.executor,
+            LambdaContextFactory("websocket_handler"),
+            GatewaySettings(
+                api_id="sohbetlocal",
+                stage=opts.stage,
+                domain_name=f"{opts.host}:{self.port}",
+                idle_timeout_seconds=opts.idle_timeout_seconds,
+                max_connection_seconds=opts.max_connection_seconds,
+            ),
+        )
+        rest = RestGateway(self.app, opts.stage, self.executor)
+        assert self.idp is not None
+        routes: list[Any] = [*idp_routes(self.idp), *self.gateway.routes()]
+        routes.append(
+            Route(
+                "/{path:path}",
+                rest.handle,
+                methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+            )
+        )
+        starlette_app = Starlette(routes=routes)
+        config = uvicorn.Config(
+            starlette_app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ws_max_size=4 * 1024 * 1024,  # larger than API Gateway's, so the gateway can refuse it itself
+            ws_ping_interval=None,
+            timeout_graceful_shutdown=2,
+        )
+        self._server = uvicorn.Server(config)
+        assert self._socket is not None
+        sock = self._socket
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the local stack's server did not start")
+            time.sleep(0.01)
+
+    def _start_event_sources(self) -> None:
+        from chalice.app import CloudWatchEventConfig, ScheduledEventConfig, SQSEventConfig
+
+        sqs = self.aws.client("sqs")
+        jobs = []
+        for source in self.app.event_sources:
+            handler = self.app.handler_map[source.name]
+            if isinstance(source, SQSEventConfig):
+                url = sqs.get_queue_url(QueueName=source.queue)["QueueUrl"]
+                arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+                    "QueueArn"
+                ]
+                poller = SqsPoller(
+                    source.name,
+                    handler,
+                    sqs,
+                    url,
+                    arn,
+                    source.batch_size,
+                    LambdaContextFactory(source.name),
+                    self.options.sqs_visibility_timeout,
+                    REGION,
+                )
+                poller.start()
+                self.pollers.append(poller)
+            elif isinstance(source, ScheduledEventConfig | CloudWatchEventConfig) and hasattr(
+                source, "schedule_expression"
+            ):
+                every = self.options.schedule_seconds or rate_seconds(source.schedule_expression)
+                jobs.append((source.name, handler, every))
+        if jobs:
+            self.scheduler = Scheduler(jobs, LambdaContextFactory("schedule"), REGION)
+            self.scheduler.start()
+
+    def stop(self) -> None:
+        for poller in self.pollers:
+            poller.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for poller in self.pollers:
+            poller.join(timeout=5)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.aws.stop()
+        if self._socket is not None:
+            self._socket.close()
+
+    def mint_token(self, user: str, groups: list[str] | None = None) -> str:
+        assert self.idp is not None
+        return self.idp.mint(user, groups)

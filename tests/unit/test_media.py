@@ -1,0 +1,637 @@
+"""The media port: Chime adapter against the real botocore model (Stubber), local adapter, pure rules.
+
+Stubber validates parameter names, types, required members and lengths; it does
+not check enums or regex patterns, so a hook checks every request we send
+against the model's enums and patterns as well.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import botocore.exceptions
+import pytest
+from botocore.model import OperationModel, Shape
+from botocore.stub import Stubber
+from botocore.validate import ParamValidator
+
+from chalicelib import media
+from chalicelib.config import get_settings
+from chalicelib.media import (
+    AUDIO_CAPABILITIES,
+    Attendee,
+    ChimeMediaAdapter,
+    LocalMediaAdapter,
+    MediaError,
+    Meeting,
+    audio_capability,
+    client_request_token,
+    credentials,
+    external_user_id,
+    get_media,
+    make_chime_client,
+    reset_media,
+    user_id_from_external,
+)
+
+MEETING_ID = "11111111-2222-3333-4444-555555555555"
+REPLICA_ID = "66666666-7777-8888-9999-aaaaaaaaaaaa"
+ATTENDEE_ID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+SPACE_ID = "01J9ZQ4Y8W3V2T1S0R9Q8P7N6M"
+PLACEMENT = {
+    "AudioHostUrl": "abc.k.m3.ue1.app.chime.aws:3478",
+    "AudioFallbackUrl": f"wss://haxrp.m3.ue1.app.chime.aws:443/calls/{MEETING_ID}",
+    "SignalingUrl": f"wss://signal.m3.ue1.app.chime.aws/control/{MEETING_ID}",
+    "TurnControlUrl": "https://ccp.cp.ue1.app.chime.aws/v2/turn_sessions",
+    "EventIngestionUrl": "https://data.svc.ue1.ingest.chime.aws/v1/client-events",
+}
+# Chime's documented ExternalUserId pattern (not in botocore's model).
+EXTERNAL_USER_ID_PATTERN = re.compile(r"[-_&@+=,(){}\[\]/«».:|'\"#a-zA-Z0-9À-ÿ\s]*")
+
+
+# --------------------------------------------------------------------------- model checks
+
+
+def _model_violations(shape: Shape, value: Any, path: str) -> list[str]:
+    """Enum and pattern violations of `value` against `shape` (what Stubber skips)."""
+    problems: list[str] = []
+    if shape.type_name == "structure":
+        for name, member in shape.members.items():
+            if name in value:
+                problems += _model_violations(member, value[name], f"{path}.{name}")
+    elif shape.type_name == "list":
+        for i, item in enumerate(value):
+            problems += _model_violations(shape.member, item, f"{path}[{i}]")
+    elif shape.type_name == "string":
+        enum = shape.metadata.get("enum")
+        if enum and value not in enum:
+            problems.append(f"{path}={value!r} not in {enum}")
+        pattern = shape.metadata.get("pattern")
+        if pattern and not re.fullmatch(pattern, value):
+            problems.append(f"{path}={value!r} does not match {pattern}")
+    return problems
+
+
+@pytest.fixture
+def chime_client() -> Iterator[Any]:
+    """A real chime-sdk-meetings client that checks enums/patterns of every request it is asked to send."""
+    client = boto3.client(
+        "chime-sdk-meetings",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    problems: list[str] = []
+
+    def check(params: dict[str, Any], model: OperationModel, **_: Any) -> None:
+        problems.extend(_model_violations(model.input_shape, params, model.name))
+
+    client.meta.events.register("before-parameter-build.chime-sdk-meetings.*", check)
+    yield client
+    assert problems == []
+
+
+@pytest.fixture
+def stub(chime_client: Any) -> Iterator[Stubber]:
+    with Stubber(chime_client) as stubber:
+        yield stubber
+        stubber.assert_no_pending_responses()
+
+
+@pytest.fixture
+def adapter(chime_client: Any) -> ChimeMediaAdapter:
+    return ChimeMediaAdapter(chime_client, media_region="us-east-1")
+
+
+def _features(max_count: int) -> dict[str, Any]:
+    return {
+        "Audio": {"EchoReduction": "AVAILABLE"},
+        "Video": {"MaxResolution": "None"},
+        "Content": {"MaxResolution": "None"},
+        "Attendee": {"MaxCount": max_count},
+    }
+
+
+def _meeting_response(primary: str | None = None, meeting_id: str = MEETING_ID) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "MeetingId": meeting_id,
+        "ExternalMeetingId": SPACE_ID,
+        "MediaRegion": "us-east-1",
+        "MediaPlacement": PLACEMENT,
+        "MeetingFeatures": _features(250),
+    }
+    if primary:
+        body["PrimaryMeetingId"] = primary
+    return {"Meeting": body}
+
+
+def _attendee_response(audio: str, external: str = "u:alice") -> dict[str, Any]:
+    return {
+        "Attendee": {
+            "ExternalUserId": external,
+            "AttendeeId": ATTENDEE_ID,
+            "JoinToken": "secret-join-token",
+            "Capabilities": {"Audio": audio, "Video": "None", "Content": "None"},
+        }
+    }
+
+
+# --------------------------------------------------------------------------- the service model
+
+
+def test_model_accepts_the_meeting_features_we_send(chime_client: Any) -> None:
+    shape = chime_client.meta.service_model.shape_for("MeetingFeaturesConfiguration")
+    assert set(shape.members) == {"Audio", "Video", "Content", "Attendee"}
+    assert "AVAILABLE" in shape.members["Audio"].members["EchoReduction"].enum
+    assert "None" in shape.members["Video"].members["MaxResolution"].enum
+    assert "None" in shape.members["Content"].members["MaxResolution"].enum
+    assert shape.members["Attendee"].members["MaxCount"].metadata["max"] == media.MAX_ATTENDEES_PER_MEETING
+
+
+def test_audio_capability_values_are_the_model_enum(chime_client: Any) -> None:
+    enum = chime_client.meta.service_model.shape_for("MediaCapabilities").enum
+    assert set(enum) == AUDIO_CAPABILITIES
+
+
+# --------------------------------------------------------------------------- Chime adapter: requests
+
+
+@pytest.mark.parametrize(
+    ("primary", "max_attendees"),
+    [(None, 250), (MEETING_ID, 100)],
+    ids=["primary", "replica"],
+)
+def test_create_meeting_request(
+    stub: Stubber, adapter: ChimeMediaAdapter, primary: str | None, max_attendees: int
+) -> None:
+    expected: dict[str, Any] = {
+        "ClientRequestToken": client_request_token(SPACE_ID, primary),
+        "MediaRegion": "us-east-1",
+        "ExternalMeetingId": SPACE_ID,
+        "MeetingFeatures": _features(max_attendees),
+    }
+    if primary:
+        expected["PrimaryMeetingId"] = primary
+    meeting_id = REPLICA_ID if primary else MEETING_ID
+    stub.add_response("create_meeting", _meeting_response(primary, meeting_id), expected)
+
+    meeting = adapter.create_meeting(SPACE_ID, max_attendees=max_attendees, primary_meeting_id=primary)
+
+    assert meeting == Meeting(meeting_id, SPACE_ID, "us-east-1", PLACEMENT, primary)
+
+
+def test_create_meeting_token_is_deterministic(stub: Stubber, adapter: ChimeMediaAdapter) -> None:
+    token = client_request_token(SPACE_ID, None)
+    for _ in range(2):
+        stub.add_response(
+            "create_meeting",
+            _meeting_response(),
+            {
+                "ClientRequestToken": token,
+                "MediaRegion": "us-east-1",
+                "ExternalMeetingId": SPACE_ID,
+                "MeetingFeatures": _features(250),
+            },
+        )
+        adapter.create_meeting(SPACE_ID, max_attendees=250)
+    assert 2 <= len(token) <= 64
+    assert client_request_token(SPACE_ID, MEETING_ID) != token
+    assert client_request_token(SPACE_ID + "#r1", None) != token
+
+
+@pytest.mark.parametrize("audio", ["SendReceive", "Receive"])
+def test_create_attendee_request(stub: Stubber, adapter: ChimeMediaAdapter, audio: str) -> None:
+    stub.add_response(
+        "create_attendee",
+        _attendee_response(audio),
+        {
+            "MeetingId": MEETING_ID,
+            "ExternalUserId": "u:alice",
+            "Capabilities": {"Audio": audio, "Video": "None", "Content": "None"},
+        },
+    )
+    attendee = adapter.create_attendee(MEETING_ID, "alice", audio)
+    assert attendee == Attendee(ATTENDEE_ID, "u:alice", "secret-join-token", MEETING_ID, audio)
+
+
+def test_create_attendee_pads_a_one_char_user_id(stub: Stubber, adapter: ChimeMediaAdapter) -> None:
+    stub.add_response(
+        "create_attendee",
+        _attendee_response("Receive", external="u:x"),
+        {
+            "MeetingId": MEETING_ID,
+            "ExternalUserId": "u:x",
+            "Capabilities": {"Audio": "Receive", "Video": "None", "Content": "None"},
+        },
+    )
+    assert adapter.create_attendee(MEETING_ID, "x", "Receive").external_user_id == "u:x"
+
+
+def test_create_attendee_fixes_capabilities_of_an_existing_attendee(
+    stub: Stubber, adapter: ChimeMediaAdapter
+) -> None:
+    """ExternalUserId is Chime's idempotency key: a rejoin gets the old attendee, with old capabilities."""
+    receive = {"Audio": "Receive", "Video": "None", "Content": "None"}
+    stub.add_response(
+        "create_attendee",
+        _attendee_response("SendReceive"),
+        {"MeetingId": MEETING_ID, "ExternalUserId": "u:alice", "Capabilities": receive},
+    )
+    stub.add_response(
+        "update_attendee_capabilities",
+        _attendee_response("Receive"),
+        {"MeetingId": MEETING_ID, "AttendeeId": ATTENDEE_ID, "Capabilities": receive},
+    )
+    assert adapter.create_attendee(MEETING_ID, "alice", "Receive").audio == "Receive"
+
+
+@pytest.mark.parametrize("audio", ["SendReceive", "Receive"])
+def test_update_attendee_audio_request(stub: Stubber, adapter: ChimeMediaAdapter, audio: str) -> None:
+    stub.add_response(
+        "update_attendee_capabilities",
+        _attendee_response(audio),
+        {
+            "MeetingId": MEETING_ID,
+            "AttendeeId": ATTENDEE_ID,
+            "Capabilities": {"Audio": audio, "Video": "None", "Content": "None"},
+        },
+    )
+    adapter.update_attendee_audio(MEETING_ID, ATTENDEE_ID, audio)
+
+
+def test_delete_requests(stub: Stubber, adapter: ChimeMediaAdapter) -> None:
+    stub.add_response("delete_attendee", {}, {"MeetingId": MEETING_ID, "AttendeeId": ATTENDEE_ID})
+    stub.add_response("delete_meeting", {}, {"MeetingId": MEETING_ID})
+    adapter.delete_attendee(MEETING_ID, ATTENDEE_ID)
+    adapter.delete_meeting(MEETING_ID)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda a: a.create_attendee(MEETING_ID, "alice", "Speak"),
+        lambda a: a.update_attendee_audio(MEETING_ID, ATTENDEE_ID, "receive"),
+        lambda a: a.create_meeting("x", max_attendees=250),
+        lambda a: a.create_meeting(SPACE_ID, max_attendees=251),
+        lambda a: a.create_meeting(SPACE_ID, max_attendees=0),
+    ],
+    ids=["bad-audio-create", "bad-audio-update", "short-space-id", "too-many-attendees", "zero-attendees"],
+)
+def test_invalid_input_is_refused_before_any_call(
+    stub: Stubber, adapter: ChimeMediaAdapter, call: Any
+) -> None:
+    with pytest.raises(MediaError) as info:
+        call(adapter)
+    assert (info.value.retryable, info.value.code) == (False, "BadRequest")
+
+
+# --------------------------------------------------------------------------- Chime adapter: errors
+
+_CREATE_MEETING = (
+    "create_meeting",
+    lambda a: a.create_meeting(SPACE_ID, max_attendees=250),
+)
+_CREATE_ATTENDEE = ("create_attendee", lambda a: a.create_attendee(MEETING_ID, "alice", "Receive"))
+_UPDATE = (
+    "update_attendee_capabilities",
+    lambda a: a.update_attendee_audio(MEETING_ID, ATTENDEE_ID, "Receive"),
+)
+_DELETE_ATTENDEE = ("delete_attendee", lambda a: a.delete_attendee(MEETING_ID, ATTENDEE_ID))
+_DELETE_MEETING = ("delete_meeting", lambda a: a.delete_meeting(MEETING_ID))
+
+
+@pytest.mark.parametrize(
+    ("op", "code", "status", "outcome"),
+    [
+        (_DELETE_MEETING, "NotFoundException", 404, "success"),
+        (_DELETE_ATTENDEE, "NotFoundException", 404, "success"),
+        (_DELETE_ATTENDEE, "NotFound", 404, "success"),
+        (_CREATE_MEETING, "ThrottlingException", 429, "retryable"),
+        (_CREATE_ATTENDEE, "ServiceUnavailableException", 503, "retryable"),
+        (_UPDATE, "ServiceFailureException", 500, "retryable"),
+        (_CREATE_MEETING, "LimitExceededException", 400, "retryable"),
+        (_DELETE_MEETING, "ThrottlingException", 429, "retryable"),
+        (_UPDATE, "ConflictException", 409, "retryable"),
+        (_CREATE_MEETING, "BadRequestException", 400, "fatal"),
+        (_CREATE_ATTENDEE, "ForbiddenException", 403, "fatal"),
+        (_DELETE_ATTENDEE, "UnauthorizedException", 401, "fatal"),
+        (_CREATE_ATTENDEE, "NotFoundException", 404, "fatal"),
+        (_UPDATE, "NotFoundException", 404, "fatal"),
+        (_CREATE_ATTENDEE, "LimitExceededException", 400, "fatal"),
+        (_CREATE_ATTENDEE, "UnprocessableEntityException", 422, "fatal"),
+    ],
+    ids=lambda v: v[0] if isinstance(v, tuple) else str(v),
+)
+def test_error_mapping(
+    stub: Stubber, adapter: ChimeMediaAdapter, op: Any, code: str, status: int, outcome: str
+) -> None:
+    method, call = op
+    stub.add_client_error(method, service_error_code=code, service_message="nope", http_status_code=status)
+    if outcome == "success":
+        assert call(adapter) is None
+        return
+    with pytest.raises(MediaError) as info:
+        call(adapter)
+    assert info.value.retryable is (outcome == "retryable")
+    assert info.value.code == code.removesuffix("Exception")
+    assert isinstance(info.value.__cause__, botocore.exceptions.ClientError)
+
+
+class _RaisingClient:
+    """Stands in for the client where Stubber cannot: transport-level failures."""
+
+    class meta:  # mimics boto3 client.meta
+        region_name = "us-east-1"
+
+    def __init__(self, exc: Exception) -> None:
+        self._exc = exc
+
+    def delete_meeting(self, **_: Any) -> Any:
+        raise self._exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "retryable"),
+    [
+        (botocore.exceptions.EndpointConnectionError(endpoint_url="https://x"), True),
+        (botocore.exceptions.ReadTimeoutError(endpoint_url="https://x"), True),
+        (botocore.exceptions.ParamValidationError(report="bad"), False),
+    ],
+    ids=["connect", "read-timeout", "param-validation"],
+)
+def test_transport_errors(exc: Exception, retryable: bool) -> None:
+    with pytest.raises(MediaError) as info:
+        ChimeMediaAdapter(_RaisingClient(exc)).delete_meeting(MEETING_ID)
+    assert info.value.retryable is retryable
+
+
+def test_non_botocore_errors_propagate() -> None:
+    with pytest.raises(KeyError):
+        ChimeMediaAdapter(_RaisingClient(KeyError("bug"))).delete_meeting(MEETING_ID)
+
+
+def test_make_chime_client_config() -> None:
+    client = make_chime_client("eu-central-1")
+    config = client.meta.config
+    assert client.meta.region_name == "eu-central-1"
+    assert client.meta.service_model.service_name == "chime-sdk-meetings"
+    # botocore's max_attempts counts retries: 4 becomes 5 attempts in all.
+    assert config.retries == {"mode": "standard", "total_max_attempts": 5}
+    assert (config.connect_timeout, config.read_timeout) == (2, 5)
+
+
+# --------------------------------------------------------------------------- pure rules
+
+
+@pytest.mark.parametrize(
+    ("role", "muted", "expected"),
+    [
+        ("host", False, "SendReceive"),
+        ("host", True, "Receive"),
+        ("cohost", False, "SendReceive"),
+        ("cohost", True, "Receive"),
+        ("speaker", False, "SendReceive"),
+        ("speaker", True, "Receive"),
+        ("listener", False, "Receive"),
+        ("listener", True, "Receive"),
+    ],
+)
+def test_audio_capability(role: str, muted: bool, expected: str) -> None:
+    assert audio_capability(role, muted) == expected
+
+
+def test_audio_capability_rejects_unknown_role() -> None:
+    with pytest.raises(ValueError):
+        audio_capability("admin", False)
+
+
+@pytest.mark.parametrize(
+    ("user_id", "expected_prefix"),
+    [
+        ("x", "u:"),
+        ("3f1c2d4e-1111-2222-3333-444455556666", "u:"),
+        ("google-oauth2|1234567890", "u:"),
+        ("şükrü.öztürk", "b:"),
+        ("a b", "b:"),
+        ("y" * 62, "u:"),
+        ("y" * 63, "h:"),
+        ("z" * 200, "h:"),
+    ],
+    ids=["one-char", "uuid", "pipe", "turkish", "space", "62", "63", "long"],
+)
+def test_external_user_id(user_id: str, expected_prefix: str) -> None:
+    external = external_user_id(user_id)
+    assert external.startswith(expected_prefix)
+    assert 2 <= len(external) <= 64
+    assert EXTERNAL_USER_ID_PATTERN.fullmatch(external)
+    assert external == external_user_id(user_id)
+    assert user_id_from_external(external) == (None if expected_prefix == "h:" else user_id)
+
+
+def test_credentials_shape_is_valid_chime_json(chime_client: Any) -> None:
+    model = chime_client.meta.service_model
+    meeting = Meeting(REPLICA_ID, SPACE_ID + "#r1", "us-east-1", PLACEMENT, MEETING_ID)
+    attendee = Attendee(ATTENDEE_ID, "u:alice", "secret-join-token", REPLICA_ID, "Receive")
+
+    creds = credentials(meeting, attendee)
+
+    assert set(creds) == {"Meeting", "Attendee"}
+    for key in ("Meeting", "Attendee"):
+        report = ParamValidator().validate(creds[key], model.shape_for(key))
+        assert not report.has_errors(), report.generate_report()
+        assert _model_violations(model.shape_for(key), creds[key], key) == []
+    assert creds["Meeting"]["MediaPlacement"] == PLACEMENT
+    assert creds["Meeting"]["PrimaryMeetingId"] == MEETING_ID
+    assert creds["Attendee"] == {
+        "AttendeeId": ATTENDEE_ID,
+        "ExternalUserId": "u:alice",
+        "JoinToken": "secret-join-token",
+        "Capabilities": {"Audio": "Receive", "Video": "None", "Content": "None"},
+    }
+
+
+# --------------------------------------------------------------------------- local adapter
+
+
+@pytest.fixture
+def local() -> LocalMediaAdapter:
+    return LocalMediaAdapter()
+
+
+def test_local_meeting_shape(local: LocalMediaAdapter, chime_client: Any) -> None:
+    meeting = local.create_meeting(SPACE_ID, max_attendees=250)
+    attendee = local.create_attendee(meeting.meeting_id, "alice", "SendReceive")
+    model = chime_client.meta.service_model
+    creds = credentials(meeting, attendee)
+    for key in ("Meeting", "Attendee"):
+        assert not ParamValidator().validate(creds[key], model.shape_for(key)).has_errors()
+        assert _model_violations(model.shape_for(key), creds[key], key) == []
+    assert all(".invalid" in url for url in meeting.media_placement.values())
+    assert local.meeting_exists(meeting.meeting_id)
+    # ClientRequestToken idempotency, as in Chime.
+    assert local.create_meeting(SPACE_ID, max_attendees=250) == meeting
+
+
+def test_local_cap_of_250(local: LocalMediaAdapter) -> None:
+    meeting = local.create_meeting(SPACE_ID, max_attendees=250)
+    ids = [local.create_attendee(meeting.meeting_id, f"user{i}", "Receive").attendee_id for i in range(250)]
+
+    with pytest.raises(MediaError, match="meeting full") as info:
+        local.create_attendee(meeting.meeting_id, "user250", "Receive")
+    assert info.value.retryable is False
+    # Rejoining with the same user id is not a new seat; leaving frees one.
+    assert local.create_attendee(meeting.meeting_id, "user7", "Receive").attendee_id == ids[7]
+    local.delete_attendee(meeting.meeting_id, ids[0])
+    local.create_attendee(meeting.meeting_id, "user250", "Receive")
+    assert len(local.attendees(meeting.meeting_id)) == 250
+
+
+def test_local_cap_holds_under_concurrency(local: LocalMediaAdapter) -> None:
+    meeting = local.create_meeting(SPACE_ID, max_attendees=10)
+    outcomes: list[str] = []
+    barrier = threading.Barrier(30)
+
+    def join(i: int) -> None:
+        barrier.wait()
+        try:
+            local.create_attendee(meeting.meeting_id, f"user{i}", "Receive")
+            outcomes.append("ok")
+        except MediaError:
+            outcomes.append("full")
+
+    threads = [threading.Thread(target=join, args=(i,)) for i in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes).count("ok") == 10
+    assert len(local.attendees(meeting.meeting_id)) == 10
+
+
+def test_local_capability_bookkeeping(local: LocalMediaAdapter) -> None:
+    meeting = local.create_meeting(SPACE_ID, max_attendees=250)
+    speaker = local.create_attendee(meeting.meeting_id, "s", audio_capability("speaker", False))
+    listener = local.create_attendee(meeting.meeting_id, "l", audio_capability("listener", False))
+
+    local.update_attendee_audio(meeting.meeting_id, speaker.attendee_id, audio_capability("speaker", True))
+
+    audio = {a.external_user_id: a.audio for a in local.attendees(meeting.meeting_id).values()}
+    assert audio == {"u:s": "Receive", "u:l": "Receive"}
+    # A rejoin by the same user gets the same attendee, with the capability asked for now.
+    rejoined = local.create_attendee(meeting.meeting_id, "l", "SendReceive")
+    assert (rejoined.attendee_id, rejoined.audio) == (listener.attendee_id, "SendReceive")
+    assert [op for op, _ in local.calls] == [
+        "create_meeting",
+        "create_attendee",
+        "create_attendee",
+        "update_attendee_audio",
+        "create_attendee",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("call", "code"),
+    [
+        (lambda m, a: m.create_attendee(MEETING_ID, "alice", "Receive"), "NotFound"),
+        (lambda m, a: m.update_attendee_audio(MEETING_ID, ATTENDEE_ID, "Receive"), "NotFound"),
+        (
+            lambda m, a: m.create_meeting(SPACE_ID, max_attendees=10, primary_meeting_id=MEETING_ID),
+            "NotFound",
+        ),
+        (lambda m, a: m.create_attendee(a.meeting_id, "alice", "receive"), "BadRequest"),
+    ],
+    ids=["attendee-in-unknown-meeting", "update-unknown", "replica-of-unknown", "bad-audio"],
+)
+def test_local_refusals(local: LocalMediaAdapter, call: Any, code: str) -> None:
+    meeting = local.create_meeting(SPACE_ID, max_attendees=10)
+    attendee = local.create_attendee(meeting.meeting_id, "bob", "Receive")
+    with pytest.raises(MediaError) as info:
+        call(local, attendee)
+    assert (info.value.code, info.value.retryable) == (code, False)
+
+
+def test_local_deletes_are_idempotent_and_end_replicas(local: LocalMediaAdapter) -> None:
+    primary = local.create_meeting(SPACE_ID, max_attendees=250)
+    replica = local.create_meeting(SPACE_ID + "#r1", max_attendees=250, primary_meeting_id=primary.meeting_id)
+    attendee = local.create_attendee(primary.meeting_id, "alice", "Receive")
+    for _ in range(2):
+        local.delete_attendee(primary.meeting_id, attendee.attendee_id)
+    assert local.attendees(primary.meeting_id) == {}
+    for _ in range(2):
+        local.delete_meeting(primary.meeting_id)
+    assert not local.meeting_exists(primary.meeting_id)
+    assert not local.meeting_exists(replica.meeting_id)
+    local.delete_attendee(primary.meeting_id, attendee.attendee_id)
+
+
+@pytest.mark.parametrize(
+    ("operation", "retryable"),
+    [
+        ("create_meeting", True),
+        ("create_attendee", False),
+        ("update_attendee_audio", True),
+        ("delete_attendee", True),
+        ("delete_meeting", False),
+    ],
+)
+def test_local_fail_next_leaves_nothing_changed(
+    local: LocalMediaAdapter, operation: str, retryable: bool
+) -> None:
+    meeting = local.create_meeting(SPACE_ID, max_attendees=250)
+    attendee = local.create_attendee(meeting.meeting_id, "alice", "Receive")
+    calls: dict[str, Any] = {
+        "create_meeting": lambda: local.create_meeting("other-space", max_attendees=250),
+        "create_attendee": lambda: local.create_attendee(meeting.meeting_id, "bob", "Receive"),
+        "update_attendee_audio": lambda: local.update_attendee_audio(
+            meeting.meeting_id, attendee.attendee_id, "SendReceive"
+        ),
+        "delete_attendee": lambda: local.delete_attendee(meeting.meeting_id, attendee.attendee_id),
+        "delete_meeting": lambda: local.delete_meeting(meeting.meeting_id),
+    }
+    before = (local.meetings(), local.attendees(meeting.meeting_id))
+    local.fail_next(operation, retryable=retryable)
+
+    with pytest.raises(MediaError) as info:
+        calls[operation]()
+
+    assert info.value.retryable is retryable
+    assert (local.meetings(), local.attendees(meeting.meeting_id)) == before
+    assert local.calls[-1][0] == operation
+    calls[operation]()  # only the next call fails
+
+
+def test_local_fail_next_rejects_unknown_operation(local: LocalMediaAdapter) -> None:
+    with pytest.raises(ValueError):
+        local.fail_next("create_meetings")
+
+
+# --------------------------------------------------------------------------- selection
+
+
+@pytest.fixture
+def fresh_media(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    get_settings.cache_clear()
+    reset_media()
+    yield monkeypatch
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    reset_media()
+
+
+@pytest.mark.parametrize(("name", "kind"), [("local", LocalMediaAdapter), ("chime", ChimeMediaAdapter)])
+def test_get_media_selects_and_caches(fresh_media: pytest.MonkeyPatch, name: str, kind: type) -> None:
+    fresh_media.setenv("MEDIA_ADAPTER", name)
+    fresh_media.setenv("AWS_REGION", "us-east-1")
+    port = get_media()
+    assert isinstance(port, kind)
+    assert get_media() is port
+
+
+def test_get_media_rejects_unknown_adapter(fresh_media: pytest.MonkeyPatch) -> None:
+    fresh_media.setenv("MEDIA_ADAPTER", "ivs")
+    with pytest.raises(ValueError):
+        get_media()
