@@ -19,7 +19,8 @@ dev: $(STAMP)
 
 ## make test: install what is needed, lint, type-check and run the test suite
 test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest
+	@# pytest exits 5 when it collects no test: not a failure of the suite.
+	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
