@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
@@ -12,10 +13,11 @@ from pydantic import BaseModel, ValidationError
 
 from chalicelib import auth
 from chalicelib.observability import logger
-from chalicelib.protocol import CommandError, ErrorCode
+from chalicelib.protocol import ID_PATTERN, CommandError, ErrorCode
 
 M = TypeVar("M", bound=BaseModel)
 P = ParamSpec("P")
+ID_RE = re.compile(ID_PATTERN)
 
 HTTP_STATUS = {
     ErrorCode.BAD_REQUEST: 400,
@@ -82,3 +84,9 @@ def endpoint(func: Callable[P, Any]) -> Callable[P, Any]:
         return result
 
     return wrapper
+
+
+def path_id(value: str, what: str) -> str:
+    if not ID_RE.fullmatch(value):
+        raise CommandError(ErrorCode.NOT_FOUND, f"{what} not found")
+    return value

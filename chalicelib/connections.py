@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections import OrderedDict
+from collections.abc import Callable
 
 from pynamodb.exceptions import DoesNotExist
 
@@ -34,15 +36,29 @@ def register(connection_id: str, identity: Identity, connected_at_ms: int) -> Co
     return record
 
 
+# A connection's user never changes, so a warm Lambda container can keep the
+# answer: commands then skip the GetItem. Closed connections are evicted.
+_CACHE: OrderedDict[str, Connection] = OrderedDict()
+_CACHE_SIZE = 10_000
+
+
 def lookup(connection_id: str) -> Connection | None:
+    cached = _CACHE.get(connection_id)
+    if cached is not None:
+        return cached
     try:
-        return Connection.get(connection_id, consistent_read=True)
+        record = Connection.get(connection_id, consistent_read=True)
     except DoesNotExist:
         return None
+    _CACHE[connection_id] = record
+    if len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return record
 
 
 def forget(connection_id: str) -> Connection | None:
     """Delete the record; returns what it was, so membership can be cleaned up too."""
+    _CACHE.pop(connection_id, None)
     try:
         record = Connection.get(connection_id, consistent_read=True)
     except DoesNotExist:
@@ -53,3 +69,24 @@ def forget(connection_id: str) -> Connection | None:
 
 def of_user(user_id: str) -> list[Connection]:
     return list(Connection.by_user.query(user_id))
+
+
+def sweep_stale(on_gone: Callable[[str], None], older_than_seconds: int = 300) -> int:
+    """Find connections whose $disconnect never came ($disconnect is best effort).
+
+    Each shard is a Query for records not checked for a while; API Gateway is
+    asked about each, and the ones it no longer knows are cleaned up.
+    """
+    from chalicelib.push import get_pusher
+
+    now = int(time.time())
+    cutoff = now - older_than_seconds
+    gone = 0
+    for shard in range(SWEEP_SHARDS):
+        for record in Connection.by_last_seen.query(str(shard), Connection.last_seen < cutoff, limit=200):
+            if get_pusher().info(record.connection_id) is None:
+                on_gone(record.connection_id)
+                gone += 1
+            else:
+                record.update(actions=[Connection.last_seen.set(now)])
+    return gone

@@ -7,7 +7,7 @@ from typing import Any
 
 from chalice import Response
 
-from chalicelib import api, auth, commands, connections, protocol
+from chalicelib import api, auth, commands, connections, fanout, protocol, relations, schemas, spaces
 from chalicelib.observability import logger
 from chalicelib.protocol import CommandError, ErrorCode
 from chalicelib.push import get_pusher
@@ -36,15 +36,23 @@ def _refuse(status: int, code: ErrorCode, message: str) -> Response:
 def ws_message(event: Any) -> None:
     connection_id = event.connection_id
     raw = event.to_dict()
+    with fanout.held() as events:
+        answer = _answer(connection_id, raw, event.body)
+    if not get_pusher().send(connection_id, answer):
+        commands.connection_gone(connection_id)
+    events.flush()
+
+
+def _answer(connection_id: str, raw: dict[str, Any], body: str | None) -> dict[str, Any]:
     ref = None
     try:
         if raw.get("isBase64Encoded"):
             raise CommandError(ErrorCode.BAD_REQUEST, "binary frames are not supported; send JSON text")
         try:
-            ref = protocol.read_ref(json.loads(event.body))
+            ref = protocol.read_ref(json.loads(body or ""))
         except (TypeError, ValueError):
             ref = None
-        command = protocol.parse_command(event.body)
+        command = protocol.parse_command(body)
         caller = connections.lookup(connection_id)
         if caller is None:
             raise CommandError(ErrorCode.UNAUTHORIZED, "connection is not registered; reconnect")
@@ -55,8 +63,7 @@ def ws_message(event: Any) -> None:
     except Exception:
         logger.exception("command failed", extra={"connection_id": connection_id})
         answer = protocol.error(ref, ErrorCode.INTERNAL, "internal error")
-    if not get_pusher().send(connection_id, answer):
-        commands.connection_gone(connection_id)
+    return answer
 
 
 def ws_disconnect(event: Any) -> None:
@@ -74,8 +81,13 @@ def fanout_batch(event: Any) -> Any:
     return {"batchItemFailures": []}
 
 
-def sweep(event: Any) -> Any:
-    return None
+def sweep(event: Any) -> dict[str, int]:
+    """Every minute: hosts whose grace ran out, listener counts not yet published, lost sockets."""
+    return {
+        "grace_expired": spaces.expire_grace(),
+        "counts_published": spaces.publish_pending_counts(),
+        "stale_connections": connections.sweep_stale(commands.connection_gone),
+    }
 
 
 # -- REST --------------------------------------------------------------------
@@ -85,3 +97,116 @@ def sweep(event: Any) -> Any:
 def whoami(request: Any) -> dict[str, Any]:
     identity = api.caller(request)
     return {"user_id": identity.user_id, "username": identity.username, "groups": sorted(identity.groups)}
+
+
+# -- REST: spaces ------------------------------------------------------------
+
+
+def _query(request: Any) -> dict[str, str]:
+    return dict(request.query_params or {})
+
+
+@api.endpoint
+def create_space(request: Any) -> Response:
+    user = api.caller(request)
+    refusal = commands.connect_refusal(user)
+    if refusal is not None:
+        raise refusal
+    body = api.body_as(request, schemas.CreateSpace)
+    space = spaces.create(
+        user.user_id,
+        body.title,
+        scheduled_start=body.scheduled_start.strftime("%Y-%m-%dT%H:%M:%SZ") if body.scheduled_start else None,
+        speak_policy=body.speak_policy,
+        lang=body.lang,
+        handover=body.handover,
+    )
+    return Response(body=spaces.public_space(space), status_code=201)
+
+
+@api.endpoint
+def get_space(request: Any, space_id: str) -> dict[str, Any]:
+    api.caller(request)
+    return spaces.public_space(spaces.get_space(api.path_id(space_id, "space")))
+
+
+@api.endpoint
+def list_spaces(request: Any) -> dict[str, Any]:
+    api.caller(request)
+    q = _query(request)
+    return spaces.list_page(
+        state=q.get("state", "live"),
+        limit=schemas.parse_limit(q.get("limit")),
+        cursor=q.get("cursor"),
+    )
+
+
+@api.endpoint
+def search_spaces(request: Any) -> dict[str, Any]:
+    api.caller(request)
+    q = _query(request)
+    return spaces.search(
+        q.get("query", ""),
+        state=q.get("state", "live"),
+        limit=schemas.parse_limit(q.get("limit")),
+        cursor=q.get("cursor"),
+    )
+
+
+@api.endpoint
+def spaces_by_creator(request: Any, user_id: str) -> dict[str, Any]:
+    api.caller(request)
+    q = _query(request)
+    return spaces.by_creator(
+        api.path_id(user_id, "user"), limit=schemas.parse_limit(q.get("limit")), cursor=q.get("cursor")
+    )
+
+
+@api.endpoint
+def start_space(request: Any, space_id: str) -> dict[str, Any]:
+    user = api.caller(request)
+    return spaces.public_space(spaces.start(user.user_id, api.path_id(space_id, "space")))
+
+
+@api.endpoint
+def cancel_space(request: Any, space_id: str) -> dict[str, Any]:
+    user = api.caller(request)
+    return spaces.public_space(spaces.cancel(user.user_id, api.path_id(space_id, "space")))
+
+
+@api.endpoint
+def end_space(request: Any, space_id: str) -> dict[str, Any]:
+    user = api.caller(request)
+    return spaces.public_space(spaces.end_rest(user.user_id, api.path_id(space_id, "space")))
+
+
+# -- REST: follows and blocks ------------------------------------------------
+
+
+@api.endpoint
+def put_relation(request: Any, kind: str, other: str) -> dict[str, Any]:
+    user = api.caller(request)
+    relation = relations.put(user.user_id, kind, api.path_id(other, "user"))
+    if kind == "block":
+        relations.enforce_block(user.user_id, other)
+    return relations.view(relation)
+
+
+@api.endpoint
+def delete_relation(request: Any, kind: str, other: str) -> Response:
+    user = api.caller(request)
+    relations.delete(user.user_id, kind, api.path_id(other, "user"))
+    return Response(body="", status_code=204)
+
+
+@api.endpoint
+def list_relations(request: Any, kind: str) -> dict[str, Any]:
+    user = api.caller(request)
+    q = _query(request)
+    return relations.page(user.user_id, kind, schemas.parse_limit(q.get("limit")), q.get("cursor"))
+
+
+def relation(request: Any, kind: str, other: str) -> Any:
+    if request.method == "DELETE":
+        return delete_relation(request, kind, other)
+    return put_relation(request, kind, other)

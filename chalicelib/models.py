@@ -128,10 +128,14 @@ class Space(Model):
     ended_at = UnicodeAttribute(null=True)
     ended_reason = UnicodeAttribute(null=True)
     participant_count = NumberAttribute(default=0)  # as last published (coalesced)
-    listener_count = NumberAttribute(default=0)  # exact
-    stage_count = NumberAttribute(default=0)  # host + co-hosts + speakers
-    cohost_count = NumberAttribute(default=0)
+    listener_count = NumberAttribute(default=0)  # exact: listeners present now
     host_id = UnicodeAttribute()
+    # The stage (at most 13 entries) lives on the space item, so every stage
+    # transition is one conditional write on stage_version: two moderators
+    # acting at once cannot both take the last seat.
+    # {user_id: {role, present, muted, muted_by, since, connection_id}}
+    stage = JSONAttribute(default=dict)
+    stage_version = NumberAttribute(default=0)
     seq = NumberAttribute(default=0)
     count_published_at = NumberAttribute(default=0)  # epoch s of the last listener-count event
     meeting_id = UnicodeAttribute(null=True)
@@ -155,15 +159,6 @@ class MembersByUser(GlobalSecondaryIndex["Member"]):
     space_id = UnicodeAttribute(range_key=True)
 
 
-class MembersOnStage(GlobalSecondaryIndex["Member"]):
-    class Meta:
-        index_name = "stage"
-        projection = AllProjection()
-
-    space_id = UnicodeAttribute(hash_key=True)
-    stage_rank = UnicodeAttribute(range_key=True)
-
-
 class MembersWithHandRaised(GlobalSecondaryIndex["Member"]):
     class Meta:
         index_name = "hands"
@@ -184,13 +179,9 @@ class Member(Model):
     role = UnicodeAttribute()  # host | cohost | speaker | listener
     present = BooleanAttribute(default=False)
     removed = BooleanAttribute(default=False)  # removed by a moderator: no rejoin
-    muted = BooleanAttribute(default=True)
-    host_muted = BooleanAttribute(default=False)
     hand_raised_at = UnicodeAttribute(null=True)
     invited_at = UnicodeAttribute(null=True)
     invited_by = UnicodeAttribute(null=True)
-    stage_rank = UnicodeAttribute(null=True)
-    stage_since = UnicodeAttribute(null=True)
     joined_at = UnicodeAttribute(null=True)
     connection_id = UnicodeAttribute(null=True)
     attendee_id = UnicodeAttribute(null=True)
@@ -199,7 +190,6 @@ class Member(Model):
     reaction_count = NumberAttribute(default=0)
 
     by_user = MembersByUser()
-    on_stage = MembersOnStage()
     hands = MembersWithHandRaised()
 
 

@@ -54,10 +54,146 @@ class Ping(Command):
     action: Literal["ping"]
 
 
-AnyCommand = Annotated[Ping, Field(discriminator="action")]
+class SpaceCommand(Command):
+    space_id: SpaceId
+
+
+class TargetCommand(SpaceCommand):
+    user_id: UserId
+
+
+class SpaceJoin(SpaceCommand):
+    action: Literal["space.join"]
+
+
+class SpaceLeave(SpaceCommand):
+    action: Literal["space.leave"]
+
+
+class SpaceSync(SpaceCommand):
+    action: Literal["space.sync"]
+
+
+class SpaceEnd(SpaceCommand):
+    action: Literal["space.end"]
+
+
+class HandRaise(SpaceCommand):
+    action: Literal["hand.raise"]
+
+
+class HandLower(SpaceCommand):
+    action: Literal["hand.lower"]
+
+
+class InviteAccept(SpaceCommand):
+    action: Literal["invite.accept"]
+
+
+class InviteDecline(SpaceCommand):
+    action: Literal["invite.decline"]
+
+
+class StageLeave(SpaceCommand):
+    action: Literal["stage.leave"]
+
+
+class MicMute(SpaceCommand):
+    action: Literal["mic.mute"]
+
+
+class MicUnmute(SpaceCommand):
+    action: Literal["mic.unmute"]
+
+
+class SpeakerInvite(TargetCommand):
+    action: Literal["speaker.invite"]
+
+
+class RequestApprove(TargetCommand):
+    action: Literal["request.approve"]
+
+
+class RequestDeny(TargetCommand):
+    action: Literal["request.deny"]
+
+
+class SpeakerRemove(TargetCommand):
+    action: Literal["speaker.remove"]
+
+
+class SpeakerMute(TargetCommand):
+    action: Literal["speaker.mute"]
+
+
+class ParticipantRemove(TargetCommand):
+    action: Literal["participant.remove"]
+
+
+class CohostAdd(TargetCommand):
+    action: Literal["cohost.add"]
+
+
+class CohostRemove(TargetCommand):
+    action: Literal["cohost.remove"]
+
+
+class SettingsUpdate(SpaceCommand):
+    action: Literal["settings.update"]
+    speak_policy: Literal["everyone", "following", "invited"] | None = None
+    handover: bool | None = None
+    title: Annotated[str, Field(min_length=1, max_length=70)] | None = None
+
+
+class ReactionSend(SpaceCommand):
+    action: Literal["reaction.send"]
+    emoji: Annotated[str, Field(min_length=1, max_length=16)]
+
+
+ReportCategory = Literal[
+    "spam", "harassment", "hate", "violence", "self_harm", "sexual_content", "impersonation", "other"
+]
+
+
+class ReportSend(SpaceCommand):
+    action: Literal["report.send"]
+    user_id: UserId | None = None
+    category: ReportCategory
+    note: Annotated[str, Field(max_length=500)] | None = None
+
+
+AnyCommand = Annotated[
+    Ping
+    | SpaceJoin
+    | SpaceLeave
+    | SpaceSync
+    | SpaceEnd
+    | HandRaise
+    | HandLower
+    | InviteAccept
+    | InviteDecline
+    | StageLeave
+    | MicMute
+    | MicUnmute
+    | SpeakerInvite
+    | RequestApprove
+    | RequestDeny
+    | SpeakerRemove
+    | SpeakerMute
+    | ParticipantRemove
+    | CohostAdd
+    | CohostRemove
+    | SettingsUpdate
+    | ReactionSend
+    | ReportSend,
+    Field(discriminator="action"),
+]
 
 _command_adapter: TypeAdapter[Any] = TypeAdapter(AnyCommand)
-COMMAND_NAMES: frozenset[str] = frozenset({"ping"})
+COMMAND_NAMES: frozenset[str] = frozenset(
+    member.model_fields["action"].annotation.__args__[0]
+    for member in AnyCommand.__origin__.__args__  # type: ignore[attr-defined]
+)
 
 
 def read_ref(raw: Any) -> str | None:

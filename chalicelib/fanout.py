@@ -1,0 +1,112 @@
+"""Events to the people in a space: broadcasts with a per-space seq, and private messages.
+
+Recipients of a broadcast come from a Query on the space's members (never a
+Scan). Posts go out in parallel; a connection that answers 410 is cleaned up,
+not retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from chalicelib import protocol
+from chalicelib.models import Member, Space
+from chalicelib.observability import logger
+from chalicelib.push import Delivery, get_pusher
+
+# Set by the spaces service: what to do with a connection that turned out gone.
+on_gone: Callable[[str], None] = lambda connection_id: None  # noqa: E731
+
+
+_held: ContextVar[list[Callable[[], Any]] | None] = ContextVar("held_events", default=None)
+
+
+class Outbox:
+    def __init__(self) -> None:
+        self.pending: list[Callable[[], Any]] = []
+
+    def flush(self) -> None:
+        for send in self.pending:
+            try:
+                send()
+            except Exception:
+                logger.exception("event delivery failed")
+        self.pending.clear()
+
+
+@contextmanager
+def held() -> Iterator[Outbox]:
+    """Hold the events a command causes until its reply has gone out, so the caller
+    gets the reply (with the state it produced) before the events about it."""
+    outbox = Outbox()
+    token = _held.set(outbox.pending)
+    try:
+        yield outbox
+    finally:
+        _held.reset(token)
+
+
+def _later(send: Callable[[], Any]) -> bool:
+    pending = _held.get()
+    if pending is None:
+        return False
+    pending.append(send)
+    return True
+
+
+def next_seq(space_id: str) -> int:
+    """Reserve the space's next event number (one atomic ADD)."""
+    space = Space(space_id)
+    space.update(actions=[Space.seq.add(1)])
+    return int(space.seq)
+
+
+def recipients(space_id: str) -> list[str]:
+    """Connection ids of everyone present in the space (a paginated Query)."""
+    members = Member.query(
+        space_id,
+        filter_condition=Member.present == True,  # noqa: E712 - PynamoDB condition, not a comparison
+        attributes_to_get=["connection_id"],
+    )
+    return [m.connection_id for m in members if m.connection_id]
+
+
+def deliver(connection_ids: Iterable[str], message: dict[str, Any]) -> Delivery:
+    result = get_pusher().send_many(connection_ids, message)
+    for connection_id in result.gone:
+        try:
+            on_gone(connection_id)
+        except Exception:
+            logger.exception("cleanup of a gone connection failed", extra={"connection_id": connection_id})
+    if result.failed:
+        logger.warning("posts failed", extra={"failed": len(result.failed), "event": message.get("event")})
+    return result
+
+
+def broadcast(space_id: str, name: str, **payload: Any) -> Delivery | None:
+    """An event everyone in the space receives, numbered by the space's seq."""
+    if _later(lambda: broadcast(space_id, name, **payload)):
+        return None
+    message = protocol.event(name, space_id, next_seq(space_id), **payload)
+    return deliver(recipients(space_id), message)
+
+
+def send_private(
+    connection_ids: Iterable[str], name: str, space_id: str | None, **payload: Any
+) -> Delivery | None:
+    """An event for a few people (hosts, one user); it carries no seq."""
+    ids = list(connection_ids)
+    if _later(lambda: send_private(ids, name, space_id, **payload)):
+        return None
+    connection_ids = ids
+    return deliver([c for c in connection_ids if c], protocol.event(name, space_id, None, **payload))
+
+
+def disconnect(connection_id: str) -> None:
+    """Close a client's socket (after any events held for it)."""
+    if _later(lambda: disconnect(connection_id)):
+        return
+    get_pusher().close(connection_id)

@@ -1,0 +1,75 @@
+"""Follows and blocks between users. Both directions are key lookups (table and `inverse` GSI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.models import Member, Relation
+from chalicelib.protocol import CommandError, ErrorCode
+from chalicelib.rules import MODERATORS, Role, SpaceState
+from chalicelib.schemas import decode_cursor, encode_cursor
+
+KINDS = ("follow", "block")
+CURSOR_KEYS = {"user_id", "rel"}
+
+
+def put(user_id: str, kind: str, other: str) -> Relation:
+    if other == user_id:
+        raise CommandError(ErrorCode.BAD_REQUEST, f"you cannot {kind} yourself")
+    from chalicelib.spaces import now_iso
+
+    relation = Relation(
+        user_id,
+        f"{kind}#{other}",
+        kind=kind,
+        other_id=other,
+        inverse_rel=f"{kind}#{user_id}",
+        created_at=now_iso(),
+    )
+    relation.save()
+    return relation
+
+
+def delete(user_id: str, kind: str, other: str) -> None:
+    Relation(user_id, f"{kind}#{other}").delete()
+
+
+def page(user_id: str, kind: str, limit: int, cursor: str | None) -> dict[str, Any]:
+    results = Relation.query(
+        user_id,
+        Relation.rel.startswith(f"{kind}#"),
+        limit=limit,
+        last_evaluated_key=decode_cursor(cursor, CURSOR_KEYS),
+    )
+    items = [{"user_id": r.other_id, "created_at": r.created_at} for r in results]
+    return {"data": items, "next_cursor": encode_cursor(results.last_evaluated_key)}
+
+
+def view(relation: Relation) -> dict[str, Any]:
+    return {"user_id": relation.other_id, "created_at": relation.created_at}
+
+
+def blocked_by(user_id: str) -> list[str]:
+    return [r.other_id for r in Relation.query(user_id, Relation.rel.startswith("block#"))]
+
+
+def enforce_block(blocker: str, blocked: str) -> int:
+    """Remove `blocked` from every live space where `blocker` is host or co-host. Returns how many."""
+    from chalicelib import spaces
+
+    removed = 0
+    for mine in Member.by_user.query(blocker):
+        if mine.role not in MODERATORS:
+            continue
+        target = spaces.get_member(mine.space_id, blocked)
+        if target is None or not target.present or target.removed:
+            continue
+        space = spaces.get_space(mine.space_id)
+        stage = space.stage or {}
+        if space.state != SpaceState.LIVE or stage.get(blocker, {}).get("role") not in MODERATORS:
+            continue
+        if stage.get(blocked, {}).get("role") in (Role.HOST, Role.COHOST):
+            continue  # a block does not demote a moderator of the space
+        spaces.expel(space, target, "removed", by=blocker)
+        removed += 1
+    return removed

@@ -1,0 +1,172 @@
+"""Who may do what in a space. Pure functions over plain data: no AWS, no I/O.
+
+X Spaces is the reference: one host, up to two co-hosts, at most 13 people on
+stage including them, listeners without a fixed limit. A moderator acts only
+on people below them; only the host manages co-hosts, settings and the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from chalicelib.protocol import CommandError, ErrorCode
+
+MAX_COHOSTS = 2
+MAX_STAGE = 13
+TITLE_MAX = 70
+REACTIONS = frozenset({"👏", "❤️", "😂", "😮", "😢", "🔥", "💯", "👍", "👎", "🙏", "🎉", "✋"})
+
+
+class Role(StrEnum):
+    HOST = "host"
+    COHOST = "cohost"
+    SPEAKER = "speaker"
+    LISTENER = "listener"
+
+
+class SpaceState(StrEnum):
+    SCHEDULED = "scheduled"
+    LIVE = "live"
+    ENDED = "ended"
+
+
+class SpeakPolicy(StrEnum):
+    EVERYONE = "everyone"
+    FOLLOWING = "following"  # people the host follows
+    INVITED = "invited"  # only people a moderator invites
+
+
+RANK = {Role.HOST: 3, Role.COHOST: 2, Role.SPEAKER: 1, Role.LISTENER: 0}
+MODERATORS = frozenset({Role.HOST, Role.COHOST})
+ON_STAGE = frozenset({Role.HOST, Role.COHOST, Role.SPEAKER})
+
+
+@dataclass(frozen=True)
+class StageCount:
+    on_stage: int  # host + co-hosts + speakers
+    cohosts: int
+
+
+def refuse(code: ErrorCode, message: str) -> CommandError:
+    return CommandError(code, message)
+
+
+def require_live(state: str) -> None:
+    if state == SpaceState.ENDED:
+        raise refuse(ErrorCode.SPACE_ENDED, "the space has ended")
+    if state != SpaceState.LIVE:
+        raise refuse(ErrorCode.NOT_ALLOWED, "the space has not started")
+
+
+def require_moderator(actor: Role) -> None:
+    if actor not in MODERATORS:
+        raise refuse(ErrorCode.NOT_ALLOWED, "only the host or a co-host can do that")
+
+
+def require_host(actor: Role) -> None:
+    if actor != Role.HOST:
+        raise refuse(ErrorCode.NOT_ALLOWED, "only the host can do that")
+
+
+def require_above(actor: Role, target: Role) -> None:
+    """Moderators act only on people below them (a co-host cannot touch the host or a co-host)."""
+    if RANK[actor] <= RANK[target]:
+        raise refuse(ErrorCode.NOT_ALLOWED, "you can only do that to someone below you")
+
+
+def require_seat(count: StageCount, *, adding_cohost: bool = False, from_listener: bool = True) -> None:
+    if from_listener and count.on_stage >= MAX_STAGE:
+        raise refuse(ErrorCode.LIMIT_REACHED, f"the stage is full ({MAX_STAGE} including hosts)")
+    if adding_cohost and count.cohosts >= MAX_COHOSTS:
+        raise refuse(ErrorCode.LIMIT_REACHED, f"a space has at most {MAX_COHOSTS} co-hosts")
+
+
+def may_request_to_speak(policy: SpeakPolicy, *, host_follows_caller: bool) -> bool:
+    if policy == SpeakPolicy.EVERYONE:
+        return True
+    if policy == SpeakPolicy.FOLLOWING:
+        return host_follows_caller
+    return False
+
+
+def check_hand_raise(role: Role, policy: SpeakPolicy, *, host_follows_caller: bool) -> None:
+    if role != Role.LISTENER:
+        raise refuse(ErrorCode.CONFLICT, "you are already on stage")
+    if not may_request_to_speak(policy, host_follows_caller=host_follows_caller):
+        raise refuse(ErrorCode.NOT_ALLOWED, "in this space only invited people can speak")
+
+
+def check_promote(actor: Role, target: Role, count: StageCount) -> None:
+    """A moderator brings a listener on stage (approving a request, or an accepted invite)."""
+    require_moderator(actor)
+    if target != Role.LISTENER:
+        raise refuse(ErrorCode.CONFLICT, "that person is already on stage")
+    require_seat(count)
+
+
+def check_demote(actor: Role, target: Role) -> None:
+    """A moderator moves a speaker back to the audience."""
+    require_moderator(actor)
+    if target != Role.SPEAKER:
+        raise refuse(ErrorCode.CONFLICT, "that person is not a speaker")
+    require_above(actor, target)
+
+
+def check_stage_leave(role: Role) -> None:
+    if role == Role.HOST:
+        raise refuse(ErrorCode.NOT_ALLOWED, "the host cannot leave the stage; end the space instead")
+    if role not in ON_STAGE:
+        raise refuse(ErrorCode.CONFLICT, "you are not on stage")
+
+
+def check_mute_other(actor: Role, target: Role) -> None:
+    require_moderator(actor)
+    if target not in ON_STAGE:
+        raise refuse(ErrorCode.CONFLICT, "that person is not on stage")
+    require_above(actor, target)
+
+
+def check_self_mic(role: Role) -> None:
+    if role not in ON_STAGE:
+        raise refuse(ErrorCode.NOT_ALLOWED, "only people on stage have a microphone")
+
+
+def check_remove(actor: Role, target: Role) -> None:
+    require_moderator(actor)
+    require_above(actor, target)
+
+
+def check_cohost_add(actor: Role, target: Role, count: StageCount) -> None:
+    require_host(actor)
+    if target in MODERATORS:
+        raise refuse(ErrorCode.CONFLICT, "that person is already a host or co-host")
+    require_seat(count, adding_cohost=True, from_listener=target == Role.LISTENER)
+
+
+def check_cohost_remove(actor: Role, target: Role) -> None:
+    require_host(actor)
+    if target != Role.COHOST:
+        raise refuse(ErrorCode.CONFLICT, "that person is not a co-host")
+
+
+def validate_title(title: str) -> str:
+    cleaned = " ".join(title.split())
+    if not 1 <= len(cleaned) <= TITLE_MAX:
+        raise refuse(ErrorCode.BAD_REQUEST, f"title must be 1-{TITLE_MAX} characters")
+    return cleaned
+
+
+def reaction_allowed(window_start: int, count: int, now_window: int, limit: int) -> bool:
+    """Fixed-window rate limit: at most `limit` reactions per window."""
+    return window_start != now_window or count < limit
+
+
+def next_host(stage: dict[str, dict], leaving_host: str) -> str | None:
+    """Who takes over when the host does not come back: the longest-serving present co-host."""
+    candidates = [
+        (entry.get("since", ""), user_id)
+        for user_id, entry in stage.items()
+        if user_id != leaving_host and entry.get("role") == Role.COHOST and entry.get("present")
+    ]
+    return min(candidates)[1] if candidates else None

@@ -1,0 +1,80 @@
+"""Request bodies and query parameters of the REST API (pydantic)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from chalicelib.protocol import ID_PATTERN, CommandError, ErrorCode
+from chalicelib.rules import TITLE_MAX
+
+MAX_SCHEDULE_AHEAD = timedelta(days=30)
+UserIdPath = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+class CreateSpace(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: Annotated[str, Field(min_length=1, max_length=TITLE_MAX)]
+    scheduled_start: datetime | None = None
+    speak_policy: Literal["everyone", "following", "invited"] = "everyone"
+    lang: Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")] | None = None
+    handover: bool = False
+
+    @field_validator("title")
+    @classmethod
+    def _title_has_text(cls, value: str) -> str:
+        cleaned = " ".join(value.split())
+        if not cleaned:
+            raise ValueError("title must not be blank")
+        return cleaned
+
+    @field_validator("scheduled_start")
+    @classmethod
+    def _within_30_days(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("scheduled_start needs a time zone, e.g. 2026-12-01T18:00:00Z")
+        now = datetime.now(tz=UTC)
+        if value <= now:
+            raise ValueError("scheduled_start must be in the future")
+        if value > now + MAX_SCHEDULE_AHEAD:
+            raise ValueError("scheduled_start can be at most 30 days ahead")
+        return value.astimezone(UTC)
+
+
+def parse_limit(raw: str | None, default: int = 20, maximum: int = 100) -> int:
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise CommandError(ErrorCode.BAD_REQUEST, f"limit must be an integer from 1 to {maximum}")
+    return int(raw)
+
+
+def encode_cursor(key: dict[str, Any] | None) -> str | None:
+    if not key:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(raw: str | None, keys: set[str]) -> dict[str, Any] | None:
+    """A cursor from encode_cursor; `keys` are the attribute names its index's keys must have."""
+    if not raw:
+        return None
+    try:
+        padded = raw + "=" * (-len(raw) % 4)
+        key = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, TypeError):
+        raise CommandError(ErrorCode.BAD_REQUEST, "cursor is not valid") from None
+    if (
+        not isinstance(key, dict)
+        or set(key) != keys
+        or not all(isinstance(v, dict) and len(v) == 1 and set(v) <= {"S", "N"} for v in key.values())
+    ):
+        raise CommandError(ErrorCode.BAD_REQUEST, "cursor is not valid")
+    return key
