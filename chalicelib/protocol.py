@@ -10,7 +10,7 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, ValidationError
 
 MAX_REF_LENGTH = 64
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
@@ -141,7 +141,7 @@ class CohostRemove(TargetCommand):
 class SettingsUpdate(SpaceCommand):
     action: Literal["settings.update"]
     speak_policy: Literal["everyone", "following", "invited"] | None = None
-    handover: bool | None = None
+    handover: StrictBool | None = None
     title: Annotated[str, Field(min_length=1, max_length=70)] | None = None
 
 

@@ -1,0 +1,25 @@
+"""sohbet_client: an asyncio client for sohbet's WebSocket API (see docs/asyncapi.yaml)."""
+
+from sohbet_client.client import (
+    COMMAND_METHODS,
+    ConnectionClosed,
+    Gap,
+    SohbetClient,
+    SohbetError,
+    get_token,
+    http_base_url,
+    rest,
+    with_token,
+)
+
+__all__ = [
+    "COMMAND_METHODS",
+    "ConnectionClosed",
+    "Gap",
+    "SohbetClient",
+    "SohbetError",
+    "get_token",
+    "http_base_url",
+    "rest",
+    "with_token",
+]
