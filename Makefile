@@ -31,3 +31,7 @@ typecheck: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+## make bench: sohbet against the naive design on the local stack (BENCH_N listeners, default 1000)
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -15,7 +15,8 @@ from typing import Any
 from chalicelib import protocol
 from chalicelib.models import Member, Space
 from chalicelib.observability import logger
-from chalicelib.push import Delivery, get_pusher
+from chalicelib.config import get_settings
+from chalicelib.push import Delivery, encode, get_pusher
 
 # Set by the spaces service: what to do with a connection that turned out gone.
 on_gone: Callable[[str], None] = lambda connection_id: None  # noqa: E731
@@ -74,13 +75,25 @@ def recipients(space_id: str) -> list[str]:
     return [m.connection_id for m in members if m.connection_id]
 
 
+def cleanup_gone(connection_id: str) -> None:
+    try:
+        on_gone(connection_id)
+    except Exception:
+        logger.exception("cleanup of a gone connection failed", extra={"connection_id": connection_id})
+
+
 def deliver(connection_ids: Iterable[str], message: dict[str, Any]) -> Delivery:
-    result = get_pusher().send_many(connection_ids, message)
+    """Post now, or past the shard threshold hand the posting to the fan-out queue."""
+    settings = get_settings()
+    ids = list(dict.fromkeys(connection_ids))
+    if len(ids) > settings.fanout_shard_threshold and not settings.naive_fanout:
+        from chalicelib import shards
+
+        shards.enqueue(ids, encode(message))
+        return Delivery(queued=len(ids))
+    result = get_pusher().send_many(ids, message)
     for connection_id in result.gone:
-        try:
-            on_gone(connection_id)
-        except Exception:
-            logger.exception("cleanup of a gone connection failed", extra={"connection_id": connection_id})
+        cleanup_gone(connection_id)
     if result.failed:
         logger.warning("posts failed", extra={"failed": len(result.failed), "event": message.get("event")})
     return result

@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +97,12 @@ def function_environment_spec(template: dict[str, Any]) -> dict[str, Any]:
     return template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class EmbeddedAWS:
     """Starts moto on 127.0.0.1 and deploys the template's tables and queues into it."""
 
@@ -105,18 +116,34 @@ class EmbeddedAWS:
         self.resource_types: dict[str, str] = {}
 
     def start(self) -> str:
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
+        """moto's server in a child process: its CPU work runs beside the app's, not under one GIL."""
+        port = self._port or _free_port()
+        self._server = subprocess.Popen(
+            [sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=dict(os.environ, **FAKE_CREDENTIALS),
+            cwd=REPO,
+        )
+        self.endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1):
+                    break
+            except OSError:
+                if self._server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto server did not start") from None
+                time.sleep(0.05)
         return self.endpoint
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.stop()
+            self._server.terminate()
+            try:
+                self._server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._server.kill()
             self._server = None
 
     def client(self, service: str) -> Any:

@@ -49,6 +49,11 @@ def _request_id() -> str:
     return base64.urlsafe_b64encode(os.urandom(12)).decode()
 
 
+def _trace_id() -> str:
+    # X-Ray's trace header: Root=1-{epoch seconds, hex}-{96 random bits, hex}
+    return f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()}"
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -101,6 +106,7 @@ class WebSocketGateway:
         self._context_factory = context_factory
         self.settings = settings
         self.connections: dict[str, Connection] = {}
+        self.posted = 0  # messages delivered through @connections
 
     # -- events ------------------------------------------------------------
 
@@ -132,10 +138,16 @@ class WebSocketGateway:
             multi.setdefault(name, []).append(value)
             headers[name] = value
         client_ip = websocket.client.host if websocket.client else "127.0.0.1"
-        headers.setdefault("X-Forwarded-For", client_ip)
-        multi.setdefault("X-Forwarded-For", [client_ip])
-        headers.setdefault("X-Forwarded-Proto", "http")
-        multi.setdefault("X-Forwarded-Proto", ["http"])
+        server = websocket.scope.get("server") or (None, 80)
+        # The headers API Gateway adds to every $connect request.
+        for name, value in (
+            ("X-Amzn-Trace-Id", _trace_id()),
+            ("X-Forwarded-For", client_ip),
+            ("X-Forwarded-Port", str(server[1])),
+            ("X-Forwarded-Proto", "http"),
+        ):
+            headers.setdefault(name, value)
+            multi.setdefault(name, [value])
         event: dict[str, Any] = {
             "headers": headers,
             "multiValueHeaders": multi,
@@ -251,6 +263,11 @@ class WebSocketGateway:
                 if message["type"] == "websocket.disconnect":
                     code = message.get("code") or 1005
                     reason = message.get("reason") or ""
+                    if code == 1005 and "reason" not in message:
+                        # uvicorn reports a TCP connection lost without any close
+                        # frame as 1005 with no reason; that is 1006, not a close
+                        # frame without a status code.
+                        code, reason = 1006, "Connection lost"
                     break
                 conn.last_active_at = _now_ms()
                 await self._on_message(conn, message)
@@ -354,6 +371,7 @@ class WebSocketGateway:
             await self._send(conn, data)
         except Exception:
             return _management_error(410, "GoneException")
+        self.posted += 1  # only touched on the event loop: no lock needed
         return Response(status_code=200, headers=_amzn_headers())
 
     async def get_connection(self, request: Request) -> Response:
@@ -405,7 +423,11 @@ def _management_error(status: int, error_type: str, message: str | None = None) 
     return JSONResponse({"message": message}, status_code=status, headers=headers)
 
 
+# Header words whose usual spelling is not plain Title-Case (Sec-WebSocket-Key, not Sec-Websocket-Key).
+_HEADER_WORDS = {"websocket": "WebSocket", "www": "WWW", "md5": "MD5", "dnt": "DNT", "te": "TE", "xss": "XSS"}
+
+
 def _canonical_header(name: str) -> str:
     # API Gateway passes header names as the client sent them; HTTP/1.1 clients
     # send Title-Case, and ASGI lower-cases, so restore the common form.
-    return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+    return "-".join(_HEADER_WORDS.get(part, part[:1].upper() + part[1:]) for part in name.split("-"))

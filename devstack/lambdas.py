@@ -11,6 +11,7 @@ Schedules: each `@app.schedule` handler is called on its rate.
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
@@ -24,6 +25,10 @@ log = logging.getLogger("devstack.lambdas")
 LambdaHandler = Callable[[dict[str, Any], Any], Any]
 
 
+def _b64(value: bytes | None) -> str | None:
+    return None if value is None else base64.b64encode(value).decode()
+
+
 def sqs_event(records: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
     return {
         "Records": [
@@ -35,9 +40,10 @@ def sqs_event(records: list[dict[str, Any]], queue_arn: str, region: str) -> dic
                 "messageAttributes": {
                     name: {
                         "stringValue": attr.get("StringValue"),
-                        "binaryValue": attr.get("BinaryValue"),
+                        # boto3 gives bytes; Lambda's JSON event carries base64 text
+                        "binaryValue": _b64(attr.get("BinaryValue")),
                         "stringListValues": attr.get("StringListValues", []),
-                        "binaryListValues": attr.get("BinaryListValues", []),
+                        "binaryListValues": [_b64(v) for v in attr.get("BinaryListValues", [])],
                         "dataType": attr["DataType"],
                     }
                     for name, attr in m.get("MessageAttributes", {}).items()

@@ -56,4 +56,7 @@ def _to_response(result: dict[str, Any]) -> Response:
     for name, values in (result.get("multiValueHeaders") or {}).items():
         for value in values:
             response.headers.append(name, str(value))
+    if "content-type" not in response.headers:
+        # API Gateway's default when a proxy integration's response names none
+        response.headers["Content-Type"] = "application/json"
     return response

@@ -26,6 +26,7 @@ from devstack.idp import LocalIdentityProvider
 from devstack.idp import routes as idp_routes
 from devstack.lambdas import Scheduler, SqsPoller, rate_seconds
 from devstack.rest import RestGateway
+from devstack.stats import AWS_CALLS, cpu_seconds, install_call_counter
 
 log = logging.getLogger("devstack")
 
@@ -53,6 +54,20 @@ def _chalice_environment(stage: str) -> dict[str, str]:
     env = dict(config.get("environment_variables", {}))
     env.update(config.get("stages", {}).get(stage, {}).get("environment_variables", {}))
     return env
+
+
+async def _openapi_yaml(request: Any) -> Any:
+    """The REST API's OpenAPI document (docs/openapi.yaml), as the local stack serves it."""
+    from starlette.responses import Response
+
+    return Response((REPO / "docs" / "openapi.yaml").read_bytes(), media_type="application/yaml")
+
+
+async def _openapi_json(request: Any) -> Any:
+    import yaml
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(yaml.safe_load((REPO / "docs" / "openapi.yaml").read_text()))
 
 
 class LambdaContextFactory:
@@ -97,6 +112,7 @@ class LocalStack:
         self._socket.bind((opts.host, opts.port))
         self.port = self._socket.getsockname()[1]
 
+        install_call_counter()
         moto_url = self.aws.start()
         template = load_template()
         self.aws.deploy(template)
@@ -157,7 +173,13 @@ class LocalStack:
         )
         rest = RestGateway(self.app, opts.stage, self.executor)
         assert self.idp is not None
-        routes: list[Any] = [*idp_routes(self.idp), *self.gateway.routes()]
+        routes: list[Any] = [
+            *idp_routes(self.idp),
+            Route("/dev/stats", self._stats, methods=["GET"]),
+            Route("/openapi.yaml", _openapi_yaml, methods=["GET"]),
+            Route("/openapi.json", _openapi_json, methods=["GET"]),
+            *self.gateway.routes(),
+        ]
         routes.append(
             Route(
                 "/{path:path}",
@@ -187,6 +209,19 @@ class LocalStack:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 raise RuntimeError("the local stack's server did not start")
             time.sleep(0.01)
+
+    async def _stats(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        assert self.gateway is not None
+        return JSONResponse(
+            {
+                "aws_calls": AWS_CALLS.snapshot(),
+                "posts": self.gateway.posted,
+                "connections": len(self.gateway.connections),
+                "cpu_seconds": cpu_seconds(),
+            }
+        )
 
     def _start_event_sources(self) -> None:
         from chalice.app import CloudWatchEventConfig, ScheduledEventConfig, SQSEventConfig

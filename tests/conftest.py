@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import collections
 import json
-import threading
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -12,51 +10,12 @@ from typing import Any
 import pytest
 
 from devstack.stack import LocalStack, StackOptions
-
-
-class AwsCallCounter:
-    """Counts every AWS operation any botocore client in this process makes (a botocore event hook)."""
-
-    def __init__(self) -> None:
-        self.calls: collections.Counter[str] = collections.Counter()
-        self._lock = threading.Lock()
-        self.enabled = True
-
-    def hook(self, model: Any, **_: Any) -> None:
-        if self.enabled:
-            with self._lock:
-                self.calls[f"{model.service_model.service_name}:{model.name}"] += 1
-
-    def reset(self) -> None:
-        with self._lock:
-            self.calls.clear()
-
-    def total(self, exclude: tuple[str, ...] = ()) -> int:
-        return sum(n for op, n in self.calls.items() if not op.startswith(exclude))
-
-
-AWS_CALLS = AwsCallCounter()
-
-
-def _install_call_counter() -> None:
-    import botocore.session
-
-    original = botocore.session.Session.create_client
-    if getattr(original, "_counted", False):
-        return
-
-    def create_client(self: Any, *args: Any, **kwargs: Any) -> Any:
-        client = original(self, *args, **kwargs)
-        client.meta.events.register("before-call", AWS_CALLS.hook)
-        return client
-
-    create_client._counted = True  # type: ignore[attr-defined]
-    botocore.session.Session.create_client = create_client  # type: ignore[method-assign]
+from devstack.stats import AWS_CALLS, AwsCallCounter, install_call_counter
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
-    _install_call_counter()
+    install_call_counter()
     local = LocalStack(
         StackOptions(
             port=0,
@@ -74,6 +33,7 @@ def stack() -> Iterator[LocalStack]:
 
 @pytest.fixture
 def aws_calls() -> AwsCallCounter:
+    """Every AWS operation any botocore client in this process makes, counted by a botocore event hook."""
     AWS_CALLS.reset()
     return AWS_CALLS
 

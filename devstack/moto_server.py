@@ -1,0 +1,80 @@
+"""moto's server, with one fix that keeps the local stack usable at benchmark sizes.
+
+moto 5.2's TransactWriteItems backs up every table a transaction touches with
+a deep copy, so each transaction costs time in proportion to all the data in
+those tables: a join storm into one space becomes quadratic. Here the backup
+holds only the items the transaction writes, and a cancelled transaction puts
+exactly those back. What a transaction does, and what a cancelled one leaves,
+is unchanged; tests/e2e check conditional failures and rollbacks through it.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import types
+from typing import Any
+
+
+def patch_transactions() -> None:
+    import moto.dynamodb.models as ddb_models
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    if getattr(DynamoDBBackend.transact_write_items, "_item_backups", False):
+        return
+
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        # The whole-table backup becomes the table itself; items are backed up below.
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    ddb_models.copy = types.SimpleNamespace(deepcopy=deepcopy, copy=copy.copy)  # type: ignore[attr-defined]
+    original = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        backups = []
+        for entry in transact_items:
+            try:
+                _, op = next(iter(entry.items()))
+                table = self.get_table(op["TableName"])
+                attrs = op.get("Key") or op["Item"]
+                hash_key = DynamoType(attrs[table.hash_key_attr])
+                range_key = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr else None
+                backups.append(
+                    (table, hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key)))
+                )
+            except Exception:
+                continue
+        try:
+            original(self, transact_items)
+        except Exception:
+            for table, hash_key, range_key, item in reversed(backups):
+                _restore(table, hash_key, range_key, item)
+            raise
+
+    transact_write_items._item_backups = True  # type: ignore[attr-defined]
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+def _restore(table: Any, hash_key: Any, range_key: Any, item: Any) -> None:
+    if range_key is not None:
+        if item is None:
+            table.items.get(hash_key, {}).pop(range_key, None)
+        else:
+            table.items[hash_key][range_key] = item
+    elif item is None:
+        table.items.pop(hash_key, None)
+    else:
+        table.items[hash_key] = item
+
+
+def main(argv: list[str]) -> None:
+    from moto.server import main as moto_main
+
+    patch_transactions()
+    moto_main(argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,59 @@
+"""What the local stack did: AWS operations by name, @connections posts, CPU time.
+
+Counted with a botocore event hook on every client the process creates, so
+the app's own code is untouched. Served at GET /dev/stats (local stack only)
+for the benchmark, and used by the tests.
+"""
+
+from __future__ import annotations
+
+import collections
+import resource
+import threading
+from typing import Any
+
+
+class AwsCallCounter:
+    def __init__(self) -> None:
+        self.calls: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+
+    def hook(self, model: Any, **_: Any) -> None:
+        with self._lock:
+            self.calls[f"{model.service_model.service_name}:{model.name}"] += 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.calls)
+
+    def total(self, exclude: tuple[str, ...] = ()) -> int:
+        return sum(n for op, n in self.snapshot().items() if not op.startswith(exclude))
+
+
+AWS_CALLS = AwsCallCounter()
+
+
+def install_call_counter() -> None:
+    """Register the counter on every botocore client created from now on."""
+    import botocore.session
+
+    original = botocore.session.Session.create_client
+    if getattr(original, "_counted", False):
+        return
+
+    def create_client(self: Any, *args: Any, **kwargs: Any) -> Any:
+        client = original(self, *args, **kwargs)
+        client.meta.events.register("before-call", AWS_CALLS.hook)
+        return client
+
+    create_client._counted = True  # type: ignore[attr-defined]
+    botocore.session.Session.create_client = create_client  # type: ignore[method-assign]
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
