@@ -1,8 +1,8 @@
 """sohbet: the Chalice app. Declarations only; the logic lives in chalicelib."""
 
-from chalice import Chalice, Rate
+from chalice import Chalice, CORSConfig, Rate
 
-from chalicelib import handlers
+from chalicelib import api, handlers
 from chalicelib.config import get_settings
 
 app = Chalice(app_name="sohbet")
@@ -113,3 +113,39 @@ def block(user_id):
 @app.route("/me/blocks", methods=["GET"], cors=True)
 def list_blocks():
     return handlers.list_relations(app.current_request, "block")
+
+
+# -- REST: reports and the admin reporting API -------------------------------
+
+# Browsers may send Idempotency-Key to the two routes that take it.
+_IDEMPOTENT_CORS = CORSConfig(allow_origin="*", allow_headers=["Idempotency-Key"])
+
+
+@app.route("/reports", methods=["POST"], cors=_IDEMPOTENT_CORS)
+def file_report():
+    return handlers.file_report(app.current_request)
+
+
+@app.route("/admin/cases", methods=["GET"], cors=True)
+def admin_list_cases():
+    return handlers.admin_list_cases(app.current_request)
+
+
+@app.route("/admin/cases/{case_id}", methods=["GET"], cors=True)
+def admin_get_case(case_id):
+    return handlers.admin_get_case(app.current_request, case_id)
+
+
+@app.route("/admin/cases/{case_id}/actions", methods=["POST"], cors=_IDEMPOTENT_CORS)
+def admin_case_action(case_id):
+    return handlers.admin_case_action(app.current_request, case_id)
+
+
+@app.route("/admin/audit", methods=["GET"], cors=True)
+def admin_list_audit():
+    return handlers.admin_list_audit(app.current_request)
+
+
+@app.middleware("http")
+def uniform_errors(event, get_response):
+    return api.uniform_errors(get_response(event))

@@ -64,9 +64,21 @@ def body_as(request: Any, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise CommandError(ErrorCode.BAD_REQUEST, f"{where}: {first['msg']}") from None
+        raise _invalid(exc, "body") from None
+
+
+def query_as(request: Any, model: type[M]) -> M:
+    """The query string, validated by a pydantic model (unknown parameters are refused)."""
+    try:
+        return model.model_validate(dict(request.query_params or {}))
+    except ValidationError as exc:
+        raise _invalid(exc, "query") from None
+
+
+def _invalid(exc: ValidationError, what: str) -> CommandError:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or what
+    return CommandError(ErrorCode.BAD_REQUEST, f"{where}: {first['msg']}")
 
 
 def endpoint(func: Callable[P, Any]) -> Callable[P, Any]:
@@ -90,3 +102,28 @@ def path_id(value: str, what: str) -> str:
     if not ID_RE.fullmatch(value):
         raise CommandError(ErrorCode.NOT_FOUND, f"{what} not found")
     return value
+
+
+# Chalice answers a few requests itself, before any view runs (a Content-Type other
+# than JSON: 415), with {"Code", "Message"}; clients get our shape and codes instead.
+_CHALICE_STATUS = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.NOT_ALLOWED,
+    404: ErrorCode.NOT_FOUND,
+    415: ErrorCode.BAD_REQUEST,
+    500: ErrorCode.INTERNAL,
+}
+
+
+def uniform_errors(response: Response) -> Response:
+    body = response.body
+    code = _CHALICE_STATUS.get(response.status_code)
+    if code is None or not isinstance(body, dict) or set(body) != {"Code", "Message"}:
+        return response
+    message = "Content-Type must be application/json" if response.status_code == 415 else str(body["Message"])
+    answer = error_response(code, message)
+    for name, value in (response.headers or {}).items():
+        if name.lower() != "content-type":
+            answer.headers[name] = value
+    return answer

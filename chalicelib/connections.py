@@ -33,6 +33,7 @@ def register(connection_id: str, identity: Identity, connected_at_ms: int) -> Co
         expires_at=now + get_settings().connection_ttl_seconds,
     )
     record.save()
+    _remember(record)
     return record
 
 
@@ -50,10 +51,14 @@ def lookup(connection_id: str) -> Connection | None:
         record = Connection.get(connection_id, consistent_read=True)
     except DoesNotExist:
         return None
-    _CACHE[connection_id] = record
+    _remember(record)
+    return record
+
+
+def _remember(record: Connection) -> None:
+    _CACHE[record.connection_id] = record
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
-    return record
 
 
 def forget(connection_id: str) -> Connection | None:

@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from chalicelib import protocol
-from chalicelib.models import Member, Space
-from chalicelib.observability import logger
+from chalicelib import counters, protocol
 from chalicelib.config import get_settings
+from chalicelib.models import Member
+from chalicelib.observability import logger
 from chalicelib.push import Delivery, encode, get_pusher
 
 # Set by the spaces service: what to do with a connection that turned out gone.
@@ -58,13 +58,6 @@ def _later(send: Callable[[], Any]) -> bool:
     return True
 
 
-def next_seq(space_id: str) -> int:
-    """Reserve the space's next event number (one atomic ADD)."""
-    space = Space(space_id)
-    space.update(actions=[Space.seq.add(1)])
-    return int(space.seq)
-
-
 def recipients(space_id: str) -> list[str]:
     """Connection ids of everyone present in the space (a paginated Query)."""
     members = Member.query(
@@ -103,7 +96,7 @@ def broadcast(space_id: str, name: str, **payload: Any) -> Delivery | None:
     """An event everyone in the space receives, numbered by the space's seq."""
     if _later(lambda: broadcast(space_id, name, **payload)):
         return None
-    message = protocol.event(name, space_id, next_seq(space_id), **payload)
+    message = protocol.event(name, space_id, counters.next_seq(space_id), **payload)
     return deliver(recipients(space_id), message)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -74,11 +75,35 @@ def ws_disconnect(event: Any) -> None:
 
 
 def moderation_batch(event: Any) -> Any:
-    return {"batchItemFailures": []}
+    """Triage reports: each record alone; a failed one returns to the queue (then the DLQ)."""
+    from chalicelib import moderation
+
+    return moderation.moderation_batch(event.to_dict(), event.context)
 
 
 def fanout_batch(event: Any) -> Any:
-    return {"batchItemFailures": []}
+    """Post the shards of big broadcasts; a shard that raises returns to the queue alone."""
+    from aws_lambda_powertools.utilities.batch import process_partial_response
+
+    return process_partial_response(
+        event=event.to_dict(),
+        record_handler=_post_shard,
+        processor=_fanout_processor(),
+        context=event.context,
+    )
+
+
+def _post_shard(record: Any) -> None:
+    from chalicelib import shards
+
+    shards.post_shard(record.body, fanout.cleanup_gone)
+
+
+@functools.lru_cache(maxsize=1)
+def _fanout_processor() -> Any:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+
+    return BatchProcessor(event_type=EventType.SQS)
 
 
 def sweep(event: Any) -> dict[str, int]:
@@ -127,7 +152,7 @@ def create_space(request: Any) -> Response:
 @api.endpoint
 def get_space(request: Any, space_id: str) -> dict[str, Any]:
     api.caller(request)
-    return spaces.public_space(spaces.get_space(api.path_id(space_id, "space")))
+    return spaces.public_view(api.path_id(space_id, "space"))
 
 
 @api.endpoint
@@ -210,3 +235,51 @@ def relation(request: Any, kind: str, other: str) -> Any:
     if request.method == "DELETE":
         return delete_relation(request, kind, other)
     return put_relation(request, kind, other)
+
+
+# -- REST: reports and the admin reporting API ---------------------------------
+
+
+@api.endpoint
+def file_report(request: Any) -> Response:
+    from chalicelib import idempotency, moderation
+
+    user = api.caller(request)
+    body = api.body_as(request, moderation.FileReport)
+    key = (request.headers or {}).get(idempotency.HEADER)
+    result = moderation.file_report_rest(user.user_id, body, key, request.lambda_context)
+    return Response(body=result, status_code=202)
+
+
+@api.endpoint
+def admin_list_cases(request: Any) -> dict[str, Any]:
+    from chalicelib import admin
+
+    api.admin(request)
+    return admin.list_cases(api.query_as(request, admin.CasesQuery))
+
+
+@api.endpoint
+def admin_get_case(request: Any, case_id: str) -> dict[str, Any]:
+    from chalicelib import admin
+
+    api.admin(request)
+    return admin.case_detail(api.path_id(case_id, "case"), api.query_as(request, admin.ReportsQuery))
+
+
+@api.endpoint
+def admin_case_action(request: Any, case_id: str) -> dict[str, Any]:
+    from chalicelib import admin, idempotency
+
+    identity = api.admin(request)
+    body = api.body_as(request, admin.CaseAction)
+    key = (request.headers or {}).get(idempotency.HEADER)
+    return admin.act(identity.user_id, api.path_id(case_id, "case"), body, key, request.lambda_context)
+
+
+@api.endpoint
+def admin_list_audit(request: Any) -> dict[str, Any]:
+    from chalicelib import admin
+
+    api.admin(request)
+    return admin.list_audit(api.query_as(request, admin.AuditQuery))

@@ -136,10 +136,10 @@ class Space(Model):
     # {user_id: {role, present, muted, muted_by, since, connection_id}}
     stage = JSONAttribute(default=dict)
     stage_version = NumberAttribute(default=0)
-    seq = NumberAttribute(default=0)
-    count_published_at = NumberAttribute(default=0)  # epoch s of the last listener-count event
     meeting_id = UnicodeAttribute(null=True)
     meeting = JSONAttribute(null=True)
+    replicas = JSONAttribute(null=True)  # replica meetings, oldest first (placement.py)
+    replica_count = NumberAttribute(default=0)
     grace_shard = UnicodeAttribute(null=True)  # set with grace_deadline while the host is away
     grace_deadline = NumberAttribute(null=True)
     invited_user_ids = ListAttribute(of=UnicodeAttribute, null=True)
@@ -228,3 +228,144 @@ class Relation(Model):
     created_at = UnicodeAttribute()
 
     inverse = RelationsInverse()
+
+
+# -- safety: reports, cases, audit ---------------------------------------------
+
+
+class ReportsByCase(GlobalSecondaryIndex["Report"]):
+    class Meta:
+        index_name = "by_case"
+        projection = AllProjection()
+
+    case_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class Report(Model):
+    """One report as triage stored it, with the snapshot taken when it was filed."""
+
+    class Meta(_Meta):
+        table_name = _settings.reports_table
+
+    report_id = UnicodeAttribute(hash_key=True)
+    case_id = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    reporter_id = UnicodeAttribute()
+    space_id = UnicodeAttribute()
+    target_key = UnicodeAttribute()  # user#bob | space#<id>
+    target_user_id = UnicodeAttribute(null=True)
+    category = UnicodeAttribute()
+    note = UnicodeAttribute(null=True)
+    snapshot = JSONAttribute()
+    stored_at = UnicodeAttribute()
+
+    by_case = ReportsByCase()
+
+
+class CasesByStatus(GlobalSecondaryIndex["Case"]):
+    class Meta:
+        index_name = "by_status"
+        projection = AllProjection()
+
+    status = UnicodeAttribute(hash_key=True)
+    last_seen_at = UnicodeAttribute(range_key=True)
+
+
+class CasesByPriority(GlobalSecondaryIndex["Case"]):
+    class Meta:
+        index_name = "by_priority"
+        projection = AllProjection()
+
+    status_priority = UnicodeAttribute(hash_key=True)
+    last_seen_at = UnicodeAttribute(range_key=True)
+
+
+class CasesByTarget(GlobalSecondaryIndex["Case"]):
+    class Meta:
+        index_name = "by_target"
+        projection = AllProjection()
+
+    target_key = UnicodeAttribute(hash_key=True)
+    opened_at = UnicodeAttribute(range_key=True)
+
+
+class Case(Model):
+    """The reports about one target, grouped for an admin; `version` rises with every change."""
+
+    class Meta(_Meta):
+        table_name = _settings.cases_table
+
+    case_id = UnicodeAttribute(hash_key=True)
+    target_key = UnicodeAttribute()
+    target_type = UnicodeAttribute()  # user | space
+    target_id = UnicodeAttribute()
+    status = UnicodeAttribute()  # open | closed
+    priority = UnicodeAttribute()  # low | normal | high
+    status_priority = UnicodeAttribute()  # open#high
+    report_count = NumberAttribute(default=0)
+    reporters = UnicodeSetAttribute(null=True)
+    categories = UnicodeSetAttribute(null=True)
+    # [[epoch s, reporter], ...] of the latest reports, for the crowd rule (triage.py)
+    recent = JSONAttribute(default=list)
+    first_seen_at = UnicodeAttribute()
+    last_seen_at = UnicodeAttribute()
+    opened_at = UnicodeAttribute()
+    closed_at = UnicodeAttribute(null=True)
+    resolution = UnicodeAttribute(null=True)
+    latest_space_id = UnicodeAttribute(null=True)
+    latest_report_id = UnicodeAttribute(null=True)
+    actions = JSONAttribute(default=list)  # what admins did, oldest first
+    version = NumberAttribute(default=0)
+
+    by_status = CasesByStatus()
+    by_priority = CasesByPriority()
+    by_target = CasesByTarget()
+
+
+class OpenCase(Model):
+    """`case_id = "open#user#bob"`: which case is the target's open one (at most one).
+
+    Lives in the cases table without the GSI attributes, so no index lists it.
+    Creating it with attribute_not_exists and deleting it when the case closes,
+    in the same transactions, is what keeps one open case per target even when
+    two reports about a new target are triaged at once; the by_target index is
+    eventually consistent and could not.
+    """
+
+    class Meta(_Meta):
+        table_name = _settings.cases_table
+
+    case_id = UnicodeAttribute(hash_key=True)
+    open_case_id = UnicodeAttribute()
+
+
+class AuditByTarget(GlobalSecondaryIndex["Audit"]):
+    class Meta:
+        index_name = "by_target"
+        projection = AllProjection()
+
+    target_key = UnicodeAttribute(hash_key=True)
+    audit_sk = UnicodeAttribute(range_key=True)
+
+
+class Audit(Model):
+    """One admin action: partitioned by UTC day, sorted by time (`audit_sk` = `{at}#{audit_id}`)."""
+
+    class Meta(_Meta):
+        table_name = _settings.audit_table
+
+    audit_day = UnicodeAttribute(hash_key=True)
+    audit_sk = UnicodeAttribute(range_key=True)
+    audit_id = UnicodeAttribute()
+    at = UnicodeAttribute()
+    admin_id = UnicodeAttribute()
+    action = UnicodeAttribute()
+    target_key = UnicodeAttribute()
+    target_type = UnicodeAttribute()
+    target_id = UnicodeAttribute()
+    case_id = UnicodeAttribute()
+    reason = UnicodeAttribute()
+    details = JSONAttribute(default=dict)
+
+    by_target = AuditByTarget()

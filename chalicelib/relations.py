@@ -39,7 +39,7 @@ def page(user_id: str, kind: str, limit: int, cursor: str | None) -> dict[str, A
         user_id,
         Relation.rel.startswith(f"{kind}#"),
         limit=limit,
-        last_evaluated_key=decode_cursor(cursor, CURSOR_KEYS),
+        last_evaluated_key=decode_cursor(cursor, CURSOR_KEYS, {"user_id": user_id}),
     )
     items = [{"user_id": r.other_id, "created_at": r.created_at} for r in results]
     return {"data": items, "next_cursor": encode_cursor(results.last_evaluated_key)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -51,7 +52,8 @@ class CreateSpace(BaseModel):
 def parse_limit(raw: str | None, default: int = 20, maximum: int = 100) -> int:
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= maximum:
         raise CommandError(ErrorCode.BAD_REQUEST, f"limit must be an integer from 1 to {maximum}")
     return int(raw)
 
@@ -62,8 +64,15 @@ def encode_cursor(key: dict[str, Any] | None) -> str | None:
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_cursor(raw: str | None, keys: set[str]) -> dict[str, Any] | None:
-    """A cursor from encode_cursor; `keys` are the attribute names its index's keys must have."""
+def decode_cursor(
+    raw: str | None, keys: set[str], fixed: dict[str, str] | None = None
+) -> dict[str, Any] | None:
+    """A cursor from encode_cursor; `keys` are the attribute names its index's keys must have.
+
+    DynamoDB refuses (ValidationException, a 500 here) a start key with an empty or
+    non-numeric value, or whose partition key is not the one queried: `fixed` names
+    the attributes whose string value must be what this query uses.
+    """
     if not raw:
         return None
     try:
@@ -77,4 +86,22 @@ def decode_cursor(raw: str | None, keys: set[str]) -> dict[str, Any] | None:
         or not all(isinstance(v, dict) and len(v) == 1 and set(v) <= {"S", "N"} for v in key.values())
     ):
         raise CommandError(ErrorCode.BAD_REQUEST, "cursor is not valid")
+    if not all(_key_value_ok(v) for v in key.values()) or any(
+        key.get(name) != {"S": value} for name, value in (fixed or {}).items()
+    ):
+        raise CommandError(ErrorCode.BAD_REQUEST, "cursor is not valid")
     return key
+
+
+def _key_value_ok(value: dict[str, Any]) -> bool:
+    ((kind, text),) = value.items()
+    if not isinstance(text, str) or not text:
+        return False
+    if kind == "N":
+        try:
+            number = Decimal(text)
+        except InvalidOperation:
+            return False
+        # DynamoDB's number range
+        return number.is_finite() and (number == 0 or Decimal("1e-130") <= abs(number) < Decimal("1e126"))
+    return True

@@ -25,7 +25,7 @@ from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactGet, TransactWrite
 
-from chalicelib import fanout, media, rules
+from chalicelib import counters, fanout, media, placement, rules
 from chalicelib.config import get_settings
 from chalicelib.models import Connection, Member, Relation, Space
 from chalicelib.observability import logger
@@ -65,6 +65,9 @@ class Ctx:
     connection_id: str | None
     space: Space
     member: Member | None
+    seq: int = 0  # the space's last event number when this was read
+    count_published_at: float = 0.0  # when the last listeners.count event went out
+    listeners: int | None = None  # exact listener count, when read with the counters
 
     @property
     def stage(self) -> dict[str, dict[str, Any]]:
@@ -98,11 +101,18 @@ def get_space(space_id: str) -> Space:
         raise not_found() from None
 
 
-def load(user_id: str, connection_id: str | None, space_id: str) -> Ctx:
-    """The space and the caller's membership in one TransactGetItems call."""
+def load(user_id: str, connection_id: str | None, space_id: str, with_counts: bool = False) -> Ctx:
+    """The space, the caller's membership and the space's event seq in one TransactGetItems call;
+    with_counts adds the listener counter shards (19 items, well under the 100 a call takes)."""
     with TransactGet(connection=dynamo()) as tx:
         space_future = tx.get(Space, space_id)
         member_future = tx.get(Member, space_id, user_id)
+        seq_future = tx.get(counters.SpaceCounter, counters.seq_key(space_id))
+        shard_futures = (
+            [tx.get(counters.SpaceCounter, key) for key in counters.shard_keys(space_id)]
+            if with_counts
+            else []
+        )
     try:
         space = space_future.get()
     except Space.DoesNotExist:
@@ -111,7 +121,28 @@ def load(user_id: str, connection_id: str | None, space_id: str) -> Ctx:
         member: Member | None = member_future.get()
     except Member.DoesNotExist:
         member = None
-    return Ctx(user_id, connection_id, space, member)
+    ctx = Ctx(user_id, connection_id, space, member)
+    try:
+        seq_item = seq_future.get()
+        ctx.seq, ctx.count_published_at = int(seq_item.seq or 0), float(seq_item.published_at or 0)
+    except counters.SpaceCounter.DoesNotExist:
+        pass
+    if with_counts:
+        ctx.listeners = sum(_shard_value(f) for f in shard_futures)
+    return ctx
+
+
+def _shard_value(future: Any) -> int:
+    try:
+        return int(future.get().listeners or 0)
+    except counters.SpaceCounter.DoesNotExist:
+        return 0
+
+
+def public_view(space_id: str) -> dict[str, Any]:
+    """GET /spaces/{id}: the space with its exact listener count."""
+    space = get_space(space_id)
+    return public_space(space, counters.listeners(space_id) if space.state == SpaceState.LIVE else None)
 
 
 def get_member(space_id: str, user_id: str) -> Member | None:
@@ -172,8 +203,12 @@ def stage_list(space: Space) -> list[dict[str, Any]]:
     ]
 
 
-def public_space(space: Space) -> dict[str, Any]:
-    """The space resource; field names follow X API v2's Space object where they overlap."""
+def public_space(space: Space, listeners: int | None = None) -> dict[str, Any]:
+    """The space resource; field names follow X API v2's Space object where they overlap.
+
+    `listener_count` is the exact count when given (one read of the counter shards),
+    else the last published one; `participant_count` is always the published one.
+    """
     stage = space.stage or {}
     return {
         "id": space.space_id,
@@ -184,7 +219,7 @@ def public_space(space: Space) -> dict[str, Any]:
         "speaker_ids": [uid for uid, e in stage.items() if e["role"] == Role.SPEAKER],
         "invited_user_ids": list(space.invited_user_ids or []),
         "participant_count": int(space.participant_count or 0),
-        "listener_count": int(space.listener_count or 0),
+        "listener_count": int(space.listener_count or 0) if listeners is None else listeners,
         "scheduled_start": space.scheduled_start,
         "started_at": space.started_at,
         "ended_at": space.ended_at,
@@ -205,11 +240,13 @@ def hand_queue(space_id: str, limit: int = 100) -> list[dict[str, Any]]:
     ]
 
 
-def snapshot(space: Space, user_id: str, role: Role, media_credentials: Any = None) -> dict[str, Any]:
+def snapshot(
+    space: Space, user_id: str, role: Role, seq: int, media_credentials: Any = None
+) -> dict[str, Any]:
     data: dict[str, Any] = {
         "space": public_space(space),
         "role": role.value,
-        "seq": int(space.seq or 0),
+        "seq": seq,
         "stage": stage_list(space),
         "listener_count": int(space.listener_count or 0),
     }
@@ -235,6 +272,10 @@ class Transition:
     space_actions: list[Any] = field(default_factory=list)
     audio: str | None = None  # new capability for the target's attendee
     previous_audio: str | None = None
+    listener_delta: int = 0  # the target joins (+1) or leaves (-1) the listener count
+    # What puts the space and the target's member item back if the media service refuses the change.
+    undo_space_actions: list[Any] = field(default_factory=list)
+    undo_member_actions: list[Any] = field(default_factory=list)
 
 
 def _audio_for(entry: dict[str, Any] | None) -> str:
@@ -263,6 +304,8 @@ def _commit_stage(ctx: Ctx, t: Transition) -> None:
                 actions=t.member_actions,
                 condition=t.member_condition if t.member_condition is not None else Member.user_id.exists(),
             )
+        if t.listener_delta:
+            tx.update(*counters.change(space.space_id, t.target, t.listener_delta))
 
 
 def _is_conflict(exc: TransactWriteError) -> bool:
@@ -295,7 +338,13 @@ def _apply_audio(ctx: Ctx, t: Transition) -> None:
     if target is None or not target.attendee_id or not target.meeting_id:
         return
     try:
-        media.get_media().update_attendee_audio(target.meeting_id, target.attendee_id, t.audio)
+        if (
+            target.meeting_id != ctx.space.meeting_id
+            and Role(t.stage.get(t.target, {}).get("role", "listener")) in rules.ON_STAGE
+        ):
+            _move_to_primary(ctx.space, target, t.audio)
+        else:
+            media.get_media().update_attendee_audio(target.meeting_id, target.attendee_id, t.audio)
     except media.MediaError:
         logger.exception("media capability update failed; putting the stage back")
         _revert_stage(ctx, t)
@@ -304,17 +353,41 @@ def _apply_audio(ctx: Ctx, t: Transition) -> None:
         ) from None
 
 
+def _move_to_primary(space: Space, target: Member, audio: str) -> None:
+    """The stage speaks in the primary meeting: a listener promoted from a replica gets a new
+    attendee there, the old one is deleted, and the client gets fresh credentials."""
+    assert space.meeting is not None
+    primary = placement.meeting_from(space.meeting)
+    attendee = media.get_media().create_attendee(primary.meeting_id, target.user_id, audio)
+    old_meeting, old_attendee = target.meeting_id, target.attendee_id
+    target.update(
+        actions=[Member.attendee_id.set(attendee.attendee_id), Member.meeting_id.set(primary.meeting_id)]
+    )
+    _safe_delete_attendee(old_meeting, old_attendee)
+    fanout.send_private(
+        [target.connection_id or ""],
+        "media.moved",
+        space.space_id,
+        media=media.credentials(primary, attendee),
+    )
+
+
 def _revert_stage(ctx: Ctx, t: Transition) -> None:
     space = ctx.space
     old_member_role = ctx.role_of(t.target, Member(space.space_id, t.target, present=True)) or Role.LISTENER
     with TransactWrite(connection=dynamo()) as tx:
         tx.update(
             space,
-            actions=[Space.stage.set(ctx.stage), Space.stage_version.add(1)],
+            actions=[Space.stage.set(ctx.stage), Space.stage_version.add(1), *t.undo_space_actions],
             condition=Space.stage_version == space.stage_version + 1,
         )
+        if t.listener_delta:
+            tx.update(*counters.change(space.space_id, t.target, -t.listener_delta))
         if t.member_actions:
-            tx.update(Member(space.space_id, t.target), actions=[Member.role.set(old_member_role.value)])
+            tx.update(
+                Member(space.space_id, t.target),
+                actions=[Member.role.set(old_member_role.value), *t.undo_member_actions],
+            )
 
 
 def announce_stage(space_id: str, t: Transition) -> None:
@@ -346,6 +419,11 @@ def _stage_counts(stage: dict[str, dict[str, Any]]) -> rules.StageCount:
 def _promotion(ctx: Ctx, target: Member, role: Role, reason: str) -> Transition:
     stage = dict(ctx.stage)
     stage[target.user_id] = stage_entry(role, target.connection_id)
+    undo_member: list[Any] = []
+    if target.hand_raised_at:
+        undo_member.append(Member.hand_raised_at.set(target.hand_raised_at))
+    if target.invited_at:
+        undo_member.append(Member.invited_at.set(target.invited_at))
     return Transition(
         stage=stage,
         reason=reason,
@@ -356,9 +434,10 @@ def _promotion(ctx: Ctx, target: Member, role: Role, reason: str) -> Transition:
             Member.invited_at.remove(),
         ],
         member_condition=(Member.present == True) & (Member.removed == False),  # noqa: E712
-        space_actions=[Space.listener_count.add(-1)],
+        listener_delta=-1,
         audio=_audio_for(stage[target.user_id]),
         previous_audio=_audio_for(None),
+        undo_member_actions=undo_member,
     )
 
 
@@ -370,7 +449,7 @@ def _demotion(ctx: Ctx, target_id: str, reason: str) -> Transition:
         reason=reason,
         target=target_id,
         member_actions=[Member.role.set(Role.LISTENER.value)],
-        space_actions=[Space.listener_count.add(1)] if old.get("present") else [],
+        listener_delta=1 if old.get("present") else 0,
         audio=_audio_for(None),
         previous_audio=_audio_for(old),
     )
@@ -388,7 +467,7 @@ def _target_member(ctx: Ctx, user_id: str) -> tuple[Member, Role]:
 
 
 def join(conn: Connection, space_id: str) -> dict[str, Any]:
-    ctx = load(conn.user_id, conn.connection_id, space_id)
+    ctx = load(conn.user_id, conn.connection_id, space_id, with_counts=True)
     space = ctx.space
     rules.require_live(space.state)
     member = ctx.member
@@ -406,8 +485,9 @@ def join(conn: Connection, space_id: str) -> dict[str, Any]:
         else None
     )
 
-    port = media.get_media()
-    attendee = port.create_attendee(space.meeting_id, conn.user_id, _audio_for(entry))
+    if entry is None and not already_present:
+        _check_room(ctx.listeners or 0)
+    meeting, attendee = placement.place(space, conn.user_id, role, _audio_for(entry), ctx.listeners or 0)
     now = now_iso()
     try:
         with TransactWrite(connection=dynamo()) as tx:
@@ -424,41 +504,60 @@ def join(conn: Connection, space_id: str) -> dict[str, Any]:
                 ],
                 condition=Member.removed.does_not_exist() | (Member.removed == False),  # noqa: E712
             )
-            space_actions: list[Any] = [Space.updated_at.set(now)]
-            space_condition = Space.state == SpaceState.LIVE
             if entry is not None:
-                new_entry = dict(entry, present=True, connection_id=conn.connection_id)
-                space_actions += [
-                    Space.stage.set(dict(ctx.stage, **{conn.user_id: new_entry})),
+                # Stage members rejoin through the space item (rare: at most 13 of them).
+                space.stage = dict(
+                    ctx.stage, **{conn.user_id: dict(entry, present=True, connection_id=conn.connection_id)}
+                )
+                space_actions: list[Any] = [
+                    Space.updated_at.set(now),
+                    Space.stage.set(space.stage),
                     Space.stage_version.add(1),
                 ]
-                space_condition &= Space.stage_version == space.stage_version
                 if role == Role.HOST:
                     space_actions += [Space.grace_deadline.remove(), Space.grace_shard.remove()]
+                tx.update(
+                    space,
+                    actions=space_actions,
+                    condition=(Space.state == SpaceState.LIVE) & (Space.stage_version == space.stage_version),
+                )
             elif not already_present:
-                space_actions.append(Space.listener_count.add(1))
-            tx.update(space, actions=space_actions, condition=space_condition)
+                # Listeners never write the space item: its counter shard says whether the
+                # space is still on and has room (counters.py).
+                tx.update(*counters.join_update(space_id, conn.user_id))
+            else:
+                tx.condition_check(Space, space_id, condition=Space.state == SpaceState.LIVE)
             tx.update(Connection(conn.connection_id), actions=[Connection.space_id.set(space_id)])
     except TransactWriteError as exc:
         if not already_present:
             _safe_delete_attendee(attendee.meeting_id, attendee.attendee_id)
         if _is_conflict(exc):
+            if entry is None and not already_present:
+                _check_room(counters.listeners(space_id))
+                if get_space(space_id).state == SpaceState.ENDED:
+                    raise CommandError(ErrorCode.SPACE_ENDED, "the space has ended") from None
             raise CommandError(ErrorCode.CONFLICT, "the space changed while you joined; try again") from None
         raise
 
     if replaced:
         fanout.send_private([replaced], "session.replaced", space_id)
         fanout.disconnect(replaced)
-    fresh = get_space(space_id)
     if entry is not None:
-        announce_stage(space_id, Transition(stage=fresh.stage, reason="rejoined", target=conn.user_id))
+        announce_stage(space_id, Transition(stage=space.stage, reason="rejoined", target=conn.user_id))
         if role == Role.HOST and space.grace_deadline:
             fanout.broadcast(space_id, "host.back", user_id=conn.user_id)
     elif not already_present:
-        publish_listener_count(fresh)
-    meeting = media.Meeting(**space.meeting) if space.meeting else None
-    credentials = media.credentials(meeting, attendee) if meeting else None
-    return snapshot(fresh, conn.user_id, role, credentials)
+        publish_listener_count(space, last_published=ctx.count_published_at)
+    # The joiner's snapshot: the exact count as read with the counters, the joiner included.
+    space.listener_count = (ctx.listeners or 0) + (1 if entry is None and not already_present else 0)
+    return snapshot(space, conn.user_id, role, ctx.seq, media.credentials(meeting, attendee))
+
+
+def _check_room(listeners: int) -> None:
+    """Refuse a listener past MAX_LISTENERS (the counter shards' own cap backs this up under races)."""
+    limit = get_settings().max_listeners
+    if listeners >= limit:
+        raise CommandError(ErrorCode.LIMIT_REACHED, f"this space is full ({limit} listeners)")
 
 
 def _safe_delete_attendee(meeting_id: str | None, attendee_id: str | None) -> None:
@@ -470,25 +569,28 @@ def _safe_delete_attendee(meeting_id: str | None, attendee_id: str | None) -> No
         logger.exception("could not delete attendee", extra={"attendee_id": attendee_id})
 
 
-def publish_listener_count(space: Space, force: bool = False) -> bool:
-    """At most one listeners.count event per space per interval; the sweep publishes what is left."""
-    now = time.time()
-    interval = get_settings().listener_count_interval_seconds
-    last = float(space.count_published_at or 0)
-    if not force and now - last < interval:
-        return False
-    try:
-        space.update(
-            actions=[Space.count_published_at.set(now)],
-            condition=(Space.count_published_at == space.count_published_at)
-            | Space.count_published_at.does_not_exist(),
-        )
-    except UpdateError:
-        return False  # another invocation publishes
-    listeners = int(space.listener_count or 0)
+def publish_listener_count(space: Space, force: bool = False, last_published: float | None = None) -> bool:
+    """At most one listeners.count event per space per interval; the sweep publishes what is left.
+
+    `last_published`, when the caller read it already, spares the conditional write while
+    the interval is still running (most joins of a storm).
+    """
+    settings = get_settings()
+    # Big rooms get fewer count events: at most ~500 count posts per second per space.
+    interval = max(settings.listener_count_interval_seconds, int(space.listener_count or 0) / 500)
+    # The naive baseline (benchmark only) tells everyone about every join and leave.
+    if not force and not settings.naive_fanout:
+        if last_published is not None and time.time() - last_published < interval:
+            return False
+        if not counters.claim_publication(space.space_id, interval):
+            return False
+    listeners = counters.listeners(space.space_id)
     participants = listeners + sum(1 for e in (space.stage or {}).values() if e.get("present"))
     try:
-        space.update(actions=[Space.participant_count.set(participants)])
+        space.update(
+            actions=[Space.participant_count.set(participants), Space.listener_count.set(listeners)],
+            condition=Space.state == SpaceState.LIVE,
+        )
     except UpdateError:
         return False
     fanout.broadcast(
@@ -524,12 +626,12 @@ def leave(user_id: str, space_id: str, connection_id: str | None, reason: str = 
                     member, actions=member_actions, condition=Member.connection_id == member.connection_id
                 )
                 if entry is None:
-                    tx.update(space, actions=[Space.listener_count.add(-1)])
+                    tx.update(*counters.change(space_id, user_id, -1))
         except TransactWriteError:
             return False
         _safe_delete_attendee(member.meeting_id, member.attendee_id)
         if entry is None and space.state == SpaceState.LIVE:
-            publish_listener_count(get_space(space_id))
+            publish_listener_count(space)
         return True
 
     role = Role(entry["role"])
@@ -568,7 +670,8 @@ def leave(user_id: str, space_id: str, connection_id: str | None, reason: str = 
 def sync(conn: Connection, space_id: str) -> dict[str, Any]:
     ctx = load(conn.user_id, conn.connection_id, space_id)
     role = ctx.require_present()
-    return snapshot(ctx.space, conn.user_id, role)
+    ctx.space.listener_count = counters.listeners(space_id)
+    return snapshot(ctx.space, conn.user_id, role, ctx.seq)
 
 
 def raise_hand(conn: Connection, space_id: str) -> dict[str, Any]:
@@ -777,12 +880,12 @@ def expel(space: Space, member: Member, reason: str, by: str) -> None:
         with TransactWrite(connection=dynamo()) as tx:
             tx.update(Member(space.space_id, user_id), actions=member_actions)
             if member.present:
-                tx.update(space, actions=[Space.listener_count.add(-1)])
+                tx.update(*counters.change(space.space_id, user_id, -1))
     fanout.send_private([member.connection_id or ""], "participant.removed", space.space_id, reason=reason)
     if was_on_stage:
         announce_stage(space.space_id, t)
     elif member.present:
-        publish_listener_count(get_space(space.space_id))
+        publish_listener_count(space)
 
 
 def add_cohost(conn: Connection, space_id: str, user_id: str) -> dict[str, Any]:
@@ -894,39 +997,61 @@ def end_by_host(conn: Connection, space_id: str) -> dict[str, Any]:
     return {"state": SpaceState.ENDED.value}
 
 
-def end_space(space: Space, reason: str) -> bool:
-    """End a live or scheduled space: state first, then tell everyone, then the meeting."""
+def end_space(space: Space, reason: str, only_if: Condition | None = None) -> bool:
+    """End a live or scheduled space: state first, then tell everyone, then the meeting.
+
+    `only_if` is a further condition on the space item (False, nothing done, if it does not hold).
+    """
     now = now_iso()
+    condition = Space.state != SpaceState.ENDED
+    if only_if is not None:
+        condition &= only_if
     try:
-        space.update(
-            actions=[
-                Space.state.set(SpaceState.ENDED.value),
-                Space.ended_at.set(now),
-                Space.updated_at.set(now),
-                Space.ended_reason.set(reason),
-                Space.grace_deadline.remove(),
-                Space.grace_shard.remove(),
-            ],
-            condition=Space.state != SpaceState.ENDED,
-        )
-    except UpdateError:
+        # One transaction with the counter shards, so no listener join lands after the end.
+        with TransactWrite(connection=dynamo()) as tx:
+            tx.update(
+                space,
+                actions=[
+                    Space.state.set(SpaceState.ENDED.value),
+                    Space.ended_at.set(now),
+                    Space.updated_at.set(now),
+                    Space.ended_reason.set(reason),
+                    Space.grace_deadline.remove(),
+                    Space.grace_shard.remove(),
+                ],
+                condition=condition,
+            )
+            for counter, actions in counters.close_updates(space.space_id):
+                tx.update(counter, actions=actions)
+    except TransactWriteError:
         return False
+    space.state = SpaceState.ENDED.value
     fanout.broadcast(space.space_id, "space.ended", reason=reason)
-    if space.meeting_id:
+    for meeting_id in placement.all_meetings(space):  # replicas first, then the primary
         try:
-            media.get_media().delete_meeting(space.meeting_id)
+            media.get_media().delete_meeting(meeting_id)
         except media.MediaError:
-            logger.exception("could not delete meeting", extra={"meeting_id": space.meeting_id})
+            logger.exception("could not delete meeting", extra={"meeting_id": meeting_id})
     return True
 
 
 # -- host grace period and handover --------------------------------------------
 
 
+class _HostReturned(Exception):
+    """The host rejoined while their grace period was being closed: nothing to do."""
+
+
 def expire_grace(now: float | None = None) -> int:
-    """Spaces whose host did not come back in time: hand over to a co-host, or end."""
+    """Spaces whose host did not come back in time: hand over to a co-host, or end.
+
+    The host can rejoin at any moment (their join clears grace_deadline in the same
+    write that marks them present), so both outcomes are conditional on the grace
+    period still running out: a host who came back keeps the space.
+    """
     now = time.time() if now is None else now
     handled = 0
+    still_expired = Space.grace_deadline <= now
     for space in Space.by_grace.query(GRACE_SHARD, Space.grace_deadline <= now):
         handled += 1
         host = (space.stage or {}).get(space.host_id)
@@ -935,19 +1060,28 @@ def expire_grace(now: float | None = None) -> int:
             continue
         successor = rules.next_host(space.stage or {}, space.host_id) if space.handover else None
         if successor is None:
-            end_space(space, "host_left")
+            end_space(space, "host_left", only_if=still_expired)
             continue
         try:
-            _hand_over(space, successor)
+            _hand_over(space, now)
+        except _HostReturned:
+            continue
         except CommandError:
-            end_space(space, "host_left")
+            end_space(space, "host_left", only_if=still_expired)
     return handled
 
 
-def _hand_over(space: Space, successor: str) -> None:
+def _hand_over(space: Space, now: float) -> None:
     old_host = space.host_id
 
     def decide(ctx: Ctx) -> Transition:
+        deadline = ctx.space.grace_deadline
+        host = ctx.stage.get(old_host)
+        if ctx.space.host_id != old_host or deadline is None or deadline > now or (host or {}).get("present"):
+            raise _HostReturned()
+        successor = rules.next_host(ctx.stage, old_host)
+        if successor is None:
+            raise CommandError(ErrorCode.CONFLICT, "no co-host is present to take over")
         stage = dict(ctx.stage)
         stage.pop(old_host, None)
         stage[successor] = dict(stage[successor], role=Role.HOST.value)
@@ -963,7 +1097,7 @@ def _hand_over(space: Space, successor: str) -> None:
             ],
         )
 
-    _, t = transition(successor, None, space.space_id, decide)
+    _, t = transition(old_host, None, space.space_id, decide)
     Member(space.space_id, old_host).update(actions=[Member.role.set(Role.LISTENER.value)])
     announce_stage(space.space_id, t)
 
@@ -972,9 +1106,8 @@ def publish_pending_counts() -> int:
     """Listener counts that changed since their last event (the coalescing's tail)."""
     published = 0
     for space in Space.by_state.query(SpaceState.LIVE.value):
-        participants = int(space.listener_count or 0) + sum(
-            1 for e in (space.stage or {}).values() if e.get("present")
-        )
+        listeners = counters.listeners(space.space_id)
+        participants = listeners + sum(1 for e in (space.stage or {}).values() if e.get("present"))
         if participants != int(space.participant_count or 0) and publish_listener_count(space):
             published += 1
     return published
@@ -1011,7 +1144,6 @@ def create(
         stage_version=0,
         participant_count=0,
         listener_count=0,
-        seq=0,
     )
     if not scheduled_start:
         _go_live_fields(space)

@@ -6,12 +6,21 @@ those tables: a join storm into one space becomes quadratic. Here the backup
 holds only the items the transaction writes, and a cancelled transaction puts
 exactly those back. What a transaction does, and what a cancelled one leaves,
 is unchanged; tests/e2e check conditional failures and rollbacks through it.
+
+The server answers each request on its own thread, and moto's DynamoDB is not
+safe under that: a transaction checks its conditions and writes its items in
+separate steps, and a cancelled one puts its backups back, so two concurrent
+conditional transactions on one item could both pass, or one's rollback could
+erase the other's committed write. DynamoDB applies every request atomically,
+so here every DynamoDB request runs under one lock.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import sys
+import threading
 import types
 from typing import Any
 
@@ -69,10 +78,29 @@ def _restore(table: Any, hash_key: Any, range_key: Any, item: Any) -> None:
         table.items[hash_key] = item
 
 
+def serialize_dynamodb() -> None:
+    """One DynamoDB request at a time, as atomic as DynamoDB makes each of them."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    if getattr(DynamoHandler.call_action, "_serialized", False):
+        return
+    original = DynamoHandler.call_action
+    lock = threading.RLock()
+
+    @functools.wraps(original)
+    def call_action(self: Any) -> Any:
+        with lock:
+            return original(self)
+
+    call_action._serialized = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
 def main(argv: list[str]) -> None:
     from moto.server import main as moto_main
 
     patch_transactions()
+    serialize_dynamodb()
     moto_main(argv)
 
 

@@ -6,9 +6,12 @@ import asyncio
 import base64
 from concurrent.futures import Executor
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
+
+_PATH_SAFE = "/:@!$&'()*+,=-._~"
 
 
 class RestGateway:
@@ -28,7 +31,10 @@ class RestGateway:
         from chalice.local import LocalGatewayException
 
         body = await request.body()
-        path = request.url.path
+        # The decoded path, with what Chalice's route matcher (urlparse) would cut off
+        # or mistake (; ? # and control characters) quoted again: API Gateway keeps
+        # them inside their path segment. (request.url.path would drop newlines.)
+        path = quote(request.scope["path"], safe=_PATH_SAFE)
         if request.url.query:
             path += "?" + request.url.query
         headers = {k: v for k, v in request.headers.items()}

@@ -56,6 +56,22 @@ def _chalice_environment(stage: str) -> dict[str, str]:
     return env
 
 
+def _register_anypath() -> None:
+    """`{p:anypath}`: like Starlette's `path`, but newlines too (API Gateway passes them on)."""
+    from starlette.convertors import Convertor, register_url_convertor
+
+    class AnyPath(Convertor[str]):
+        regex = r"[\s\S]*"
+
+        def convert(self, value: str) -> str:
+            return value
+
+        def to_string(self, value: str) -> str:
+            return value
+
+    register_url_convertor("anypath", AnyPath())
+
+
 async def _openapi_yaml(request: Any) -> Any:
     """The REST API's OpenAPI document (docs/openapi.yaml), as the local stack serves it."""
     from starlette.responses import Response
@@ -172,6 +188,7 @@ class LocalStack:
             ),
         )
         rest = RestGateway(self.app, opts.stage, self.executor)
+        _register_anypath()
         assert self.idp is not None
         routes: list[Any] = [
             *idp_routes(self.idp),
@@ -182,7 +199,7 @@ class LocalStack:
         ]
         routes.append(
             Route(
-                "/{path:path}",
+                "/{path:anypath}",
                 rest.handle,
                 methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
             )
