@@ -32,6 +32,6 @@ typecheck: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-## make bench: sohbet against the naive design on the local stack (BENCH_N listeners, default 1000)
+## make bench: sohbet against the naive design on the local stack (BENCH_N listeners, default 400)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

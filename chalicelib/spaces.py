@@ -455,6 +455,15 @@ def _demotion(ctx: Ctx, target_id: str, reason: str) -> Transition:
     )
 
 
+def _recast(ctx: Ctx, user_id: str, role: Role, reason: str) -> Transition:
+    """Someone on stage takes another stage role (speaker <-> co-host); their seat stays."""
+    stage = dict(ctx.stage)
+    stage[user_id] = dict(stage[user_id], role=role.value)
+    return Transition(
+        stage=stage, reason=reason, target=user_id, member_actions=[Member.role.set(role.value)]
+    )
+
+
 def _target_member(ctx: Ctx, user_id: str) -> tuple[Member, Role]:
     member = get_member(ctx.space.space_id, user_id)
     role = ctx.role_of(user_id, member)
@@ -576,8 +585,9 @@ def publish_listener_count(space: Space, force: bool = False, last_published: fl
     the interval is still running (most joins of a storm).
     """
     settings = get_settings()
-    # Big rooms get fewer count events: at most ~500 count posts per second per space.
-    interval = max(settings.listener_count_interval_seconds, int(space.listener_count or 0) / 500)
+    # Big rooms get fewer count events (a count event is one post per person present):
+    # at most ~25 posts a second per space up to 1,500 listeners, then one event a minute.
+    interval = min(60.0, max(settings.listener_count_interval_seconds, int(space.listener_count or 0) / 25))
     # The naive baseline (benchmark only) tells everyone about every join and leave.
     if not force and not settings.naive_fanout:
         if last_published is not None and time.time() - last_published < interval:
@@ -895,14 +905,7 @@ def add_cohost(conn: Connection, space_id: str, user_id: str) -> dict[str, Any]:
         rules.check_cohost_add(actor, role, _stage_counts(ctx.stage))
         if role == Role.LISTENER:
             return _promotion(ctx, target, Role.COHOST, "cohost_added")
-        stage = dict(ctx.stage)
-        stage[user_id] = dict(stage[user_id], role=Role.COHOST.value)
-        return Transition(
-            stage=stage,
-            reason="cohost_added",
-            target=user_id,
-            member_actions=[Member.role.set(Role.COHOST.value)],
-        )
+        return _recast(ctx, user_id, Role.COHOST, "cohost_added")
 
     _, t = transition(conn.user_id, conn.connection_id, space_id, decide)
     announce_stage(space_id, t)
@@ -929,14 +932,7 @@ def remove_cohost(conn: Connection, space_id: str, user_id: str) -> dict[str, An
         if role is None:
             raise CommandError(ErrorCode.NOT_FOUND, "that person is not in this space")
         rules.check_cohost_remove(actor, role)
-        stage = dict(ctx.stage)
-        stage[user_id] = dict(stage[user_id], role=Role.SPEAKER.value)
-        return Transition(
-            stage=stage,
-            reason="cohost_removed",
-            target=user_id,
-            member_actions=[Member.role.set(Role.SPEAKER.value)],
-        )
+        return _recast(ctx, user_id, Role.SPEAKER, "cohost_removed")
 
     _, t = transition(conn.user_id, conn.connection_id, space_id, decide)
     announce_stage(space_id, t)
