@@ -1,0 +1,480 @@
+"""Big rooms through the local stack: fan-out shards on the queue, 410 clean-up, replica meetings.
+
+The sizes are made small with settings (FANOUT_SHARD_THRESHOLD, MEETING_MAX_ATTENDEES,
+MAX_LISTENERS in os.environ, read again by get_settings(); the `settings` fixture puts
+them back), so a room of a few clients takes the paths a room of thousands takes.
+The app runs in this process: the tests read its tables and its local media service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import types
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from botocore.stub import Stubber
+from spaces_support import (
+    Client,
+    Clients,
+    alive,
+    audio,
+    create_space,
+    get_space,
+    local_media,
+    no_scan,  # noqa: F401  (autouse: no Scan during any test here)
+    refused,
+    run,
+    schedules_paused,
+    uid,
+    until,
+)
+
+from chalicelib import media
+from chalicelib.config import get_settings
+
+pytestmark = pytest.mark.e2e
+
+Override = Callable[..., None]
+
+
+@pytest.fixture
+def settings() -> Iterator[Override]:
+    """settings(NAME="value", ...): set for the rest of the test, then put back as they were."""
+    saved: dict[str, str | None] = {}
+
+    def override(**values: str) -> None:
+        for name, value in values.items():
+            saved.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+        get_settings.cache_clear()
+
+    yield override
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    get_settings.cache_clear()
+
+
+def fanout_poller(stack: Any) -> Any:
+    (poller,) = [p for p in stack.pollers if p.name.endswith("on_fanout_shard")]
+    return poller
+
+
+async def open_room(stack: Any, clients: Clients, listeners: int) -> tuple[str, Client, list[Client]]:
+    """A live space, its host joined, and `listeners` listeners joined one by one."""
+    host_id = uid("host")
+    space = await asyncio.to_thread(create_space, stack, host_id)
+    host, _ = await clients.join(host_id, space["id"])
+    joined = []
+    for _ in range(listeners):
+        client, snapshot = await clients.join(uid("l"), space["id"])
+        assert snapshot["role"] == "listener"
+        joined.append(client)
+    return space["id"], host, joined
+
+
+async def end(stack: Any, host: Client, space_id: str) -> None:
+    await host.send("space.end", space_id=space_id)
+
+
+# --------------------------------------------------------------------------- fan-out shards
+
+
+def test_a_broadcast_past_the_threshold_goes_out_in_shards_once_to_everyone(
+    stack: Any, settings: Override, aws_calls: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib import shards
+
+    settings(FANOUT_SHARD_THRESHOLD="3", FANOUT_SHARD_SIZE="2")
+    posted: list[list[str]] = []
+    original = shards.post_shard
+
+    def recording(body: str, on_gone: Callable[[str], None]) -> Any:
+        import json
+
+        shard = json.loads(body)
+        if '"unmuted"' in shard["data"]:
+            posted.append(shard["connection_ids"])
+        return original(body, on_gone)
+
+    monkeypatch.setattr(shards, "post_shard", recording)
+    poller = fanout_poller(stack)
+
+    async def scenario(clients: Clients) -> None:
+        sid, host, listeners = await open_room(stack, clients, 7)
+        everyone = [host, *listeners]
+        marks = {c.user: c.mark for c in everyone}
+        batches = poller.batches
+        aws_calls.reset()
+
+        await host.send("mic.unmute", space_id=sid)
+
+        events = [await c.event("stage.changed", since=marks[c.user], reason="unmuted") for c in everyone]
+        assert len({e["seq"] for e in events}) == 1
+        await asyncio.sleep(0.3)  # a duplicate would have come by now
+        for client in everyone:
+            assert len(client.events("stage.changed", since=marks[client.user], reason="unmuted")) == 1
+        assert aws_calls.snapshot().get("sqs:SendMessageBatch", 0) >= 1
+        assert poller.batches > batches
+        # 8 recipients, shards of 2: four shards, each connection in exactly one
+        assert sorted(len(s) for s in posted) == [2, 2, 2, 2]
+        assert len({c for s in posted for c in s}) == 8
+        await end(stack, host, sid)
+
+    run(stack, scenario)
+
+
+# --------------------------------------------------------------------------- 410 clean-up
+
+
+def plant_stale_listener(space_id: str) -> tuple[str, str]:
+    """A listener whose socket is gone but whose $disconnect never came: records, no connection."""
+    from pynamodb.transactions import TransactWrite
+
+    from chalicelib import connections, counters, spaces
+    from chalicelib.models import Connection, Member
+
+    user = uid("stale")
+    connection_id = uuid.uuid4().hex[:15] + "="  # API Gateway's shape; the gateway never issued it
+    now = int(time.time())
+    Connection(
+        connection_id=connection_id,
+        user_id=user,
+        connected_at=now * 1000,
+        last_seen=now,
+        sweep_shard=connections.sweep_shard(connection_id),
+        expires_at=now + 3600,
+        space_id=space_id,
+    ).save()
+    with TransactWrite(connection=spaces.dynamo()) as tx:
+        tx.save(
+            Member(
+                space_id,
+                user,
+                role="listener",
+                present=True,
+                removed=False,
+                connection_id=connection_id,
+                joined_at=spaces.now_iso(),
+            )
+        )
+        tx.update(*counters.change(space_id, user, 1))  # as its join counted it
+    return user, connection_id
+
+
+def stale_state(space_id: str, user: str, connection_id: str) -> tuple[bool, bool]:
+    """(connection record exists, member present)."""
+    from chalicelib import spaces
+    from chalicelib.models import Connection
+
+    try:
+        Connection.get(connection_id, consistent_read=True)
+        record = True
+    except Connection.DoesNotExist:
+        record = False
+    member = spaces.get_member(space_id, user)
+    return record, bool(member and member.present)
+
+
+@pytest.mark.parametrize("path", ["direct", "sharded"])
+def test_a_410_removes_the_lost_connection_and_its_membership(
+    stack: Any, settings: Override, path: str
+) -> None:
+    if path == "sharded":
+        settings(FANOUT_SHARD_THRESHOLD="3", FANOUT_SHARD_SIZE="2")
+
+    async def scenario(clients: Clients) -> None:
+        sid, host, listeners = await open_room(stack, clients, 2)
+        await until(lambda: get_space(stack, sid)["listener_count"] == 2, what="two listeners")
+        with schedules_paused(stack):  # the broadcast below, not a sweep, must find the stale one
+            user, cid = await asyncio.to_thread(plant_stale_listener, sid)
+            assert cid not in stack.gateway.connections
+            assert await asyncio.to_thread(stale_state, sid, user, cid) == (True, True)
+            assert (await asyncio.to_thread(get_space, stack, sid))["listener_count"] == 3
+            marks = {c.user: c.mark for c in (host, *listeners)}
+
+            await host.send("mic.unmute", space_id=sid)
+
+            for client in (host, *listeners):
+                await client.event("stage.changed", since=marks[client.user], reason="unmuted")
+            await until(
+                lambda: stale_state(sid, user, cid) == (False, False), what="the stale connection cleaned up"
+            )
+        space = await asyncio.to_thread(get_space, stack, sid)
+        assert space["listener_count"] == 2  # the leave took back its count
+        for client in (host, *listeners):
+            await alive(client)
+        await end(stack, host, sid)
+
+    run(stack, scenario)
+
+
+# --------------------------------------------------------------------------- replica meetings
+
+
+def meeting_of(snapshot: dict[str, Any]) -> dict[str, Any]:
+    return snapshot["media"]["Meeting"]
+
+
+def test_listeners_past_the_primary_seats_go_to_replicas(stack: Any, settings: Override) -> None:
+    """MEETING_MAX_ATTENDEES=16: the primary keeps 13 seats for the stage, so 3 listeners sit in it;
+    then replica 1 takes 16, then replica 2 opens. Ending the space deletes all three meetings."""
+    from chalicelib import placement
+
+    settings(MEETING_MAX_ATTENDEES="16")
+    assert placement.primary_listener_seats(16) == 3
+    port = local_media()
+
+    async def scenario(clients: Clients) -> None:
+        host_id = uid("host")
+        space = await asyncio.to_thread(create_space, stack, host_id)
+        sid = space["id"]
+        host, host_snap = await clients.join(host_id, sid)
+        primary = meeting_of(host_snap)["MeetingId"]
+        assert "PrimaryMeetingId" not in meeting_of(host_snap)
+
+        snaps = [(await clients.join(uid("l"), sid))[1] for _ in range(3)]
+        assert [meeting_of(s)["MeetingId"] for s in snaps] == [primary] * 3
+
+        # two joins race to open replica 1: both land in the one replica
+        racing = await asyncio.gather(clients.join(uid("l"), sid), clients.join(uid("l"), sid))
+        replica1 = meeting_of(racing[0][1])["MeetingId"]
+        assert meeting_of(racing[1][1])["MeetingId"] == replica1 != primary
+        for _, snap in racing:
+            assert meeting_of(snap)["PrimaryMeetingId"] == primary
+            assert meeting_of(snap)["ExternalMeetingId"] == f"{sid}-r1"
+            assert snap["media"]["Attendee"]["Capabilities"]["Audio"] == "Receive"
+        assert port.meetings()[replica1].primary_meeting_id == primary
+
+        rest = [(await clients.join(uid("l"), sid))[1] for _ in range(14)]
+        assert {meeting_of(s)["MeetingId"] for s in rest} == {replica1}
+        assert len(port.attendees(replica1)) == 16
+        assert len(port.attendees(primary)) == 4  # the host and three listeners
+
+        client, snap = await clients.join(uid("l"), sid)
+        replica2 = meeting_of(snap)["MeetingId"]
+        assert replica2 not in (primary, replica1)
+        assert meeting_of(snap)["ExternalMeetingId"] == f"{sid}-r2"
+        assert port.meetings()[replica2].primary_meeting_id == primary
+        assert audio(replica2, client.user) == "Receive"
+        record = await asyncio.to_thread(stored_space, sid)
+        assert [r["meeting_id"] for r in record.replicas] == [replica1, replica2]
+        assert record.replica_count == 2
+
+        await end(stack, host, sid)
+        for meeting_id in (primary, replica1, replica2):
+            assert not port.meeting_exists(meeting_id)
+
+    run(stack, scenario)
+
+
+def stored_space(space_id: str) -> Any:
+    from chalicelib.models import Space
+
+    return Space.get(space_id, consistent_read=True)
+
+
+def test_a_listener_promoted_out_of_a_replica_moves_to_the_primary(stack: Any, settings: Override) -> None:
+    settings(MEETING_MAX_ATTENDEES="16")
+    port = local_media()
+
+    async def scenario(clients: Clients) -> None:
+        host_id = uid("host")
+        space = await asyncio.to_thread(create_space, stack, host_id)
+        sid = space["id"]
+        host, host_snap = await clients.join(host_id, sid)
+        primary = meeting_of(host_snap)["MeetingId"]
+        for _ in range(3):
+            await clients.join(uid("l"), sid)
+        mover, snap = await clients.join(uid("mover"), sid)
+        replica = meeting_of(snap)["MeetingId"]
+        assert replica != primary
+        old_attendee = snap["media"]["Attendee"]["AttendeeId"]
+        other, other_snap = await clients.join(uid("l"), sid)
+        assert meeting_of(other_snap)["MeetingId"] == replica
+        everyone = [*clients.all]
+        marks = {c.user: c.mark for c in everyone}
+
+        await mover.send("hand.raise", space_id=sid)
+        await host.event("hand.raised", since=marks[host.user], user_id=mover.user)
+        await host.send("request.approve", space_id=sid, user_id=mover.user)
+
+        moved = await mover.event("media.moved", since=marks[mover.user])
+        assert "seq" not in moved  # private
+        assert moved["media"]["Meeting"]["MeetingId"] == primary
+        assert "PrimaryMeetingId" not in moved["media"]["Meeting"]
+        attendee = moved["media"]["Attendee"]
+        assert attendee["Capabilities"]["Audio"] == "SendReceive"
+        assert attendee["AttendeeId"] != old_attendee
+        assert attendee["JoinToken"]
+        assert old_attendee not in port.attendees(replica)
+        assert audio(replica, mover.user) is None
+        assert audio(primary, mover.user) == "SendReceive"
+        assert port.attendees(primary)[attendee["AttendeeId"]].external_user_id == attendee["ExternalUserId"]
+        for client in everyone:
+            event = await client.event("stage.changed", since=marks[client.user], reason="request_approved")
+            assert {e["user_id"]: e["role"] for e in event["stage"]}[mover.user] == "speaker"
+        for client in everyone:
+            if client is not mover:
+                assert client.events("media.moved", since=marks[client.user]) == []
+        assert audio(replica, other.user) == "Receive"  # the others stay where they are
+
+        await end(stack, host, sid)
+        assert not port.meeting_exists(primary) and not port.meeting_exists(replica)
+
+    run(stack, scenario)
+
+
+# --------------------------------------------------------------------------- MAX_LISTENERS
+
+
+def test_a_full_space_refuses_listeners_until_one_leaves(stack: Any, settings: Override) -> None:
+    settings(MAX_LISTENERS="5")
+
+    async def scenario(clients: Clients) -> None:
+        sid, host, listeners = await open_room(stack, clients, 5)
+        late = await clients.open(uid("late"))
+        err = await refused(late.send("space.join", space_id=sid), "limit_reached")
+        assert "5" in err.message
+        assert (await asyncio.to_thread(get_space, stack, sid))["listener_count"] == 5
+
+        assert (await listeners[0].send("space.leave", space_id=sid))["left"] is True
+        snapshot = await late.send("space.join", space_id=sid)
+        assert snapshot["role"] == "listener"
+        assert snapshot["listener_count"] == 5
+        await refused(_join_new(clients, sid), "limit_reached")  # full again
+        await end(stack, host, sid)
+
+    run(stack, scenario)
+
+
+async def _join_new(clients: Clients, space_id: str) -> Any:
+    client = await clients.open(uid("later"))
+    return await client.send("space.join", space_id=space_id)
+
+
+# --------------------------------------------------------------------------- replicas at Chime (Stubber)
+
+PRIMARY_ID = "11111111-2222-3333-4444-555555555555"
+REPLICA_IDS = ["66666666-7777-8888-9999-aaaaaaaaaaaa", "bbbbbbbb-cccc-dddd-eeee-ffffffffffff"]
+ATTENDEE_ID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+
+
+class FakeSpace:
+    """What placement reads of a Space item; `update` keeps what it was asked to write."""
+
+    def __init__(self, space_id: str, primary: media.Meeting) -> None:
+        from chalicelib import placement
+
+        self.space_id = space_id
+        self.meeting_id = primary.meeting_id
+        self.meeting = placement.meeting_record(primary)
+        self.replicas: list[dict[str, Any]] | None = None
+        self.updates: list[tuple[list[Any], Any]] = []
+
+    def update(self, actions: list[Any], condition: Any = None) -> None:
+        self.updates.append((actions, condition))
+
+    def refresh(self, consistent_read: bool = False) -> None:
+        raise AssertionError("no concurrent opener here")
+
+
+def test_replicas_are_created_at_chime_with_the_primary_and_distinct_ids(
+    stack: Any, settings: Override, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through ChimeMediaAdapter: CreateMeeting with PrimaryMeetingId, ExternalMeetingId {space}-r{n}
+    and a ClientRequestToken per replica. (Here, not in tests/unit: placement imports the PynamoDB
+    models, whose table names are read at import, so it must not be imported before the stack.)"""
+    import boto3
+
+    from chalicelib import placement, rules
+
+    settings(MEETING_MAX_ATTENDEES="250")
+    client = boto3.client(
+        "chime-sdk-meetings", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    adapter = media.ChimeMediaAdapter(client, media_region="us-east-1")
+    # only placement's own view of the media port: the stack keeps its local adapter
+    monkeypatch.setattr(
+        placement,
+        "media",
+        types.SimpleNamespace(get_media=lambda: adapter, Meeting=media.Meeting, MediaError=media.MediaError),
+    )
+    space_id = uuid.uuid4().hex[:16]
+    placement_ = {"AudioHostUrl": "h:3478", "SignalingUrl": "wss://s"}
+    primary = media.Meeting(PRIMARY_ID, space_id, "us-east-1", placement_)
+    space = FakeSpace(space_id, primary)
+    receive = {"Audio": "Receive", "Video": "None", "Content": "None"}
+    features = {
+        "Audio": {"EchoReduction": "AVAILABLE"},
+        "Video": {"MaxResolution": "None"},
+        "Content": {"MaxResolution": "None"},
+        "Attendee": {"MaxCount": 250},
+    }
+
+    def create_meeting(stub: Stubber, n: int) -> str:
+        external = f"{space_id}-r{n}"
+        token = media.client_request_token(external, PRIMARY_ID)
+        body = {
+            "MeetingId": REPLICA_IDS[n - 1],
+            "ExternalMeetingId": external,
+            "PrimaryMeetingId": PRIMARY_ID,
+            "MediaRegion": "us-east-1",
+            "MediaPlacement": placement_,
+        }
+        expected = {
+            "ClientRequestToken": token,
+            "MediaRegion": "us-east-1",
+            "ExternalMeetingId": external,
+            "PrimaryMeetingId": PRIMARY_ID,
+            "MeetingFeatures": features,
+        }
+        stub.add_response("create_meeting", {"Meeting": body}, expected)
+        return token
+
+    def create_attendee(stub: Stubber, meeting_id: str, user: str) -> None:
+        body = {
+            "AttendeeId": ATTENDEE_ID,
+            "ExternalUserId": f"u:{user}",
+            "JoinToken": "join-token",
+            "Capabilities": receive,
+        }
+        expected = {"MeetingId": meeting_id, "ExternalUserId": f"u:{user}", "Capabilities": receive}
+        stub.add_response("create_attendee", {"Attendee": body}, expected)
+
+    listeners = placement.primary_listener_seats(250)
+    with Stubber(client) as stub:
+        # the primary's listener seats are taken: replica 1 opens
+        token1 = create_meeting(stub, 1)
+        create_attendee(stub, REPLICA_IDS[0], "alice")
+        meeting, _ = placement.place(space, "alice", rules.Role.LISTENER, "Receive", listeners)
+        assert meeting.meeting_id == REPLICA_IDS[0] and meeting.primary_meeting_id == PRIMARY_ID
+        space.replicas = [placement.meeting_record(meeting)]  # what the recorded update wrote
+
+        # replica 1 is full (Chime's LimitExceeded): replica 2 opens
+        stub.add_client_error(
+            "create_attendee",
+            service_error_code="LimitExceededException",
+            service_message="full",
+            http_status_code=400,
+            expected_params={"MeetingId": REPLICA_IDS[0], "ExternalUserId": "u:bob", "Capabilities": receive},
+        )
+        token2 = create_meeting(stub, 2)
+        create_attendee(stub, REPLICA_IDS[1], "bob")
+        meeting, _ = placement.place(space, "bob", rules.Role.LISTENER, "Receive", listeners + 1)
+        assert meeting.meeting_id == REPLICA_IDS[1]
+        stub.assert_no_pending_responses()
+
+    assert len({token1, token2, media.client_request_token(space_id, None)}) == 3
+    assert len(space.updates) == 2
+    for n, (actions, condition) in enumerate(space.updates):
+        written = str(actions)
+        assert REPLICA_IDS[n] in written and "replica_count" in written
+        assert "replica_count" in str(condition)
