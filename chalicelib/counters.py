@@ -70,8 +70,9 @@ def change(space_id: str, user_id: str, delta: int) -> tuple[SpaceCounter, list[
 
 
 def listeners(space_id: str) -> int:
-    """The exact count: one BatchGetItem of the shards."""
-    return sum(int(c.listeners or 0) for c in SpaceCounter.batch_get(shard_keys(space_id)))
+    """The exact count: one strongly consistent BatchGetItem of the shards."""
+    shards = SpaceCounter.batch_get(shard_keys(space_id), consistent_read=True)
+    return sum(int(c.listeners or 0) for c in shards)
 
 
 def next_seq(space_id: str) -> int:

@@ -185,7 +185,7 @@ def stale_state(space_id: str, user: str, connection_id: str) -> tuple[bool, boo
 
 @pytest.mark.parametrize("path", ["direct", "sharded"])
 def test_a_410_removes_the_lost_connection_and_its_membership(
-    stack: Any, settings: Override, path: str
+    stack: Any, settings: Override, aws_calls: Any, path: str
 ) -> None:
     if path == "sharded":
         settings(FANOUT_SHARD_THRESHOLD="3", FANOUT_SHARD_SIZE="2")
@@ -199,6 +199,7 @@ def test_a_410_removes_the_lost_connection_and_its_membership(
             assert await asyncio.to_thread(stale_state, sid, user, cid) == (True, True)
             assert (await asyncio.to_thread(get_space, stack, sid))["listener_count"] == 3
             marks = {c.user: c.mark for c in (host, *listeners)}
+            aws_calls.reset()
 
             await host.send("mic.unmute", space_id=sid)
 
@@ -207,6 +208,8 @@ def test_a_410_removes_the_lost_connection_and_its_membership(
             await until(
                 lambda: stale_state(sid, user, cid) == (False, False), what="the stale connection cleaned up"
             )
+            queued = aws_calls.snapshot().get("sqs:SendMessageBatch", 0)
+            assert queued >= 1 if path == "sharded" else queued == 0
         space = await asyncio.to_thread(get_space, stack, sid)
         assert space["listener_count"] == 2  # the leave took back its count
         for client in (host, *listeners):
@@ -333,6 +336,27 @@ def test_a_listener_promoted_out_of_a_replica_moves_to_the_primary(stack: Any, s
 
 
 # --------------------------------------------------------------------------- MAX_LISTENERS
+
+
+def test_the_listener_count_is_read_consistently(stack: Any) -> None:
+    """An eventually consistent read right after a join's or leave's write can miss it: the count a
+    join checks MAX_LISTENERS against, and the one published, must include the latest writes."""
+    from chalicelib import counters
+
+    client = counters.SpaceCounter._get_connection().connection.client
+    seen: list[dict[str, Any]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        seen.append(params)
+
+    client.meta.events.register("provide-client-params.dynamodb.BatchGetItem", record)
+    try:
+        assert counters.listeners(uid("nowhere")) == 0
+    finally:
+        client.meta.events.unregister("provide-client-params.dynamodb.BatchGetItem", record)
+    assert seen and all(
+        request.get("ConsistentRead") is True for p in seen for request in p["RequestItems"].values()
+    )
 
 
 def test_a_full_space_refuses_listeners_until_one_leaves(stack: Any, settings: Override) -> None:
