@@ -19,6 +19,7 @@ from chalicelib.observability import logger
 from chalicelib.protocol import CommandError, ErrorCode
 
 MAX_REPLICAS = 40
+PAST_PRIMARY = 1 << 30  # a listener count that sends `place` straight to the replicas
 
 
 def primary_listener_seats(max_attendees: int) -> int:

@@ -337,12 +337,14 @@ def _apply_audio(ctx: Ctx, t: Transition) -> None:
     target = get_member(ctx.space.space_id, t.target)
     if target is None or not target.attendee_id or not target.meeting_id:
         return
+    on_stage = Role(t.stage.get(t.target, {}).get("role", "listener")) in rules.ON_STAGE
     try:
-        if (
-            target.meeting_id != ctx.space.meeting_id
-            and Role(t.stage.get(t.target, {}).get("role", "listener")) in rules.ON_STAGE
-        ):
+        if target.meeting_id != ctx.space.meeting_id and on_stage:
             _move_to_primary(ctx.space, target, t.audio)
+        elif target.meeting_id == ctx.space.meeting_id and not on_stage and ctx.space.replica_count:
+            # Back to the audience: give the primary's seat back, or each promote and
+            # demote cycle would use one up for good.
+            _move_to_replica(ctx.space, target, t.audio)
         else:
             media.get_media().update_attendee_audio(target.meeting_id, target.attendee_id, t.audio)
     except media.MediaError:
@@ -358,17 +360,30 @@ def _move_to_primary(space: Space, target: Member, audio: str) -> None:
     attendee there, the old one is deleted, and the client gets fresh credentials."""
     assert space.meeting is not None
     primary = placement.meeting_from(space.meeting)
-    attendee = media.get_media().create_attendee(primary.meeting_id, target.user_id, audio)
+    _move(
+        space, target, primary, media.get_media().create_attendee(primary.meeting_id, target.user_id, audio)
+    )
+
+
+def _move_to_replica(space: Space, target: Member, audio: str) -> None:
+    """A demoted speaker listens from a replica once the space has them."""
+    meeting, attendee = placement.place(
+        space, target.user_id, Role.LISTENER, audio, listeners=placement.PAST_PRIMARY
+    )
+    _move(space, target, meeting, attendee)
+
+
+def _move(space: Space, target: Member, meeting: media.Meeting, attendee: media.Attendee) -> None:
     old_meeting, old_attendee = target.meeting_id, target.attendee_id
     target.update(
-        actions=[Member.attendee_id.set(attendee.attendee_id), Member.meeting_id.set(primary.meeting_id)]
+        actions=[Member.attendee_id.set(attendee.attendee_id), Member.meeting_id.set(meeting.meeting_id)]
     )
     _safe_delete_attendee(old_meeting, old_attendee)
     fanout.send_private(
         [target.connection_id or ""],
         "media.moved",
         space.space_id,
-        media=media.credentials(primary, attendee),
+        media=media.credentials(meeting, attendee),
     )
 
 

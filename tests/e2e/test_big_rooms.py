@@ -329,6 +329,15 @@ def test_a_listener_promoted_out_of_a_replica_moves_to_the_primary(stack: Any, s
                 assert client.events("media.moved", since=marks[client.user]) == []
         assert audio(replica, other.user) == "Receive"  # the others stay where they are
 
+        # Back to the audience: the primary's seat is given back, the listener returns to a replica.
+        mark = mover.mark
+        await host.send("speaker.remove", space_id=sid, user_id=mover.user)
+        back = await mover.event("media.moved", since=mark)
+        assert back["media"]["Meeting"]["MeetingId"] == replica
+        assert back["media"]["Attendee"]["Capabilities"]["Audio"] == "Receive"
+        assert audio(primary, mover.user) is None
+        assert audio(replica, mover.user) == "Receive"
+
         await end(stack, host, sid)
         assert not port.meeting_exists(primary) and not port.meeting_exists(replica)
 
