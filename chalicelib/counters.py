@@ -81,13 +81,6 @@ def next_seq(space_id: str) -> int:
     return int(counter.seq or 0)
 
 
-def current_seq(space_id: str) -> int:
-    try:
-        return int(SpaceCounter.get(seq_key(space_id), consistent_read=True).seq or 0)
-    except SpaceCounter.DoesNotExist:
-        return 0
-
-
 def claim_publication(space_id: str, interval: float) -> bool:
     """True for exactly one caller per interval: the one who publishes the listener count."""
     now = time.time()

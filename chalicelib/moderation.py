@@ -140,7 +140,7 @@ def build_report(
             },
             "stage": [
                 dict(entry, since=stage.get(entry["user_id"], {}).get("since"))
-                for entry in spaces.stage_list(space)
+                for entry in spaces.stage_list(space.stage)
             ],
             "reporter": _person(stage, reporter, reporter_member),
             "target": target,

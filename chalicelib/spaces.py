@@ -186,10 +186,11 @@ def follows(user_id: str, other: str) -> bool:
 # -- public shapes -----------------------------------------------------------
 
 
-def stage_list(space: Space) -> list[dict[str, Any]]:
+def stage_list(stage: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The public view of a stage: host, co-hosts, speakers, each by seniority."""
     order = {Role.HOST: 0, Role.COHOST: 1, Role.SPEAKER: 2}
     entries = sorted(
-        (space.stage or {}).items(), key=lambda kv: (order[Role(kv[1]["role"])], kv[1].get("since", ""))
+        (stage or {}).items(), key=lambda kv: (order[Role(kv[1]["role"])], kv[1].get("since", ""))
     )
     return [
         {
@@ -228,7 +229,7 @@ def public_space(space: Space, listeners: int | None = None) -> dict[str, Any]:
         "lang": space.lang,
         "speak_policy": space.speak_policy,
         "handover": bool(space.handover),
-        "stage": stage_list(space),
+        "stage": stage_list(space.stage),
     }
 
 
@@ -247,7 +248,7 @@ def snapshot(
         "space": public_space(space),
         "role": role.value,
         "seq": seq,
-        "stage": stage_list(space),
+        "stage": stage_list(space.stage),
         "listener_count": int(space.listener_count or 0),
     }
     if media_credentials is not None:
@@ -406,12 +407,7 @@ def _revert_stage(ctx: Ctx, t: Transition) -> None:
 
 
 def announce_stage(space_id: str, t: Transition) -> None:
-    fanout.broadcast(space_id, "stage.changed", stage=_stage_view(t.stage), reason=t.reason, user_id=t.target)
-
-
-def _stage_view(stage: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    fake = Space(stage=stage)
-    return stage_list(fake)
+    fanout.broadcast(space_id, "stage.changed", stage=stage_list(t.stage), reason=t.reason, user_id=t.target)
 
 
 def stage_entry(role: Role, connection_id: str | None, present: bool = True) -> dict[str, Any]:
