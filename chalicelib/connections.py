@@ -7,6 +7,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 
+from pynamodb.constants import ALL_OLD
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.auth import Identity
@@ -62,14 +63,15 @@ def _remember(record: Connection) -> None:
 
 
 def forget(connection_id: str) -> Connection | None:
-    """Delete the record; returns what it was, so membership can be cleaned up too."""
+    """Delete the record; returns what it was, so membership can be cleaned up too.
+
+    One DeleteItem returning the old item: of two clean-ups racing for the same
+    socket ($disconnect and a 410), only one gets the record back.
+    """
     _CACHE.pop(connection_id, None)
-    try:
-        record = Connection.get(connection_id, consistent_read=True)
-    except DoesNotExist:
-        return None
-    record.delete()
-    return record
+    response = Connection._get_connection().delete_item(connection_id, return_values=ALL_OLD)
+    old = response.get("Attributes")
+    return Connection.from_raw_data(old) if old else None
 
 
 def of_user(user_id: str) -> list[Connection]:
