@@ -27,6 +27,7 @@ from devstack.idp import routes as idp_routes
 from devstack.lambdas import Scheduler, SqsPoller, rate_seconds
 from devstack.rest import RestGateway
 from devstack.stats import AWS_CALLS, cpu_seconds, install_call_counter
+from devstack.web import routes as web_routes
 
 log = logging.getLogger("devstack")
 
@@ -195,6 +196,7 @@ class LocalStack:
             Route("/dev/stats", self._stats, methods=["GET"]),
             Route("/openapi.yaml", _openapi_yaml, methods=["GET"]),
             Route("/openapi.json", _openapi_json, methods=["GET"]),
+            *web_routes(),
             *self.gateway.routes(),
         ]
         routes.append(

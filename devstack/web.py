@@ -1,0 +1,36 @@
+"""The web client (web/) as static files: the page at `/`, its modules under `/app/`, the
+Chime SDK bundle (built by `make web`) under `/vendor/`. No REST or WebSocket path lies
+under these, and a WebSocket upgrade at `/` still reaches the gateway (another scope type)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import FileResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from devstack.aws import REPO
+
+WEB = REPO / "web"
+
+
+class _Revalidated(StaticFiles):
+    # Plain ES modules, no build and no hashed names: make the browser revalidate each time.
+    def file_response(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
+async def _index(request: Any) -> FileResponse:
+    return FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+def routes() -> list[Any]:
+    return [
+        Route("/", _index, methods=["GET", "HEAD"]),
+        Route("/index.html", _index, methods=["GET", "HEAD"]),
+        Mount("/app", _Revalidated(directory=WEB / "app")),
+        Mount("/vendor", _Revalidated(directory=WEB / "vendor", check_dir=False)),
+    ]

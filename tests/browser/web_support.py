@@ -1,0 +1,83 @@
+"""A person using the web client: clicks and reads the page the way a user would."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import expect
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
+TIMEOUT_MS = 10_000
+
+
+class Person:
+    def __init__(self, name: str, page: Any, base_url: str) -> None:
+        self.name = name
+        self.page = page
+        self.base_url = base_url
+        self.page_errors: list[str] = []
+        page.on("pageerror", lambda error: self.page_errors.append(str(error)))
+        page.set_default_timeout(TIMEOUT_MS)
+        expect.set_options(timeout=TIMEOUT_MS)
+
+    # -- navigation ----------------------------------------------------------
+
+    def sign_in(self) -> None:
+        self.page.goto(self.base_url + "/?noconfirm")
+        self.page.get_by_label("User name").fill(self.name)
+        self.page.get_by_role("button", name="Sign in as this dev user").click()
+        expect(self.page.locator("#connection")).to_have_text("online")
+        expect(self.page.locator("#lobby")).to_be_visible()
+
+    def create_space(self, title: str, speak_policy: str = "everyone") -> str:
+        """Create a live space from the lobby form; the page joins it as host. Returns its id."""
+        form = self.page.locator("#create-space")
+        form.get_by_label("Title").fill(title)
+        form.get_by_label("Who may ask to speak").select_option(speak_policy)
+        form.get_by_role("button", name="Create").click()
+        expect(self.page.locator("#room-title")).to_have_text(title)
+        expect(self.me_on_stage()).to_have_attribute("data-role", "host")
+        return self.space_id()
+
+    def join_from_list(self, title: str) -> None:
+        self.page.locator("#find-spaces").get_by_role("button", name="Show").click()
+        self.page.locator("#space-list li", has_text=title).get_by_role("button", name="Join").click()
+        expect(self.page.locator("#room-title")).to_have_text(title)
+
+    def space_id(self) -> str:
+        return str(self.page.evaluate("window.sohbet.app.room.spaceId"))
+
+    # -- the room ------------------------------------------------------------
+
+    def click(self, name: str) -> None:
+        self.page.get_by_role("button", name=name, exact=True).click()
+
+    def tile(self, user: str) -> Any:
+        return self.page.locator(f'#stage li[data-user="{user}"]')
+
+    def me_on_stage(self) -> Any:
+        return self.tile(self.name)
+
+    def tile_action(self, user: str, name: str) -> None:
+        self.tile(user).get_by_role("button", name=name, exact=True).click()
+
+    def alert(self) -> Any:
+        return self.page.locator("#alert")
+
+    def audio(self, expression: str) -> Any:
+        return self.page.evaluate(f"window.sohbetAudio.{expression}")
+
+
+def wait_for(what: str, probe: Callable[[], Any], ok: Callable[[Any], bool], timeout: float = 5.0) -> Any:
+    """Poll `probe` until `ok(value)`; fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    value = probe()
+    while not ok(value):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: still {value!r} after {timeout} s")
+        time.sleep(0.05)
+        value = probe()
+    return value

@@ -1,0 +1,165 @@
+// The state of the space the user is in, and how snapshots and events change it.
+// Plain data and pure functions: the view renders it, the controller acts on it.
+
+export const MODERATORS = new Set(["host", "cohost"]);
+export const REACTIONS = ["👏", "❤️", "😂", "😮", "😢", "🔥", "💯", "👍", "👎", "🙏", "🎉", "✋"];
+export const REPORT_CATEGORIES = [
+  "spam",
+  "harassment",
+  "hate",
+  "violence",
+  "self_harm",
+  "sexual_content",
+  "impersonation",
+  "other",
+];
+
+export function roleIn(stage, userId) {
+  const entry = stage.find((m) => m.user_id === userId);
+  return entry ? entry.role : "listener";
+}
+
+export function myEntry(room) {
+  return room.stage.find((m) => m.user_id === room.me) || null;
+}
+
+/** Whether the user's uplink should be live: on stage and not muted by a moderator. */
+export function maySend(room) {
+  const entry = myEntry(room);
+  return entry !== null && entry.muted_by !== "host";
+}
+
+export function fromSnapshot(me, data, previous = null) {
+  const space = data.space || {};
+  return {
+    me,
+    spaceId: space.id,
+    space,
+    role: data.role,
+    seq: data.seq,
+    stage: data.stage || space.stage || [],
+    listenerCount: data.listener_count ?? space.listener_count ?? 0,
+    hands: data.hands || [],
+    settings: { title: space.title, speak_policy: space.speak_policy, handover: !!space.handover },
+    handRaised: previous ? previous.handRaised && data.role === "listener" : false,
+    invitedBy: previous ? previous.invitedBy : null,
+    hostAway: previous ? previous.hostAway : null,
+    ended: null,
+    gone: null, // why this page no longer takes part: removed, replaced
+    reactions: previous ? previous.reactions : [],
+    notices: previous ? previous.notices : [],
+  };
+}
+
+const MAX_REACTIONS = 20;
+const MAX_NOTICES = 6;
+
+function notice(room, text) {
+  return [...room.notices, { at: Date.now(), text }].slice(-MAX_NOTICES);
+}
+
+/** The room after `ev`; a new object, `room` is untouched. */
+export function applyEvent(room, ev) {
+  const r = { ...room };
+  switch (ev.event) {
+    case "stage.changed": {
+      r.stage = ev.stage;
+      r.role = roleIn(ev.stage, r.me);
+      if (r.role !== "listener") {
+        r.handRaised = false;
+        r.invitedBy = null;
+      }
+      if (ev.user_id) r.hands = r.hands.filter((h) => h.user_id !== ev.user_id);
+      r.notices = notice(r, describeStageChange(ev, r.me));
+      break;
+    }
+    case "listeners.count":
+      r.listenerCount = ev.listener_count;
+      break;
+    case "hand.raised":
+      if (!r.hands.some((h) => h.user_id === ev.user_id)) {
+        r.hands = [...r.hands, { user_id: ev.user_id, raised_at: new Date().toISOString() }];
+      }
+      break;
+    case "hand.lowered":
+      r.hands = r.hands.filter((h) => h.user_id !== ev.user_id);
+      break;
+    case "hand.denied":
+      r.handRaised = false;
+      r.notices = notice(r, "Your request to speak was declined.");
+      break;
+    case "speaker.invited":
+      r.invitedBy = ev.by;
+      break;
+    case "invite.declined":
+      r.notices = notice(r, `${ev.user_id} declined the invitation to speak.`);
+      break;
+    case "participant.removed":
+      r.gone = "removed";
+      break;
+    case "session.replaced":
+      r.gone = "replaced";
+      break;
+    case "reaction":
+      r.reactions = [...r.reactions, { user_id: ev.user_id, emoji: ev.emoji, at: Date.now() }].slice(
+        -MAX_REACTIONS,
+      );
+      break;
+    case "settings.changed":
+      r.settings = { ...r.settings, ...ev.settings };
+      r.space = { ...r.space, ...ev.settings };
+      break;
+    case "space.ended":
+      r.ended = ev.reason || "ended";
+      break;
+    case "host.away":
+      r.hostAway = ev.grace_deadline;
+      break;
+    case "host.back":
+      r.hostAway = null;
+      break;
+    case "user.warned":
+      r.notices = notice(r, `A moderator warned you: ${ev.reason}`);
+      break;
+    default:
+      break;
+  }
+  return r;
+}
+
+export function describeStageChange(ev, me) {
+  const who = ev.user_id === me ? "you" : ev.user_id || "someone";
+  const text = {
+    request_approved: `${who} came on stage`,
+    invite_accepted: `${who} accepted the invitation and came on stage`,
+    left_stage: `${who} left the stage`,
+    moved_to_audience: `${who} went back to the audience`,
+    removed: `${who} left the space (removed)`,
+    left: `${who} left the space`,
+    disconnected: `${who} lost the connection`,
+    rejoined: `${who} came back`,
+    muted: `${who} was muted`,
+    unmuted: `${who} unmuted`,
+    cohost_added: `${who} became a co-host`,
+    cohost_removed: `${who} is no longer a co-host`,
+    host_handover: `${who} took over as host`,
+  }[ev.reason];
+  return text ? text.charAt(0).toUpperCase() + text.slice(1) + "." : `Stage changed (${ev.reason}).`;
+}
+
+export function mutedLabel(entry) {
+  if (!entry.muted) return "mic on";
+  return entry.muted_by === "host" ? "muted by a host" : "muted";
+}
+
+export function endedLabel(reason) {
+  return (
+    {
+      ended_by_host: "The host ended this space.",
+      ended_by_admin: "A moderator ended this space.",
+      host_left: "The host did not come back in time; the space ended.",
+      host_suspended: "The host's account was suspended; the space ended.",
+      cancelled: "The host cancelled this space.",
+    }[reason] || `This space has ended (${reason}).`
+  );
+}

@@ -1,0 +1,127 @@
+// Rendering: plain functions from state to HTML. Buttons carry data-action (and
+// data-user) and the controller handles clicks by delegation.
+import { MODERATORS, endedLabel, mutedLabel, myEntry, REACTIONS } from "./room.js";
+
+const ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+export const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ESCAPES[c]);
+
+const ROLE_NAMES = { host: "host", cohost: "co-host", speaker: "speaker", listener: "listener" };
+
+function button(action, label, { user = null, cls = "secondary", disabled = false } = {}) {
+  const u = user === null ? "" : ` data-user="${esc(user)}"`;
+  return `<button type="button" class="${cls}" data-action="${action}"${u}${disabled ? " disabled" : ""}>${esc(label)}</button>`;
+}
+
+export function spaceItem(space, me) {
+  const when =
+    space.state === "scheduled" && space.scheduled_start
+      ? `starts ${new Date(space.scheduled_start).toLocaleString()}`
+      : `${space.listener_count} listening`;
+  const actions = [];
+  if (space.state === "live") actions.push(button("join", "Join", { user: space.id, cls: "" }));
+  if (space.state === "scheduled" && space.creator_id === me) {
+    actions.push(button("start", "Start now", { user: space.id, cls: "" }));
+    actions.push(button("cancel", "Cancel", { user: space.id }));
+  }
+  return `<li data-space="${esc(space.id)}"><span><strong>${esc(space.title)}</strong>
+    <span class="muted">by ${esc(space.creator_id)} · ${esc(space.state)} · ${esc(when)}</span></span>
+    <span>${actions.join(" ")}</span></li>`;
+}
+
+/** One person on stage, with the moderation buttons the viewer's role allows. */
+export function stageItem(entry, room, level) {
+  const me = entry.user_id === room.me;
+  const viewerIsMod = MODERATORS.has(room.role);
+  const below =
+    (room.role === "host" && entry.role !== "host") || (room.role === "cohost" && entry.role === "speaker");
+  const actions = [];
+  if (viewerIsMod && !me && below) {
+    if (entry.muted_by !== "host") actions.push(button("speaker.mute", "Mute", { user: entry.user_id }));
+    actions.push(button("speaker.remove", "To audience", { user: entry.user_id }));
+    actions.push(button("participant.remove", "Remove", { user: entry.user_id }));
+  }
+  if (room.role === "host" && !me) {
+    if (entry.role === "speaker") actions.push(button("cohost.add", "Make co-host", { user: entry.user_id }));
+    if (entry.role === "cohost") actions.push(button("cohost.remove", "Remove co-host", { user: entry.user_id }));
+  }
+  const mute = mutedLabel(entry);
+  const speaking = level > 0.02 && !entry.muted;
+  return `<li class="${me ? "me" : ""} ${entry.present ? "" : "away"}" data-user="${esc(entry.user_id)}"
+      data-role="${esc(entry.role)}" data-muted="${entry.muted}" data-muted-by="${esc(entry.muted_by ?? "")}">
+    <div class="who">${esc(entry.user_id)}${me ? " (you)" : ""}
+      <span class="role">${ROLE_NAMES[entry.role]}</span></div>
+    <div class="mute ${entry.muted_by === "host" ? "host" : ""}">${esc(mute)}${entry.present ? "" : " · away"}
+      ${speaking ? " · speaking" : ""}</div>
+    <meter class="level" min="0" max="1" low="0.02" value="${level.toFixed(3)}"
+      aria-label="${esc(entry.user_id)} audio level"></meter>
+    ${actions.length ? `<div class="actions">${actions.join("")}</div>` : ""}
+  </li>`;
+}
+
+export function myControls(room) {
+  const out = [];
+  const entry = myEntry(room);
+  if (room.ended || room.gone) {
+    out.push(button("back", "Back to spaces", { cls: "" }));
+    return out.join("");
+  }
+  if (room.invitedBy) {
+    out.push(`<span class="banner" id="invite">${esc(room.invitedBy)} invites you to speak.</span>`);
+    out.push(button("invite.accept", "Accept", { cls: "" }));
+    out.push(button("invite.decline", "Decline"));
+  }
+  if (entry) {
+    out.push(
+      entry.muted
+        ? button("mic.unmute", "Unmute my mic", { cls: "" })
+        : button("mic.mute", "Mute my mic", { cls: "" }),
+    );
+    if (entry.role !== "host") out.push(button("stage.leave", "Leave the stage"));
+  } else if (room.handRaised) {
+    out.push(button("hand.lower", "Lower my hand", { cls: "" }));
+  } else {
+    out.push(button("hand.raise", "Raise my hand", { cls: "" }));
+  }
+  out.push(button("space.leave", "Leave the space"));
+  return out.join("");
+}
+
+export function banner(room) {
+  if (room.gone === "removed") return `<p class="banner bad" id="removed">A moderator removed you from this space.</p>`;
+  if (room.gone === "replaced") {
+    return `<p class="banner bad" id="replaced">You joined this space from another window or device; this one no longer takes part.</p>`;
+  }
+  if (room.ended) return `<p class="banner bad" id="ended">${esc(endedLabel(room.ended))}</p>`;
+  if (room.hostAway) {
+    const at = new Date(room.hostAway * 1000).toLocaleTimeString();
+    return `<p class="banner" id="host-away">The host lost the connection; the space ends at ${esc(at)} unless they come back.</p>`;
+  }
+  return "";
+}
+
+export function roomMeta(room) {
+  const policy = { everyone: "anyone may ask to speak", following: "people the host follows may ask", invited: "by invitation only" }[
+    room.settings.speak_policy
+  ];
+  return `${esc(room.space.state)} · you are ${ROLE_NAMES[room.role] || esc(room.role)} · <span id="listener-count">${esc(
+    room.listenerCount,
+  )}</span> listening · ${esc(policy || "")}`;
+}
+
+export function handItem(hand) {
+  return `<li data-user="${esc(hand.user_id)}">✋ <strong>${esc(hand.user_id)}</strong>
+    ${button("request.approve", "Bring on stage", { user: hand.user_id, cls: "" })}
+    ${button("request.deny", "Decline", { user: hand.user_id })}</li>`;
+}
+
+export function reactionButtons() {
+  return REACTIONS.map((e) => `<button type="button" data-action="reaction.send" data-emoji="${e}" aria-label="react ${e}">${e}</button>`).join("");
+}
+
+export function reactionItem(r) {
+  return `<li>${esc(r.emoji)} ${esc(r.user_id)}</li>`;
+}
+
+export function refusal(what, error) {
+  return `${esc(what)} was refused: <code data-code="${esc(error.code)}">${esc(error.code)}</code> — ${esc(error.detail ?? error.message)}`;
+}
