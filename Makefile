@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: dev test lint typecheck unit bench clean
+WEB_BUNDLE := web/vendor/amazon-chime-sdk.min.js
+
+.PHONY: dev test lint typecheck unit bench clean web browser-deps
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +20,7 @@ dev: $(STAMP)
 	$(BIN)/python -m devstack --port $(PORT)
 
 ## make test: install what is needed, lint, type-check and run the test suite
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint typecheck browser-deps $(WEB_BUNDLE)
 	@# pytest exits 5 when it collects no test: not a failure of the suite.
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
@@ -30,7 +32,27 @@ typecheck: $(STAMP)
 	$(BIN)/mypy chalicelib
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache web/node_modules web/vendor
+
+## make web: bundle the pinned amazon-chime-sdk-js for the web client's AWS path (npm ci + esbuild)
+web: $(WEB_BUNDLE)
+
+$(WEB_BUNDLE): web/package.json web/package-lock.json web/build-chime.mjs
+	@command -v npm >/dev/null || { echo "make web needs Node.js and npm: apt-get install -y nodejs npm"; exit 1; }
+	cd web && npm ci --no-audit --no-fund --loglevel=error && node build-chime.mjs
+
+# The browser tests drive Debian's chromium and make their microphone input with sox.
+browser-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || [ -n "$$CHROMIUM" ] || missing="chromium"; \
+	command -v sox >/dev/null || missing="$$missing sox"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	  elif sudo -n true 2>/dev/null; then sudo="sudo"; \
+	  else echo "The browser tests need:$$missing. Install it, then run make test again:"; \
+	    echo "    sudo apt-get install -y$$missing"; exit 1; fi; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
+	fi
 
 ## make bench: sohbet against the naive design on the local stack (BENCH_N listeners, default 400)
 bench: $(STAMP)

@@ -7,6 +7,7 @@ through Chromium's fake capture device (the flags are in ../shared/PLATFORM-NOTE
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -18,7 +19,8 @@ import pytest
 
 from tests.browser.web_support import ARTIFACTS, Person
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's chromium; CHROMIUM=/path/to/chrome picks another build of the real browser.
+CHROMIUM = Path(os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium")
 INSTALL_HINT = (
     "`make test` installs it (as root: apt-get install -y chromium sox; otherwise run that with sudo)"
 )
