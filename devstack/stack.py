@@ -25,6 +25,8 @@ from devstack.gateway import GatewaySettings, WebSocketGateway
 from devstack.idp import LocalIdentityProvider
 from devstack.idp import routes as idp_routes
 from devstack.lambdas import Scheduler, SqsPoller, rate_seconds
+from devstack.media.registry import MediaRegistry
+from devstack.media.server import MediaServer
 from devstack.rest import RestGateway
 from devstack.stats import AWS_CALLS, cpu_seconds, install_call_counter
 
@@ -46,6 +48,9 @@ class StackOptions:
     idle_timeout_seconds: float = 600.0
     max_connection_seconds: float = 7200.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Addresses the embedded media server offers as ICE host candidates. Empty: the bind
+    # address (loopback). A LAN address lets a phone on the same network try it (opt-in).
+    media_addresses: tuple[str, ...] = ()
 
 
 def _chalice_environment(stage: str) -> dict[str, str]:
@@ -106,6 +111,8 @@ class LocalStack:
         self.app: Any = None
         self.gateway: WebSocketGateway | None = None
         self.idp: LocalIdentityProvider | None = None
+        self.media = MediaRegistry()
+        self.media_server: MediaServer | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -160,10 +167,17 @@ class LocalStack:
 
         get_settings.cache_clear()
         self.app = importlib.import_module("app").app
+        self.media_server = MediaServer(self.media, addresses=self._media_addresses()).start()
         self._build_server()
         self._start_event_sources()
         self.ready_seconds = time.perf_counter() - started
         return self
+
+    def _media_addresses(self) -> tuple[str, ...]:
+        if self.options.media_addresses:
+            return self.options.media_addresses
+        host = self.options.host
+        return ("127.0.0.1",) if host in ("0.0.0.0", "", "localhost") else (host,)
 
     def _build_server(self) -> None:
         import uvicorn
@@ -187,15 +201,18 @@ class LocalStack:
                 max_connection_seconds=opts.max_connection_seconds,
             ),
         )
+        from devstack.media import whip
+
         rest = RestGateway(self.app, opts.stage, self.executor)
         _register_anypath()
-        assert self.idp is not None
+        assert self.idp is not None and self.media_server is not None
         routes: list[Any] = [
             *idp_routes(self.idp),
             Route("/dev/stats", self._stats, methods=["GET"]),
             Route("/openapi.yaml", _openapi_yaml, methods=["GET"]),
             Route("/openapi.json", _openapi_json, methods=["GET"]),
             *self.gateway.routes(),
+            *whip.routes(self.media_server),
         ]
         routes.append(
             Route(
@@ -283,6 +300,8 @@ class LocalStack:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self.media_server is not None:
+            self.media_server.stop()
         for poller in self.pollers:
             poller.join(timeout=5)
         self.executor.shutdown(wait=False, cancel_futures=True)
