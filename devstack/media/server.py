@@ -124,6 +124,8 @@ class MediaServer:
         self.loop.call_soon_threadsafe(self.loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if not self.loop.is_running():
+            self.loop.close()
 
     def call(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Run `coro` on the media loop (from any thread); returns a concurrent future."""
@@ -262,6 +264,12 @@ class MediaServer:
     async def _close_all(self) -> None:
         for session in list(self._sessions.values()):
             await self._end(session, dropped=True)
+        # aiortc/aioice background tasks (consent checks, closing peers): cancel and await them,
+        # so none is destroyed pending when the loop goes.
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     # ------------------------------------------------------------------ registry observer (any thread)
 

@@ -76,7 +76,7 @@ class ToneTrack(MediaStreamTrack):
 @dataclass
 class WhipResponse:
     status: int
-    headers: dict[str, str]
+    headers: dict[str, str]  # names in lower case
     body: str
 
     @property
@@ -99,9 +99,13 @@ def whip_request(
         request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return WhipResponse(response.status, dict(response.headers), response.read().decode())
+            return WhipResponse(response.status, _lower(response.headers), response.read().decode())
     except urllib.error.HTTPError as err:
-        return WhipResponse(err.code, dict(err.headers), err.read().decode())
+        return WhipResponse(err.code, _lower(err.headers), err.read().decode())
+
+
+def _lower(headers: Any) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
 
 
 class WhipPeer:
@@ -145,7 +149,7 @@ class WhipPeer:
         )
         self.answer = response
         if response.status == 201:
-            self.location = response.headers.get("Location")
+            self.location = response.headers.get("location")
             await pc.setRemoteDescription(RTCSessionDescription(sdp=response.body, type="answer"))
         return response
 
