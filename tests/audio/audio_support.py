@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from devstack.media.registry import Attendee, Meeting
 from devstack.media.whip_client import WhipPeer
+
+# The space-level audio tests reuse the end-to-end tests' helpers (spaces_support).
+_E2E = str(Path(__file__).resolve().parents[1] / "e2e")
+if _E2E not in sys.path:
+    sys.path.append(_E2E)
 
 TIMEOUT = 5.0
 AUDIO = {"SendReceive", "Send", "Receive", "None"}
