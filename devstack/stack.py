@@ -134,7 +134,7 @@ class LocalStack:
         self.media = MediaRegistry(
             region=REGION, event_sink=self.media_events.put, auto_end=self.options.media_auto_end
         )
-        self.chime = ChimeMeetingsEmulator(self.media, lambda: self.base_url, self.options.media_rules)
+        self.chime = ChimeMeetingsEmulator(self.media, lambda: self.public_url, self.options.media_rules)
         self._media_ticker: threading.Thread | None = None
         self._media_stop = threading.Event()
 
@@ -195,14 +195,24 @@ class LocalStack:
 
         get_settings.cache_clear()
         self.app = importlib.import_module("app").app
-        self.media_server = MediaServer(self.media, addresses=self._media_addresses()).start()
+        self.media_server = MediaServer(self.media, addresses=self.media_addresses).start()
         self._build_server()
         self._start_event_sources()
         self.ready_seconds = time.perf_counter() - started
         _RUNNING.append(self)
         return self
 
-    def _media_addresses(self) -> tuple[str, ...]:
+    @property
+    def public_url(self) -> str:
+        """The base URL clients are given (MediaPlacement): base_url, or the advertised LAN address
+        when the stack listens on every interface (--host 0.0.0.0 --media-address IP)."""
+        if self.options.host in ("0.0.0.0", "") and self.options.media_addresses:
+            return f"http://{self.options.media_addresses[0]}:{self.port}"
+        return self.base_url
+
+    @property
+    def media_addresses(self) -> tuple[str, ...]:
+        """Where the embedded media server gathers ICE candidates: the bind address unless overridden."""
         if self.options.media_addresses:
             return self.options.media_addresses
         host = self.options.host
