@@ -17,11 +17,26 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--stage", default="dev")
+    parser.add_argument(
+        "--media-address",
+        action="append",
+        default=[a for a in os.environ.get("SOHBET_MEDIA_ADDRESS", "").split(",") if a],
+        metavar="IP",
+        help=(
+            "advertise this address (e.g. your LAN IP 192.168.1.20) as the embedded media server's "
+            "ICE candidate instead of the bind address, so a phone on the same network can send and "
+            "receive audio; also SOHBET_MEDIA_ADDRESS. Off by default: media stays on loopback. "
+            "Use with --host 0.0.0.0 (or that IP) so the phone reaches the signaling too."
+        ),
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     began = time.perf_counter()
-    stack = LocalStack(StackOptions(host=args.host, port=args.port, stage=args.stage)).start()
+    options = StackOptions(
+        host=args.host, port=args.port, stage=args.stage, media_addresses=tuple(args.media_address)
+    )
+    stack = LocalStack(options).start()
     ready = time.perf_counter() - began
     base = stack.base_url
     print(
@@ -30,6 +45,7 @@ sohbet local stack ready in {ready:.1f}s
   WebSocket   {stack.ws_url}?token=TOKEN
   REST        {base}/            (e.g. GET {base}/whoami with Authorization: Bearer TOKEN)
   @connections {base}/@connections/{{connection_id}}
+  audio (WHIP) {base}/media/whip/{{MeetingId}}   (ICE candidates on {", ".join(stack.media_addresses)})
   embedded AWS (moto) {stack.aws.endpoint}
 
 Get a token:

@@ -25,6 +25,11 @@ from devstack.gateway import GatewaySettings, WebSocketGateway
 from devstack.idp import LocalIdentityProvider
 from devstack.idp import routes as idp_routes
 from devstack.lambdas import Scheduler, SqsPoller, rate_seconds
+from devstack.media.chime_api import PREFIX as CHIME_PREFIX
+from devstack.media.chime_api import ChimeMeetingsEmulator, ChimeRules
+from devstack.media.events import EventBus
+from devstack.media.registry import MediaRegistry
+from devstack.media.server import MediaServer
 from devstack.rest import RestGateway
 from devstack.stats import AWS_CALLS, cpu_seconds, install_call_counter
 from devstack.web import routes as web_routes
@@ -32,6 +37,8 @@ from devstack.web import routes as web_routes
 log = logging.getLogger("devstack")
 
 LOCAL_AUDIENCE = "sohbet-local-client"
+
+_RUNNING: list[LocalStack] = []
 
 
 @dataclass
@@ -47,6 +54,15 @@ class StackOptions:
     idle_timeout_seconds: float = 600.0
     max_connection_seconds: float = 7200.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Addresses the embedded media server offers as ICE host candidates. Empty: the bind
+    # address (loopback). A LAN address lets a phone on the same network try it (opt-in).
+    media_addresses: tuple[str, ...] = ()
+    # The Chime emulator's request rules (rate limits, CreateMeeting conflicts): off unless
+    # switched on here or with LOCAL_CHIME_RATE_LIMITS=1 (see ChimeRules.from_env).
+    media_rules: ChimeRules = field(default_factory=lambda: ChimeRules.from_env())
+    # Meetings end on their own as Chime's do (no audio for 5 min, ...); checked this often.
+    media_auto_end: bool = True
+    media_tick_seconds: float = 5.0
 
 
 def _chalice_environment(stage: str) -> dict[str, str]:
@@ -107,11 +123,28 @@ class LocalStack:
         self.app: Any = None
         self.gateway: WebSocketGateway | None = None
         self.idp: LocalIdentityProvider | None = None
+        self.media_server: MediaServer | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
         self.port = 0
         self.env: dict[str, str] = {}
+        # The embedded media server: Chime's state (`media`, shared with the audio side), its
+        # REST API (`chime`) and the EventBridge events it sends (`media_events`).
+        self.media_events = EventBus(self.executor)
+        self.media = MediaRegistry(
+            region=REGION, event_sink=self.media_events.put, auto_end=self.options.media_auto_end
+        )
+        self.chime = ChimeMeetingsEmulator(self.media, lambda: self.public_url, self.options.media_rules)
+        self._media_ticker: threading.Thread | None = None
+        self._media_stop = threading.Event()
+
+    @staticmethod
+    def running() -> LocalStack:
+        """The one stack started in this process (test helpers reach its media server through it)."""
+        if len(_RUNNING) != 1:
+            raise RuntimeError(f"expected one running local stack in this process, found {len(_RUNNING)}")
+        return _RUNNING[0]
 
     @property
     def base_url(self) -> str:
@@ -144,7 +177,9 @@ class LocalStack:
                 "AUTH_ISSUER": issuer,
                 "AUTH_AUDIENCE": LOCAL_AUDIENCE,
                 "AUTH_JWKS_URL": f"{issuer}/.well-known/jwks.json",
-                "MEDIA_ADAPTER": "local",
+                # The app's own ChimeMediaAdapter, pointed at the emulator with AWS's standard
+                # service-specific endpoint variable: chalicelib's code path is the production one.
+                "AWS_ENDPOINT_URL_CHIME_SDK_MEETINGS": self.base_url + CHIME_PREFIX,
                 "POWERTOOLS_TRACE_DISABLED": "true",
                 "POWERTOOLS_METRICS_DISABLED": "true",
                 "POWERTOOLS_DEV": "false",
@@ -161,10 +196,28 @@ class LocalStack:
 
         get_settings.cache_clear()
         self.app = importlib.import_module("app").app
+        self.media_server = MediaServer(self.media, addresses=self.media_addresses).start()
         self._build_server()
         self._start_event_sources()
         self.ready_seconds = time.perf_counter() - started
+        _RUNNING.append(self)
         return self
+
+    @property
+    def public_url(self) -> str:
+        """The base URL clients are given (MediaPlacement): base_url, or the advertised LAN address
+        when the stack listens on every interface (--host 0.0.0.0 --media-address IP)."""
+        if self.options.host in ("0.0.0.0", "") and self.options.media_addresses:
+            return f"http://{self.options.media_addresses[0]}:{self.port}"
+        return self.base_url
+
+    @property
+    def media_addresses(self) -> tuple[str, ...]:
+        """Where the embedded media server gathers ICE candidates: the bind address unless overridden."""
+        if self.options.media_addresses:
+            return self.options.media_addresses
+        host = self.options.host
+        return ("127.0.0.1",) if host in ("0.0.0.0", "", "localhost") else (host,)
 
     def _build_server(self) -> None:
         import uvicorn
@@ -188,16 +241,20 @@ class LocalStack:
                 max_connection_seconds=opts.max_connection_seconds,
             ),
         )
+        from devstack.media import whip
+
         rest = RestGateway(self.app, opts.stage, self.executor)
         _register_anypath()
-        assert self.idp is not None
+        assert self.idp is not None and self.media_server is not None
         routes: list[Any] = [
             *idp_routes(self.idp),
             Route("/dev/stats", self._stats, methods=["GET"]),
             Route("/openapi.yaml", _openapi_yaml, methods=["GET"]),
             Route("/openapi.json", _openapi_json, methods=["GET"]),
             *web_routes(),
+            *self.chime.routes(),
             *self.gateway.routes(),
+            *whip.routes(self.media_server),
         ]
         routes.append(
             Route(
@@ -272,11 +329,28 @@ class LocalStack:
             ):
                 every = self.options.schedule_seconds or rate_seconds(source.schedule_expression)
                 jobs.append((source.name, handler, every))
+            elif isinstance(source, CloudWatchEventConfig):
+                # An EventBridge rule: the media server's Chime events go to it when they match.
+                self.media_events.add_rule(
+                    source.name, source.event_pattern, handler, LambdaContextFactory(source.name)
+                )
         if jobs:
             self.scheduler = Scheduler(jobs, LambdaContextFactory("schedule"), REGION)
             self.scheduler.start()
+        self._media_ticker = threading.Thread(target=self._tick_media, name="media-auto-end", daemon=True)
+        self._media_ticker.start()
+
+    def _tick_media(self) -> None:
+        while not self._media_stop.wait(self.options.media_tick_seconds):
+            try:
+                self.media.tick()
+            except Exception:
+                log.exception("media auto-end tick failed")
 
     def stop(self) -> None:
+        if self in _RUNNING:
+            _RUNNING.remove(self)
+        self._media_stop.set()
         for poller in self.pollers:
             poller.stop()
         if self.scheduler is not None:
@@ -285,6 +359,8 @@ class LocalStack:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self.media_server is not None:
+            self.media_server.stop()
         for poller in self.pollers:
             poller.join(timeout=5)
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -10,9 +10,9 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
+from web_support import TIMEOUT_MS
 
 from chalicelib import media
-from tests.browser.web_support import TIMEOUT_MS
 
 pytestmark = pytest.mark.browser
 

@@ -6,8 +6,7 @@ import secrets
 
 import pytest
 from playwright.sync_api import expect
-
-from tests.browser.web_support import wait_for
+from web_support import wait_for
 
 pytestmark = pytest.mark.browser
 

@@ -1,0 +1,297 @@
+"""The embedded media server's audio: one clocked mix-minus mixer per primary meeting.
+
+Chime's audio semantics, enforced here rather than trusted to clients:
+- every attendee receives ONE track, the mix of the OTHER attendees allowed to send
+  (Audio SendReceive or Send): never their own voice;
+- an uplink from Receive or None is decoded and discarded, never mixed; attendees with
+  Send or None receive silence;
+- attendees of a replica meeting hear the primary's senders and are never heard
+  (https://docs.aws.amazon.com/chime/latest/dg/media-replication.html), so a replica
+  listener sits in its primary's room;
+- capability changes apply on the next 20 ms tick.
+
+The room's clock ticks every 20 ms (48 kHz, 960 samples): it takes one frame from each
+sender's bounded jitter queue (an absent or late sender contributes silence, never
+drift), sums the senders once, and hands each receiver "sum minus own frame".
+Everything here runs on the media server's event loop (one thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import fractions
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+
+log = logging.getLogger("devstack.media")
+
+SAMPLE_RATE = 48_000
+FRAME_SAMPLES = 960  # 20 ms
+FRAME_SECONDS = FRAME_SAMPLES / SAMPLE_RATE
+TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
+
+SEND_CAPABILITIES = frozenset({"SendReceive", "Send"})
+RECEIVE_CAPABILITIES = frozenset({"SendReceive", "Receive"})
+
+# Jitter queue per sender: start mixing once PRIME frames wait (absorbs the phase between the
+# sender's packets and our clock), keep at most KEEP after a tick (bounded latency), never more
+# than MAX (a burst beyond is dropped, oldest first).
+JITTER_PRIME = 2
+JITTER_KEEP = 3
+JITTER_MAX = 8
+# Frames waiting for a receiver's encoder; beyond this the oldest is dropped.
+OUTBOUND_MAX = 4
+# A tick more than this late (a stalled loop) resets the clock instead of bursting to catch up.
+MAX_LATENESS = 0.2
+
+SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+SILENCE.setflags(write=False)
+
+
+class JitterQueue:
+    """A sender's decoded 20 ms frames waiting for the mixer's tick."""
+
+    def __init__(self) -> None:
+        self.frames: collections.deque[np.ndarray] = collections.deque(maxlen=JITTER_MAX)
+        self.primed = False
+        self.underruns = 0
+
+    def push(self, pcm: np.ndarray) -> None:
+        self.frames.append(pcm)
+        if len(self.frames) >= JITTER_PRIME:
+            self.primed = True
+
+    def pop(self) -> np.ndarray | None:
+        if not self.primed:
+            return None
+        if not self.frames:
+            self.primed = False
+            self.underruns += 1
+            return None
+        pcm = self.frames.popleft()
+        while len(self.frames) > JITTER_KEEP:  # drift or a burst: catch up, a frame at a time
+            self.frames.popleft()
+        return pcm
+
+    def clear(self) -> None:
+        self.frames.clear()
+        self.primed = False
+
+
+class MixTrack(MediaStreamTrack):
+    """The one audio track an attendee receives; its frames come from the room's clock."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._frames: collections.deque[np.ndarray] = collections.deque(maxlen=OUTBOUND_MAX)
+        self._ready = asyncio.Event()
+        self._pts = 0
+        self.dropped = 0
+
+    def push(self, pcm: np.ndarray) -> None:
+        if len(self._frames) == OUTBOUND_MAX:
+            self.dropped += 1  # the encoder fell behind: lose the oldest, keep latency bounded
+        self._frames.append(pcm)
+        self._ready.set()
+
+    async def recv(self) -> av.AudioFrame:
+        while not self._frames:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._ready.clear()
+            await self._ready.wait()
+        if self.readyState != "live":
+            raise MediaStreamError
+        pcm = self._frames.popleft()
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = self._pts
+        frame.time_base = TIME_BASE
+        self._pts += FRAME_SAMPLES
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        self._ready.set()
+
+
+class Mono48k:
+    """Turns decoded frames (any layout, rate or size) into 20 ms mono s16 48 kHz arrays."""
+
+    def __init__(self) -> None:
+        self._resampler: av.AudioResampler | None = None
+        self._pending = np.zeros(0, dtype=np.int16)
+
+    def __call__(self, frame: av.AudioFrame) -> list[np.ndarray]:
+        if (
+            frame.format.name == "s16"
+            and frame.sample_rate == SAMPLE_RATE
+            and frame.layout.name
+            in (
+                "mono",
+                "stereo",
+            )
+        ):
+            samples: np.ndarray = frame.to_ndarray().reshape(-1)
+            if frame.layout.name == "stereo":  # aiortc's Opus decoder: interleaved L R
+                pairs = samples.reshape(-1, 2).astype(np.int32)
+                samples = ((pairs[:, 0] + pairs[:, 1]) >> 1).astype(np.int16)
+        else:
+            if self._resampler is None:
+                self._resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+            parts = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]
+            samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
+        if len(self._pending) == 0 and len(samples) == FRAME_SAMPLES:
+            return [samples]
+        buffered = np.concatenate([self._pending, samples])
+        whole = len(buffered) // FRAME_SAMPLES * FRAME_SAMPLES
+        self._pending = buffered[whole:]
+        return [buffered[i : i + FRAME_SAMPLES] for i in range(0, whole, FRAME_SAMPLES)]
+
+
+class Participant:
+    """One attendee's audio in a room: what they send (jitter queue) and what they hear (track)."""
+
+    def __init__(self, attendee_id: str, audio: str, *, replica: bool) -> None:
+        self.attendee_id = attendee_id
+        self.audio = audio
+        self.replica = replica
+        self.inbound = JitterQueue()
+        self.outbound = MixTrack()
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def may_send(self) -> bool:
+        return not self.replica and self.audio in SEND_CAPABILITIES
+
+    @property
+    def may_receive(self) -> bool:
+        return self.audio in RECEIVE_CAPABILITIES
+
+    def set_audio(self, audio: str) -> None:
+        was_sending = self.may_send
+        self.audio = audio
+        if was_sending and not self.may_send:
+            self.inbound.clear()  # what was queued before a mute is never played after it
+
+    def listen_to(self, track: MediaStreamTrack) -> None:
+        """Read the attendee's uplink; a replaced track (re-offer) stops the previous reader."""
+        if self._reader is not None:
+            self._reader.cancel()
+        self._reader = asyncio.get_running_loop().create_task(self._read(track))
+
+    async def _read(self, track: MediaStreamTrack) -> None:
+        to_frames = Mono48k()
+        with contextlib.suppress(MediaStreamError, asyncio.CancelledError):
+            while True:
+                frame: Any = await track.recv()
+                # Decoded either way; only senders' frames are kept for the mix.
+                for pcm in to_frames(frame):
+                    if self.may_send:
+                        self.inbound.push(pcm)
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            self._reader = None
+        self.outbound.stop()
+
+
+class Room:
+    """The mixer of one primary meeting: its attendees and its replicas' attendees."""
+
+    def __init__(self, primary_meeting_id: str, on_empty: Callable[[Room], None]) -> None:
+        self.primary_meeting_id = primary_meeting_id
+        self.participants: dict[str, Participant] = {}
+        self._on_empty = on_empty
+        self._task: asyncio.Task[None] | None = None
+        self.ticks = 0
+        self.late_ticks = 0
+
+    def add(self, participant: Participant) -> None:
+        old = self.participants.pop(participant.attendee_id, None)
+        if old is not None:
+            old.close()
+        self.participants[participant.attendee_id] = participant
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def remove(self, attendee_id: str, participant: Participant | None = None) -> None:
+        current = self.participants.get(attendee_id)
+        if current is None or (participant is not None and current is not participant):
+            return
+        del self.participants[attendee_id]
+        current.close()
+        if not self.participants:
+            self.stop()
+            self._on_empty(self)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        try:
+            while self.participants:
+                next_tick += FRAME_SECONDS
+                delay = next_tick - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif delay < -MAX_LATENESS:
+                    self.late_ticks += 1
+                    next_tick = loop.time()
+                self.tick()
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # a mixer bug must be loud, not a silent room
+            log.exception("mixer of meeting %s stopped", self.primary_meeting_id)
+
+    def tick(self) -> None:
+        """One 20 ms frame: the senders' sum once, then each receiver hears it minus their own part."""
+        self.ticks += 1
+        frames: dict[str, np.ndarray] = {}
+        for attendee_id, participant in self.participants.items():
+            pcm = participant.inbound.pop()
+            if pcm is not None and participant.may_send:
+                frames[attendee_id] = pcm
+        total: Any = None
+        if frames:
+            total = np.sum(np.stack(list(frames.values())), axis=0, dtype=np.int32)
+            mixed_all = _clip(total)
+        for attendee_id, participant in self.participants.items():
+            if total is None or not participant.may_receive:
+                participant.outbound.push(SILENCE)
+            elif attendee_id in frames:
+                if len(frames) == 1:
+                    participant.outbound.push(SILENCE)  # the only voice is their own
+                else:
+                    participant.outbound.push(_clip(total - frames[attendee_id]))
+            else:
+                participant.outbound.push(mixed_all)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "participants": len(self.participants),
+            "senders": sum(1 for p in self.participants.values() if p.may_send),
+            "ticks": self.ticks,
+            "late_ticks": self.late_ticks,
+            "underruns": sum(p.inbound.underruns for p in self.participants.values()),
+            "outbound_dropped": sum(p.outbound.dropped for p in self.participants.values()),
+        }
+
+
+def _clip(samples: np.ndarray) -> np.ndarray:
+    return np.clip(samples, -32768, 32767).astype(np.int16)

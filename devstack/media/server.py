@@ -1,0 +1,310 @@
+"""The embedded media server: WebRTC sessions of attendees, on their own event loop.
+
+Each WHIP session is one aiortc RTCPeerConnection whose single audio transceiver carries
+the attendee's uplink in and the room's mix-minus out (devstack.media.mixer). The
+server listens to the MediaRegistry: a capability change reaches the mixer on its next
+tick, DeleteAttendee and DeleteMeeting close the peer connections.
+
+Nothing leaves the machine: no ICE servers at all (aiortc would otherwise fall back to
+a public STUN server), and aioice gathers host candidates on the configured addresses
+only — 127.0.0.1 by default; `--media-address` may advertise a LAN address instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import secrets
+import threading
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from devstack.media.mixer import Participant, Room
+from devstack.media.registry import Attendee, ChimeError, MediaRegistry, Meeting
+
+log = logging.getLogger("devstack.media")
+T = TypeVar("T")
+
+MAX_OFFER_BYTES = 64 * 1024
+
+
+def restrict_host_candidates(addresses: Sequence[str]) -> None:
+    """Make aioice (every peer connection in this process) gather host candidates on these addresses only.
+
+    aioice skips 127.0.0.1 and offers every other interface address; we want the reverse.
+    aioice has no setting for it, so its address lookup is replaced, process-wide.
+    """
+    import aioice.ice
+
+    chosen = list(addresses)
+
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = host_addresses
+
+
+def rtc_configuration() -> Any:
+    from aiortc import RTCConfiguration
+
+    return RTCConfiguration(iceServers=[])  # never None: None means Google's public STUN server
+
+
+class WhipError(Exception):
+    """A refused WHIP request: HTTP status, stable error code, clear message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Session:
+    session_id: str
+    attendee_id: str
+    meeting_id: str
+    room: Room
+    participant: Participant
+    pc: Any
+    connected: bool = False
+    closed: bool = False
+
+
+@dataclass(frozen=True)
+class Answer:
+    session_id: str
+    sdp: str
+
+
+class MediaServer:
+    """WebRTC sessions and mixers for the meetings of `registry`."""
+
+    def __init__(self, registry: MediaRegistry, *, addresses: Sequence[str] = ("127.0.0.1",)) -> None:
+        self.registry = registry
+        self.addresses = list(addresses)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._rooms: dict[str, Room] = {}
+        self._sessions: dict[str, Session] = {}
+        self._by_attendee: dict[str, Session] = {}
+        self._revoked: set[str] = set()  # join tokens of deleted attendees: 404, not 401
+        self._unsubscribe: Any = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> MediaServer:
+        restrict_host_candidates(self.addresses)
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            assert self.loop is not None
+            asyncio.set_event_loop(self.loop)
+            self.loop.call_soon(ready.set)
+            self.loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="media", daemon=True)
+        self._thread.start()
+        ready.wait(5)
+        self._unsubscribe = self.registry.subscribe(self)
+        return self
+
+    def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self.loop is None:
+            return
+        with contextlib.suppress(Exception):
+            self.call(self._close_all()).result(timeout=5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if not self.loop.is_running():
+            self.loop.close()
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run `coro` on the media loop (from any thread); returns a concurrent future."""
+        assert self.loop is not None, "the media server is not started"
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await `coro` on the media loop from another event loop (e.g. the HTTP server's)."""
+        return await asyncio.wrap_future(self.call(coro))
+
+    # ------------------------------------------------------------------ WHIP
+
+    async def offer(self, meeting_id: str, token: str | None, sdp: str) -> Answer:
+        """Admit an attendee's SDP offer into `meeting_id`; the answer, or WhipError."""
+        attendee = self._authorize(meeting_id, token)
+        if len(sdp.encode()) > MAX_OFFER_BYTES:
+            raise WhipError(400, "bad_request", f"the SDP offer is larger than {MAX_OFFER_BYTES} bytes")
+        if not sdp.lstrip().startswith("v=0"):
+            raise WhipError(400, "bad_request", "the body is not an SDP offer (it must start with v=0)")
+        meeting = self._meeting(attendee.meeting_id)
+        from aiortc import RTCPeerConnection, RTCSessionDescription
+
+        replica = meeting.primary_meeting_id is not None
+        participant = Participant(attendee.attendee_id, attendee.audio, replica=replica)
+        pc = RTCPeerConnection(rtc_configuration())
+
+        @pc.on("track")
+        def on_track(track: Any) -> None:
+            if track.kind == "audio":
+                participant.listen_to(track)
+
+        try:
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            except Exception as exc:
+                raise WhipError(400, "bad_request", f"the SDP offer cannot be used: {exc}") from exc
+            audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
+            if not audio:
+                raise WhipError(400, "bad_request", "the SDP offer has no audio m-line")
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind != "audio" or transceiver is not audio[0]:
+                    transceiver.direction = "inactive"  # audio only, one track, as Chime allows
+            pc.addTrack(participant.outbound)
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)  # gathers the (loopback) candidates: no trickle
+        except BaseException:
+            participant.close()
+            await pc.close()
+            raise
+        # Deleted, or muted, while we negotiated? Read the attendee again now.
+        current = self.registry.attendee_by_token(attendee.join_token)
+        if current is None:
+            participant.close()
+            await pc.close()
+            raise WhipError(404, "not_found", "the attendee was deleted while joining")
+        participant.set_audio(current.audio)
+        session = self._admit(current, meeting, participant, pc)
+        return Answer(session.session_id, pc.localDescription.sdp)
+
+    async def leave(self, meeting_id: str, session_id: str) -> None:
+        session = self._sessions.get(session_id)
+        if session is None or session.meeting_id != meeting_id:
+            raise WhipError(404, "not_found", "no such WHIP session (it ended or was replaced)")
+        await self._end(session, dropped=False)
+
+    def _authorize(self, meeting_id: str, token: str | None) -> Attendee:
+        if not token:
+            raise WhipError(401, "unauthorized", "missing Authorization: Bearer <JoinToken>")
+        attendee = self.registry.attendee_by_token(token)
+        if attendee is None:
+            if token in self._revoked:
+                raise WhipError(404, "not_found", "this attendee was deleted: its join token is revoked")
+            self._meeting(meeting_id)  # 404 when the meeting itself is gone
+            raise WhipError(401, "unauthorized", "unknown join token")
+        if attendee.meeting_id != meeting_id:
+            raise WhipError(403, "not_allowed", "this join token belongs to another meeting")
+        return attendee
+
+    def _meeting(self, meeting_id: str) -> Meeting:
+        try:
+            return self.registry.get_meeting(meeting_id)
+        except ChimeError as exc:
+            raise WhipError(404, "not_found", f"meeting {meeting_id} does not exist or has ended") from exc
+
+    def _admit(self, attendee: Attendee, meeting: Meeting, participant: Participant, pc: Any) -> Session:
+        previous = self._by_attendee.get(attendee.attendee_id)
+        if previous is not None:
+            # A new offer replaces the old session (WHIP has no renegotiation: a promoted
+            # listener re-POSTs with a microphone). Not a disconnection for the registry.
+            previous.closed = True
+            self._sessions.pop(previous.session_id, None)
+            asyncio.get_running_loop().create_task(previous.pc.close())
+        room_id = meeting.primary_meeting_id or meeting.meeting_id
+        room = self._rooms.get(room_id)
+        if room is None:
+            room = self._rooms[room_id] = Room(room_id, self._forget_room)
+        session = Session(
+            secrets.token_urlsafe(16), attendee.attendee_id, meeting.meeting_id, room, participant, pc
+        )
+        self._sessions[session.session_id] = session
+        self._by_attendee[attendee.attendee_id] = session
+        room.add(participant)
+        if previous is not None and previous.connected:
+            session.connected = True
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState == "connected" and not session.connected:
+                session.connected = True
+                await self._registry_call(self.registry.audio_connected, session.attendee_id)
+            elif pc.connectionState in ("failed", "closed") and not session.closed:
+                await self._end(session, dropped=True)
+
+        return session
+
+    async def _end(self, session: Session, *, dropped: bool) -> None:
+        if session.closed:
+            return
+        session.closed = True
+        self._sessions.pop(session.session_id, None)
+        if self._by_attendee.get(session.attendee_id) is session:
+            del self._by_attendee[session.attendee_id]
+        session.room.remove(session.attendee_id, session.participant)
+        await session.pc.close()
+        if session.connected and self._by_attendee.get(session.attendee_id) is None:
+            await self._registry_call(self.registry.audio_disconnected, session.attendee_id, dropped=dropped)
+
+    async def _registry_call(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+        # The registry may emit events that do I/O: keep the mixer's clock off it.
+        await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args, **kwargs))
+
+    def _forget_room(self, room: Room) -> None:
+        if self._rooms.get(room.primary_meeting_id) is room:
+            del self._rooms[room.primary_meeting_id]
+
+    async def _close_all(self) -> None:
+        for session in list(self._sessions.values()):
+            await self._end(session, dropped=True)
+        # aiortc/aioice background tasks (consent checks, closing peers): cancel and await them,
+        # so none is destroyed pending when the loop goes.
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+
+    # ------------------------------------------------------------------ registry observer (any thread)
+
+    def capabilities_changed(self, attendee: Attendee) -> None:
+        self._soon(self._apply_capabilities, attendee)
+
+    def attendee_deleted(self, attendee: Attendee) -> None:
+        self._soon(self._apply_deleted, attendee)
+
+    def meeting_deleted(self, meeting: Meeting) -> None:
+        self._soon(self._apply_meeting_deleted, meeting)
+
+    def _soon(self, fn: Any, arg: Any) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(fn, arg)
+
+    def _apply_capabilities(self, attendee: Attendee) -> None:
+        session = self._by_attendee.get(attendee.attendee_id)
+        if session is not None:
+            session.participant.set_audio(attendee.audio)
+
+    def _apply_deleted(self, attendee: Attendee) -> None:
+        self._revoked.add(attendee.join_token)
+        session = self._by_attendee.get(attendee.attendee_id)
+        if session is not None:
+            asyncio.get_running_loop().create_task(self._end(session, dropped=False))
+
+    def _apply_meeting_deleted(self, meeting: Meeting) -> None:
+        for session in [s for s in self._sessions.values() if s.meeting_id == meeting.meeting_id]:
+            asyncio.get_running_loop().create_task(self._end(session, dropped=False))
+
+    # ------------------------------------------------------------------ figures
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "sessions": len(self._sessions),
+            "rooms": {room_id: room.stats() for room_id, room in self._rooms.items()},
+        }

@@ -1,0 +1,99 @@
+"""WHIP signaling (RFC 9725 shape) for the embedded media server, as Starlette routes.
+
+    POST   /media/whip/{MeetingId}              Content-Type: application/sdp,
+                                                Authorization: Bearer <JoinToken>
+           -> 201 Created, SDP answer, Location: /media/whip/{MeetingId}/{SessionId}
+    DELETE /media/whip/{MeetingId}/{SessionId}  -> 200, the session ends
+
+A new POST with the same token replaces that attendee's session (WHIP has no
+renegotiation: a listener promoted to the stage re-POSTs with a microphone).
+Errors are JSON `{"code", "message"}` with the project's stable codes: 401
+unauthorized (missing or unknown token), 403 not_allowed (token of another
+meeting), 404 not_found (attendee deleted, meeting ended, unknown session),
+415 bad_request (not application/sdp), 400 bad_request (unusable offer), 405
+(trickle ICE PATCH is not supported: candidates are all in the offer/answer).
+CORS is open (no cookies are used; the JoinToken is the credential).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from devstack.media.server import MediaServer, WhipError
+
+PREFIX = "/media/whip"
+
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+    "Access-Control-Expose-Headers": "Location, Link, ETag",
+    "Access-Control-Max-Age": "600",
+}
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Any:
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(
+        {"code": code, "message": message}, status_code=status, headers={**CORS, **(headers or {})}
+    )
+
+
+def _bearer(request: Any) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+def routes(server: MediaServer) -> list[Any]:
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def endpoint(request: Any) -> Any:
+        meeting_id = request.path_params["meeting_id"]
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers={**CORS, "Accept-Post": "application/sdp"})
+        if request.method != "POST":
+            return _error(
+                405, "bad_request", f"{request.method} is not supported here", {"Allow": "POST, OPTIONS"}
+            )
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/sdp":
+            return _error(415, "bad_request", "the offer must be sent as Content-Type: application/sdp")
+        token = _bearer(request)
+        body = (await request.body()).decode("utf-8", errors="replace")
+        try:
+            answer = await server.run(server.offer(meeting_id, token, body))
+        except WhipError as err:
+            return _error(err.status, err.code, err.message)
+        location = f"{PREFIX}/{meeting_id}/{answer.session_id}"
+        return Response(
+            answer.sdp,
+            status_code=201,
+            media_type="application/sdp",
+            headers={**CORS, "Location": location, "ETag": f'"{answer.session_id}"'},
+        )
+
+    async def session(request: Any) -> Any:
+        meeting_id = request.path_params["meeting_id"]
+        session_id = request.path_params["session_id"]
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=CORS)
+        if request.method == "PATCH":
+            # RFC 9725 §4.3: no trickle ICE or ICE restarts: 405.
+            return _error(
+                405, "bad_request", "trickle ICE is not supported: POST a new offer", {"Allow": "DELETE"}
+            )
+        if request.method != "DELETE":
+            return _error(405, "bad_request", f"{request.method} is not supported here", {"Allow": "DELETE"})
+        try:
+            await server.run(server.leave(meeting_id, session_id))
+        except WhipError as err:
+            return _error(err.status, err.code, err.message)
+        return Response(status_code=200, headers=CORS)
+
+    every = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    return [
+        Route(PREFIX + "/{meeting_id}", endpoint, methods=every),
+        Route(PREFIX + "/{meeting_id}/{session_id}", session, methods=every),
+    ]
