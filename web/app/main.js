@@ -188,7 +188,11 @@ function useMedia(creds) {
     }
     if (app.media) await app.media.stop();
     app.mediaCreds = creds;
-    app.media = await createMedia(creds, { audioElement: $("#remote-audio"), onState: setAudioState });
+    app.media = await createMedia(creds, {
+      audioElement: $("#remote-audio"),
+      onState: setAudioState,
+      rawMic: config.rawMic,
+    });
     app.media.setMicEnabled(micShouldBeOn());
     await app.media.start({ send: onStage() });
   });

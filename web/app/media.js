@@ -148,8 +148,9 @@ export class WhipMedia {
   async _connect(send) {
     this._state(send ? "connecting (speaker)" : "connecting (listener)");
     if (send && !this.mic) {
+      const processing = !this.hooks.rawMic;
       this.mic = await navigator.mediaDevices.getUserMedia({
-        audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+        audio: { echoCancellation: processing, noiseSuppression: processing, autoGainControl: processing },
         video: false,
       });
       this.micProbe = new Probe(this.mic);

@@ -111,6 +111,7 @@ export function applyEvent(room, ev) {
       break;
     case "space.ended":
       r.ended = ev.reason || "ended";
+      r.space = { ...r.space, state: "ended" };
       break;
     case "host.away":
       r.hostAway = ev.grace_deadline;

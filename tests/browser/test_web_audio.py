@@ -1,0 +1,91 @@
+"""Hearing a space in the browser: three pages on the web client, real WebRTC to the embedded
+media server (WHIP), microphones fed by generated tones through Chromium's fake capture.
+
+ada (host) and lis (listener) share a browser whose fake mic plays 440 Hz; spk (the speaker)
+has one that plays 660 Hz, so what the listener hears tells whose voice it is.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import pytest
+from playwright.sync_api import expect
+from web_support import wait_for
+
+pytestmark = pytest.mark.browser
+
+SILENCE = 0.01  # RMS; the tones arrive at ~0.1-0.3 after Opus and the mix
+HZ_TOLERANCE = 5.0  # 5.9 Hz FFT bins, interpolated
+
+# Counts getUserMedia calls: a listener's page must never open the microphone.
+COUNT_MIC_REQUESTS = """
+(() => {
+  const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  window.micRequests = 0;
+  navigator.mediaDevices.getUserMedia = (c) => { window.micRequests += 1; return real(c); };
+})();
+"""
+
+
+def hears(person, hz: float, timeout: float = 8.0) -> float:
+    """Wait until the person's page hears hz as the dominant frequency; return it."""
+    return wait_for(
+        f"{person.name} hears {hz} Hz",
+        lambda: person.audio("dominantFrequency()"),
+        lambda f: f is not None and abs(f - hz) <= HZ_TOLERANCE,
+        timeout,
+    )
+
+
+def silent(person, timeout: float = 3.0) -> None:
+    """Wait for silence at the person's page (the analyser's window is 8192 samples, 170 ms)."""
+    wait_for(f"{person.name} hears silence", lambda: person.audio("level()"), lambda v: v < SILENCE, timeout)
+
+
+def test_listener_hears_the_stage_and_host_powers_act_on_the_audio(people) -> None:
+    name = f"Audio {secrets.token_hex(3)}"
+    ada = people("ada", hz=440)
+    ada.create_space(name)
+    expect(ada.page.locator("#audio-state")).to_contain_text("connected (speaker)")
+    ada.click("Unmute my mic")  # on stage muted at first, as in X Spaces
+
+    lis = people("lis", hz=440)
+    lis.page.add_init_script(COUNT_MIC_REQUESTS)
+    lis.page.reload()
+    expect(lis.page.locator("#connection")).to_have_text("online")
+    lis.join_from_list(name)
+    expect(lis.page.locator("#audio-state")).to_contain_text("connected (listener)")
+    hears(lis, 440)
+    first_audio_ms = lis.audio("firstAudioMs")
+    print(f"\nlistener: join reply -> first audio {first_audio_ms} ms (page clock)")
+
+    spk = people("spk", hz=660)
+    spk.join_from_list(name)
+    spk.click("Raise my hand")
+    ada.page.locator('#hands li[data-user="spk"]').get_by_role("button", name="Bring on stage").click()
+    expect(spk.page.locator("#audio-state")).to_contain_text("connected (speaker)")  # re-offered with a mic
+    spk.click("Unmute my mic")
+    ada.click("Mute my mic")  # self-mute: the host's 440 Hz goes, the speaker's 660 Hz stays
+    expect(lis.tile("ada")).to_have_attribute("data-muted-by", "self")
+    hears(lis, 660)
+    expect(lis.tile("spk")).to_have_class("speaking")
+
+    clicked = time.monotonic()
+    ada.tile_action("spk", "Mute")
+    silent(lis)
+    print(f"host clicks Mute -> silence at the listener: {(time.monotonic() - clicked) * 1000:.0f} ms")
+    expect(spk.me_on_stage()).to_have_attribute("data-muted-by", "host")
+    spk.click("Unmute my mic")  # only the speaker can lift it
+    hears(lis, 660)
+
+    ada.tile_action("spk", "Remove")
+    expect(spk.page.locator("#removed")).to_have_text("A moderator removed you from this space.")
+    expect(spk.page.locator("#audio-state")).to_have_text("off")
+    silent(lis)
+
+    assert lis.page.evaluate("window.micRequests") == 0  # a listener is never asked for the mic
+    assert lis.audio("sending") is False
+    assert lis.page.evaluate("'ChimeSDK' in window") is False  # the Chime bundle is for AWS only
+    assert isinstance(first_audio_ms, int) and first_audio_ms < 5000
