@@ -23,10 +23,18 @@ def test_hand_raise_approve_mute_unmute_remove(people) -> None:
     bob.join_from_list(name)
     expect(bob.page.locator("#room-meta")).to_contain_text("you are listener")
 
-    bob.click("Raise my hand")
-    expect(bob.page.get_by_role("button", name="Lower my hand")).to_be_visible()
+    expect(ada.page.locator("#listener-count")).to_have_text("1")  # coalesced listeners.count
+
     hand = ada.page.locator('#hands li[data-user="bob"]')
+    bob.click("Raise my hand")
     expect(hand).to_be_visible()
+    bob.click("Lower my hand")
+    expect(hand).to_have_count(0)
+    bob.click("Raise my hand")
+    hand.get_by_role("button", name="Decline").click()
+    expect(bob.page.locator("#notices")).to_contain_text("Your request to speak was declined.")
+    expect(bob.page.get_by_role("button", name="Raise my hand")).to_be_visible()
+    bob.click("Raise my hand")
     hand.get_by_role("button", name="Bring on stage").click()
 
     expect(bob.me_on_stage()).to_have_attribute("data-role", "speaker")
@@ -71,6 +79,10 @@ def test_a_refused_command_says_why(people) -> None:
     moderation.get_by_label("User").fill("cem")
     moderation.get_by_role("button", name="Invite to speak").click()
     expect(cem.page.locator("#invite")).to_contain_text("ada invites you to speak")
+    cem.click("Decline")
+    expect(ada.page.locator("#notices")).to_contain_text("cem declined the invitation to speak.")
+    moderation.get_by_label("User").fill("cem")
+    moderation.get_by_role("button", name="Invite to speak").click()
     cem.click("Accept")
     expect(cem.me_on_stage()).to_have_attribute("data-role", "speaker")
     expect(cem.alert()).to_be_hidden()
@@ -98,6 +110,13 @@ def test_settings_reactions_cohost_and_end(people) -> None:
 
     dan.page.get_by_role("button", name="react 🔥").click()
     expect(ada.page.locator("#reaction-feed")).to_contain_text("🔥 dan")
+
+    ada.tile_action("dan", "Remove co-host")
+    expect(dan.me_on_stage()).to_have_attribute("data-role", "speaker")
+    expect(dan.page.locator("#moderation")).to_be_hidden()
+    ada.tile_action("dan", "To audience")
+    expect(dan.me_on_stage()).to_have_count(0)
+    expect(dan.page.locator("#room-meta")).to_contain_text("you are listener")
 
     ada.click("End the space for everyone")
     expect(dan.page.locator("#ended")).to_have_text("The host ended this space.")
@@ -159,3 +178,28 @@ def test_reconnect_and_seq_gap_resync(people) -> None:
     wait_for("fay's resyncs", lambda: fay.page.evaluate("window.sohbet.socket.resyncs"), lambda n: n == 1)
     assert fay.page.evaluate("window.sohbet.socket.gaps") == 1
     expect(fay.page.locator("#notices")).to_contain_text("caught up with a fresh snapshot")
+
+
+def test_schedule_then_start(people) -> None:
+    gul = people("gul")
+    name = title("Later")
+    form = gul.page.locator("#create-space")
+    form.get_by_label("Title").fill(name)
+    form.get_by_label("Schedule for later (optional)").fill("2099-01-01T10:00")  # past the 30-day limit
+    form.get_by_role("button", name="Create").click()
+    expect(gul.alert().locator("code")).to_have_text("bad_request")
+    tomorrow = gul.page.evaluate(
+        "(() => { const d = new Date(Date.now() + 86400000); d.setSeconds(0, 0);"
+        " return new Date(d - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16); })()"
+    )
+    form.get_by_label("Schedule for later (optional)").fill(tomorrow)
+    form.get_by_role("button", name="Create").click()
+    item = gul.page.locator("#space-list li", has_text=name)
+    expect(item).to_contain_text("scheduled")
+    finder = gul.page.locator("#find-spaces")
+    finder.get_by_label("Show").select_option("creator")
+    finder.get_by_role("button", name="Show").click()
+    expect(item).to_contain_text("scheduled")
+    item.get_by_role("button", name="Start now").click()
+    expect(gul.page.locator("#room-title")).to_have_text(name)
+    expect(gul.me_on_stage()).to_have_attribute("data-role", "host")

@@ -1,0 +1,47 @@
+"""The web client's static files on the local stack, beside (not over) every other route."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+import websockets
+from conftest import http
+
+pytestmark = pytest.mark.e2e
+
+
+def _get(stack, path: str) -> tuple[int, str, bytes]:
+    try:
+        with urllib.request.urlopen(stack.base_url + path, timeout=10) as resp:
+            return resp.status, resp.headers.get("Content-Type", ""), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers.get("Content-Type", ""), err.read()
+
+
+def test_the_page_and_its_modules(stack) -> None:
+    status, ctype, body = _get(stack, "/")
+    assert status == 200 and ctype.startswith("text/html")
+    assert b'<script type="module" src="app/main.js">' in body
+    status, ctype, body = _get(stack, "/app/main.js")
+    assert status == 200 and "javascript" in ctype
+    assert _get(stack, "/app/no-such-file.js")[0] == 404
+    assert _get(stack, "/app/../README.md")[0] == 404  # no way out of web/
+
+
+def test_other_routes_are_not_shadowed(stack) -> None:
+    assert _get(stack, "/openapi.yaml")[0] == 200
+    assert http(stack, "GET", "/whoami")[0] == 401  # still the app's REST route
+    status, body = http(stack, "POST", "/dev/token", {"user": "ada"})
+    assert status == 200 and body["token"]
+
+    async def ping() -> dict:
+        url = f"{stack.ws_url}?token={stack.mint_token('ada')}"  # the WebSocket upgrade at /
+        async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"action": "ping", "ref": "p"}))
+            return json.loads(await asyncio.wait_for(ws.recv(), 5))
+
+    assert asyncio.run(ping())["data"]["user_id"] == "ada"
