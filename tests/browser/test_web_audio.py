@@ -7,6 +7,7 @@ has one that plays 660 Hz, so what the listener hears tells whose voice it is.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 
@@ -70,7 +71,9 @@ def test_listener_hears_the_stage_and_host_powers_act_on_the_audio(people) -> No
     ada.click("Mute my mic")  # self-mute: the host's 440 Hz goes, the speaker's 660 Hz stays
     expect(lis.tile("ada")).to_have_attribute("data-muted-by", "self")
     hears(lis, 660)
-    expect(lis.tile("spk")).to_have_class("speaking")
+    expect(lis.tile("spk")).to_have_class(re.compile(r"\bspeaking\b"))
+    for person in (ada, lis, spk):
+        person.screenshot("audio-speaker-on-stage")
 
     clicked = time.monotonic()
     ada.tile_action("spk", "Mute")

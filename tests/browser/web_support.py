@@ -69,6 +69,10 @@ class Person:
     def alert(self) -> Any:
         return self.page.locator("#alert")
 
+    def screenshot(self, label: str) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"{label}-{self.name}.png"), full_page=True)
+
     def audio(self, expression: str) -> Any:
         return self.page.evaluate(f"window.sohbetAudio.{expression}")
 

@@ -536,6 +536,8 @@ function setup() {
   });
 
   setInterval(tickMeters, 100);
+  // Closing the tab: end the media session now rather than when the server notices.
+  window.addEventListener("pagehide", () => app.media && app.media.stop());
   const saved = sessionStorage.getItem("sohbet.token");
   if (saved) signIn(saved);
 }

@@ -238,7 +238,10 @@ export class WhipMedia {
   }
 
   _delete(location, token) {
-    fetch(location, { method: "DELETE", headers: { Authorization: `Bearer ${token}` } }).catch(() => {});
+    // keepalive: the DELETE still goes out when the page is closing.
+    fetch(location, { method: "DELETE", headers: { Authorization: `Bearer ${token}` }, keepalive: true }).catch(
+      () => {},
+    );
   }
 
   async stop() {

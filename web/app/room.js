@@ -129,23 +129,28 @@ export function applyEvent(room, ev) {
 }
 
 export function describeStageChange(ev, me) {
-  const who = ev.user_id === me ? "you" : ev.user_id || "someone";
+  const you = ev.user_id === me;
+  const who = you ? "you" : ev.user_id || "someone";
+  const entry = ev.stage.find((m) => m.user_id === ev.user_id);
+  const mutedBy = entry && entry.muted_by === "host" ? " by a host" : "";
   const text = {
     request_approved: `${who} came on stage`,
     invite_accepted: `${who} accepted the invitation and came on stage`,
     left_stage: `${who} left the stage`,
     moved_to_audience: `${who} went back to the audience`,
-    removed: `${who} left the space (removed)`,
+    removed: `${who} ${you ? "were" : "was"} removed from the space`,
     left: `${who} left the space`,
     disconnected: `${who} lost the connection`,
-    rejoined: `${who} came back`,
-    muted: `${who} was muted`,
+    rejoined: `${who} joined`,
+    muted: `${who} ${you ? "were" : "was"} muted${mutedBy}`,
     unmuted: `${who} unmuted`,
     cohost_added: `${who} became a co-host`,
-    cohost_removed: `${who} is no longer a co-host`,
+    cohost_removed: `${who} ${you ? "are" : "is"} no longer a co-host`,
     host_handover: `${who} took over as host`,
   }[ev.reason];
-  return text ? text.charAt(0).toUpperCase() + text.slice(1) + "." : `Stage changed (${ev.reason}).`;
+  const line = text || `the stage changed (${ev.reason})`;
+  // User ids keep their case; only a leading "you"/"the" is capitalised.
+  return (/^(you|someone|the) /.test(line) ? line.charAt(0).toUpperCase() + line.slice(1) : line) + ".";
 }
 
 export function mutedLabel(entry) {

@@ -34,6 +34,8 @@ export function stageItem(entry, room, level) {
   const viewerIsMod = MODERATORS.has(room.role);
   const below =
     (room.role === "host" && entry.role !== "host") || (room.role === "cohost" && entry.role === "speaker");
+  const mute = mutedLabel(entry);
+  const speaking = level > 0.02 && !entry.muted;
   const actions = [];
   if (viewerIsMod && !me && below) {
     if (entry.muted_by !== "host") actions.push(button("speaker.mute", "Mute", { user: entry.user_id }));
@@ -44,14 +46,12 @@ export function stageItem(entry, room, level) {
     if (entry.role === "speaker") actions.push(button("cohost.add", "Make co-host", { user: entry.user_id }));
     if (entry.role === "cohost") actions.push(button("cohost.remove", "Remove co-host", { user: entry.user_id }));
   }
-  const mute = mutedLabel(entry);
-  const speaking = level > 0.02 && !entry.muted;
-  return `<li class="${me ? "me" : ""} ${entry.present ? "" : "away"}" data-user="${esc(entry.user_id)}"
+  const classes = [me && "me", !entry.present && "away", speaking && "speaking"].filter(Boolean).join(" ");
+  return `<li class="${classes}" data-user="${esc(entry.user_id)}"
       data-role="${esc(entry.role)}" data-muted="${entry.muted}" data-muted-by="${esc(entry.muted_by ?? "")}">
     <div class="who">${esc(entry.user_id)}${me ? " (you)" : ""}
       <span class="role">${ROLE_NAMES[entry.role]}</span></div>
-    <div class="mute ${entry.muted_by === "host" ? "host" : ""}">${esc(mute)}${entry.present ? "" : " · away"}
-      ${speaking ? " · speaking" : ""}</div>
+    <div class="mute ${entry.muted_by === "host" ? "host" : ""}">${esc(mute)}${entry.present ? "" : " · away"}</div>
     <meter class="level" min="0" max="1" low="0.02" value="${level.toFixed(3)}"
       aria-label="${esc(entry.user_id)} audio level"></meter>
     ${actions.length ? `<div class="actions">${actions.join("")}</div>` : ""}
