@@ -287,13 +287,14 @@ class LocalStack:
     async def _stats(self, request: Any) -> Any:
         from starlette.responses import JSONResponse
 
-        assert self.gateway is not None
+        assert self.gateway is not None and self.media_server is not None
         return JSONResponse(
             {
                 "aws_calls": AWS_CALLS.snapshot(),
                 "posts": self.gateway.posted,
                 "connections": len(self.gateway.connections),
                 "cpu_seconds": cpu_seconds(),
+                "media": await self.media_server.run(self.media_server.snapshot()),
             }
         )
 

@@ -145,8 +145,10 @@ class MediaServer:
             raise WhipError(400, "bad_request", f"the SDP offer is larger than {MAX_OFFER_BYTES} bytes")
         if not sdp.lstrip().startswith("v=0"):
             raise WhipError(400, "bad_request", "the body is not an SDP offer (it must start with v=0)")
+        if "opus/48000" not in sdp.lower():
+            raise WhipError(400, "bad_request", "the SDP offer must offer Opus (opus/48000) audio")
         meeting = self._meeting(attendee.meeting_id)
-        from aiortc import RTCPeerConnection, RTCSessionDescription
+        from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
         replica = meeting.primary_meeting_id is not None
         participant = Participant(attendee.attendee_id, attendee.audio, replica=replica)
@@ -168,6 +170,9 @@ class MediaServer:
             for transceiver in pc.getTransceivers():
                 if transceiver.kind != "audio" or transceiver is not audio[0]:
                     transceiver.direction = "inactive"  # audio only, one track, as Chime allows
+            # The mixer sends Opus packets it encoded itself: Opus is the only codec answered.
+            codecs = RTCRtpSender.getCapabilities("audio").codecs
+            audio[0].setCodecPreferences([c for c in codecs if c.mimeType.lower() == "audio/opus"])
             pc.addTrack(participant.outbound)
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)  # gathers the (loopback) candidates: no trickle
@@ -303,7 +308,12 @@ class MediaServer:
 
     # ------------------------------------------------------------------ figures
 
+    async def snapshot(self) -> dict[str, Any]:
+        """`stats()` read on the media loop (call it through `run`)."""
+        return self.stats()
+
     def stats(self) -> dict[str, Any]:
+        """Sessions and per-room mixer counters; read it on the media loop (or through `snapshot`)."""
         return {
             "sessions": len(self._sessions),
             "rooms": {room_id: room.stats() for room_id, room in self._rooms.items()},
