@@ -98,6 +98,18 @@ def _mixer_counters(stats: dict[str, Any]) -> dict[str, int]:
     return {k: sum(r[k] for r in rooms) for k in ("late_ticks", "outbound_dropped", "underruns")}
 
 
+def clean(w: dict[str, Any]) -> bool:
+    """No underrun: every listener got >= 97% of its frames, no mixer stall, nothing dropped."""
+    return bool(w["worst_fraction"] >= 0.97 and w["late_ticks"] == 0 and w["dropped"] == 0)
+
+
+def summary(w: dict[str, Any]) -> str:
+    return (
+        f"worst {w['worst_fraction']:.1%} of frames, late ticks {w['late_ticks']}, dropped {w['dropped']}, "
+        f"server {w['server_cpu']:.0%}, clients {w['client_cpu']:.0%}"
+    )
+
+
 class Bench:
     def __init__(self, stack: StackProcess) -> None:
         self.stack = stack
@@ -108,6 +120,7 @@ class Bench:
         self.host: Any = None
         self.host_audio: Any = None
         self.users = 0
+        self.retried = 0
 
     def row(self, name: str, value: str) -> None:
         self.rows.append((name, value))
@@ -125,27 +138,23 @@ class Bench:
         self.clients.append(client)
         return client
 
-    async def peer(self, media: dict[str, Any], tone: float | None = None) -> Any:
+    async def peer(self, media: dict[str, Any], tone: float | None = None, decode: bool = True) -> Any:
         from devstack.media.whip_client import WhipPeer
 
-        peer = WhipPeer(
-            self.stack.base,
-            media["Meeting"]["MediaPlacement"]["SignalingUrl"],
-            media["Attendee"]["JoinToken"],
-            tone,
-        )
+        url, token = media["Meeting"]["MediaPlacement"]["SignalingUrl"], media["Attendee"]["JoinToken"]
+        peer = WhipPeer(self.stack.base, url, token, tone, decode=decode)
         response = await peer.join()
         if response.status != 201:
             raise RuntimeError(f"WHIP join failed: {response.status} {response.body}")
         self.peers.append(peer)
         return peer
 
-    async def listener(self) -> tuple[Any, float]:
+    async def listener(self, decode: bool = True) -> tuple[Any, float]:
         """A listener joined over the API and over WHIP; returns (peer, time of the join reply)."""
         client = await self.client("l")
         snapshot = await client.join(self.space_id)
         replied = time.monotonic()
-        return await self.peer(snapshot["media"]), replied
+        return await self.peer(snapshot["media"], decode=decode), replied
 
     async def open(self) -> None:
         from sohbet_client import rest
@@ -227,15 +236,20 @@ class Bench:
             "listeners": len(listeners),
         }
 
-    async def add_listeners(self, n: int) -> None:
+    async def add_listeners(self, n: int, decode: bool = True) -> None:
         sem = asyncio.Semaphore(8)
 
         async def one() -> None:
             async with sem:
-                await self.listener()
+                await self.listener(decode)
 
         await asyncio.gather(*(one() for _ in range(n)))
-        await asyncio.sleep(1.0)  # let ICE, DTLS and the jitter buffers settle
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Every peer connected and receiving, then a second for the jitter buffers."""
+        await self.until(lambda: all(p.first_audio_at is not None for p in self.peers), 30, "all peers")
+        await asyncio.sleep(1.0)
 
     async def cpu(self, window: float) -> None:
         a = await self.window(window)
@@ -249,7 +263,7 @@ class Bench:
             await client.raise_hand(self.space_id)
             await self.host.approve(self.space_id, client.user_id)
             await self.peer(snapshot["media"], tone=tone)
-        await asyncio.sleep(1.0)
+        await self.settle()
         c = await self.window(window)
         per_speaker = (c["server_cpu"] - b["server_cpu"]) / 2
         self.row(
@@ -265,16 +279,15 @@ class Bench:
         good: dict[str, Any] | None = None
         bad: dict[str, Any] | None = None
         while time.monotonic() - started < budget:
-            await self.add_listeners(step)
+            await self.add_listeners(step, decode=False)
             w = await self.window(window)
-            ok = w["worst_fraction"] >= 0.97 and w["late_ticks"] == 0 and w["dropped"] == 0
-            print(
-                f"    {w['listeners']} listeners: worst {w['worst_fraction']:.1%} of frames, "
-                f"late ticks {w['late_ticks']}, dropped {w['dropped']}, server {w['server_cpu']:.0%}, "
-                f"clients {w['client_cpu']:.0%}",
-                file=sys.stderr,
-                flush=True,
-            )
+            ok = clean(w)
+            if not ok:  # a second window tells a saturated server from a passing disturbance
+                print(f"    {w['listeners']} listeners: {summary(w)}; measuring again", file=sys.stderr)
+                self.retried += 1
+                w = await self.window(window)
+                ok = clean(w)
+            print(f"    {w['listeners']} listeners: {summary(w)}", file=sys.stderr, flush=True)
             if not ok:
                 bad = w
                 break
@@ -293,6 +306,10 @@ class Bench:
                 f"(server {bad['server_cpu']:.0%}, clients {bad['client_cpu']:.0%})",
             )
 
+    def capacity_note(self) -> None:
+        if self.retried:
+            self.row("capacity windows measured twice after a disturbance", str(self.retried))
+
     async def close(self) -> None:
         await asyncio.gather(*(p.close() for p in self.peers), return_exceptions=True)
         await asyncio.gather(*(c.close() for c in self.clients), return_exceptions=True)
@@ -309,6 +326,7 @@ async def run(args: argparse.Namespace, stack: StackProcess) -> list[tuple[str, 
         await bench.latency(listeners, args.rounds)
         await bench.cpu(args.window)
         await bench.capacity(args.step, args.window, args.budget)
+        bench.capacity_note()
     finally:
         await bench.close()
     return bench.rows
@@ -319,7 +337,7 @@ def main() -> None:
     parser.add_argument("--first", type=int, default=5, help="listeners timed from join to first audio")
     parser.add_argument("--rounds", type=int, default=5, help="tone onsets for the latency")
     parser.add_argument("--window", type=float, default=3.0, help="seconds per CPU/underrun window")
-    parser.add_argument("--step", type=int, default=15, help="listeners added per capacity step")
+    parser.add_argument("--step", type=int, default=25, help="listeners added per capacity step")
     parser.add_argument("--budget", type=float, default=45.0, help="seconds for the capacity ramp")
     args = parser.parse_args()
     network = _isolate()

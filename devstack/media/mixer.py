@@ -124,17 +124,21 @@ class MixTrack(MediaStreamTrack):
         self._payloads: collections.deque[bytes] = collections.deque(maxlen=OUTBOUND_MAX)
         self._ready = asyncio.Event()
         self._pts = 0
+        self._started = False  # aiortc's sender starts reading once DTLS is up
         self.dropped = 0
 
     def push(self, payloads: list[bytes]) -> None:
         for payload in payloads:
-            if len(self._payloads) == OUTBOUND_MAX:
+            if not self._started:
+                self._payloads.clear()  # not connected yet: only the newest matters
+            elif len(self._payloads) == OUTBOUND_MAX:
                 self.dropped += 1  # the sender fell behind: lose the oldest, keep latency bounded
             self._payloads.append(payload)
         if payloads:
             self._ready.set()
 
     async def recv(self) -> av.Packet:
+        self._started = True
         while not self._payloads:
             if self.readyState != "live":
                 raise MediaStreamError

@@ -53,6 +53,20 @@ def rtc_configuration() -> Any:
     return RTCConfiguration(iceServers=[])  # never None: None means Google's public STUN server
 
 
+def shorten_jitter_buffer(receiver: Any) -> None:
+    """Release each uplink frame as soon as it is complete (aiortc waits for 4 more: ~80 ms).
+
+    The mixer has its own jitter queue per sender, so aiortc's prefetch only adds delay.
+    aiortc has no setting for it: its private buffer is replaced when it has the expected shape.
+    """
+    from aiortc.jitterbuffer import JitterBuffer
+
+    attribute = "_RTCRtpReceiver__jitter_buffer"
+    current = getattr(receiver, attribute, None)
+    if isinstance(current, JitterBuffer) and not current._is_video:
+        setattr(receiver, attribute, JitterBuffer(capacity=current.capacity, prefetch=1))
+
+
 class WhipError(Exception):
     """A refused WHIP request: HTTP status, stable error code, clear message."""
 
@@ -171,6 +185,7 @@ class MediaServer:
                 if transceiver.kind != "audio" or transceiver is not audio[0]:
                     transceiver.direction = "inactive"  # audio only, one track, as Chime allows
             # The mixer sends Opus packets it encoded itself: Opus is the only codec answered.
+            shorten_jitter_buffer(audio[0].receiver)
             codecs = RTCRtpSender.getCapabilities("audio").codecs
             audio[0].setCodecPreferences([c for c in codecs if c.mimeType.lower() == "audio/opus"])
             pc.addTrack(participant.outbound)
