@@ -121,6 +121,7 @@ class Bench:
         self.host_audio: Any = None
         self.users = 0
         self.retried = 0
+        self.points: list[tuple[int, float]] = []  # (listeners, server CPU share) with 3 speakers
 
     def row(self, name: str, value: str) -> None:
         self.rows.append((name, value))
@@ -252,11 +253,7 @@ class Bench:
         await asyncio.sleep(1.0)
 
     async def cpu(self, window: float) -> None:
-        a = await self.window(window)
-        await self.add_listeners(10)
         b = await self.window(window)
-        per_listener = (b["server_cpu"] - a["server_cpu"]) / 10
-        self.row("server CPU per listener (slope, 10 added)", f"{per_listener * 100:.1f}% of a core")
         for tone in (550, 660):
             client = await self.client("s")
             snapshot = await client.join(self.space_id)
@@ -265,6 +262,7 @@ class Bench:
             await self.peer(snapshot["media"], tone=tone)
         await self.settle()
         c = await self.window(window)
+        self.points.append((c["listeners"], c["server_cpu"]))
         per_speaker = (c["server_cpu"] - b["server_cpu"]) / 2
         self.row(
             "server CPU per speaker (slope, 2 added; uplink + own mix)", f"{per_speaker * 100:.1f}% of a core"
@@ -292,6 +290,7 @@ class Bench:
                 bad = w
                 break
             good = w
+            self.points.append((w["listeners"], w["server_cpu"]))
         if good is not None:
             self.row(
                 "listeners carried without underruns",
@@ -304,6 +303,18 @@ class Bench:
                 f"{bad['listeners']} listeners: the worst got {bad['worst_fraction']:.0%} of its frames, "
                 f"{bad['late_ticks']} late mixer ticks, {bad['dropped']} frames dropped before encoding "
                 f"(server {bad['server_cpu']:.0%}, clients {bad['client_cpu']:.0%})",
+            )
+
+    def listener_cost(self) -> None:
+        """Server CPU per listener: the least-squares slope over every clean window with 3 speakers."""
+        import numpy as np
+
+        if len(self.points) >= 2:
+            xs, ys = zip(*self.points, strict=True)
+            slope = float(np.polyfit(xs, ys, 1)[0])
+            self.row(
+                f"server CPU per listener (slope over {len(xs)} windows, {min(xs)} to {max(xs)} listeners)",
+                f"{slope * 100:.2f}% of a core",
             )
 
     def capacity_note(self) -> None:
@@ -326,6 +337,7 @@ async def run(args: argparse.Namespace, stack: StackProcess) -> list[tuple[str, 
         await bench.latency(listeners, args.rounds)
         await bench.cpu(args.window)
         await bench.capacity(args.step, args.window, args.budget)
+        bench.listener_cost()
         bench.capacity_note()
     finally:
         await bench.close()

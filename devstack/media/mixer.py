@@ -53,7 +53,7 @@ JITTER_PRIME = 2
 JITTER_KEEP = 3
 JITTER_MAX = 8
 # Packets waiting for a receiver's RTP sender; beyond this the oldest is dropped.
-OUTBOUND_MAX = 4
+OUTBOUND_MAX = 8  # 160 ms: rides out a busy machine's scheduling hiccups; near-empty when all is well
 OPUS_BITRATE = 48_000  # mono voice
 # A tick more than this late (a stalled loop) resets the clock instead of bursting to catch up.
 MAX_LATENESS = 0.2
