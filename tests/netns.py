@@ -1,95 +1,24 @@
-"""The test session's private network: loopback only, so nothing a test starts can leave the machine.
+"""The test session's private network (see devstack/netns.py, shared with the benchmarks).
 
-`enter_private_network()` runs first thing in the root conftest: as root it moves the
-process into a new network namespace (`unshare(CLONE_NEWNET)`) holding only `lo`, brought
-up. moto, the local stack, aiortc and Chromium all inherit it. Before that it keeps a file
-descriptor of the original namespace, so `run_in_host_netns()` can still run the one kind
-of command that must reach outside (e.g. a deploy replay that pip-installs from the
-package registry) through `nsenter`.
-
-A namespace is per thread: this must run before the process starts any thread.
-Non-root developers may set SOHBET_ALLOW_HOST_NET=1 to run on the host network instead;
-that is announced loudly, never silent.
+`run_in_host_netns(cmd, **kwargs)`: subprocess.run in the host's network namespace, for
+the one kind of test that must reach outside (a deploy replay installing from the
+package registry). Everything else in the session is loopback-only.
 """
 
-from __future__ import annotations
+from devstack.netns import (
+    ESCAPE_HATCH,
+    NetworkIsolationError,
+    enter_private_network,
+    host_netns_path,
+    run_in_host_netns,
+    status,
+)
 
-import ctypes
-import os
-import subprocess
-import sys
-from typing import Any
-
-CLONE_NEWNET = 0x40000000
-ESCAPE_HATCH = "SOHBET_ALLOW_HOST_NET"
-
-_host_netns_fd: int | None = None
-_state = "not entered"
-
-
-class NetworkIsolationError(RuntimeError):
-    pass
-
-
-def _threads() -> int:
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return 1
-
-
-def enter_private_network() -> str:
-    """Move this process into a loopback-only network namespace (idempotent); return a status line."""
-    global _host_netns_fd, _state
-    if _host_netns_fd is not None or _state.startswith("HOST NETWORK"):
-        return _state
-    if os.environ.get(ESCAPE_HATCH) == "1":
-        _state = (
-            f"HOST NETWORK: {ESCAPE_HATCH}=1, tests run WITHOUT the private loopback-only "
-            "network namespace; nothing stops a test from reaching other machines"
-        )
-        print(f"\n!!! {_state} !!!\n", file=sys.stderr, flush=True)
-        return _state
-    hint = f"run the tests as root, or set {ESCAPE_HATCH}=1 to run them on the host network (not isolated)"
-    if not sys.platform.startswith("linux"):
-        raise NetworkIsolationError(f"network namespaces need Linux; {hint}")
-    if os.geteuid() != 0:
-        raise NetworkIsolationError(f"creating a network namespace needs root (euid {os.geteuid()}); {hint}")
-    if _threads() > 1:
-        # unshare() moves only the calling thread: threads started earlier would stay outside.
-        raise NetworkIsolationError(
-            f"{_threads()} threads already run; the namespace must be entered before any thread starts"
-        )
-    host_fd = os.open("/proc/self/ns/net", os.O_RDONLY)  # inherited by nobody: O_CLOEXEC by default
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(CLONE_NEWNET) != 0:
-        errno = ctypes.get_errno()
-        os.close(host_fd)
-        raise NetworkIsolationError(f"unshare(CLONE_NEWNET) failed: {os.strerror(errno)}; {hint}")
-    up = subprocess.run(["ip", "link", "set", "lo", "up"], capture_output=True, text=True)
-    if up.returncode != 0:
-        raise NetworkIsolationError(f"`ip link set lo up` failed in the new namespace: {up.stderr.strip()}")
-    _host_netns_fd = host_fd
-    _state = "private network namespace: loopback only"
-    return _state
-
-
-def status() -> str:
-    return _state
-
-
-def host_netns_path() -> str:
-    """A path naming the original (host) network namespace, usable by `nsenter --net=`."""
-    if _host_netns_fd is None:
-        raise NetworkIsolationError(f"not in a private network namespace ({_state})")
-    return f"/proc/{os.getpid()}/fd/{_host_netns_fd}"
-
-
-def run_in_host_netns(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
-    """subprocess.run(cmd) in the host's network namespace (everything else, files included, is shared).
-
-    On the host network already (SOHBET_ALLOW_HOST_NET=1), it is a plain subprocess.run.
-    """
-    if _host_netns_fd is None and _state.startswith("HOST NETWORK"):
-        return subprocess.run(cmd, **kwargs)
-    return subprocess.run(["nsenter", f"--net={host_netns_path()}", "--", *cmd], **kwargs)
+__all__ = [
+    "ESCAPE_HATCH",
+    "NetworkIsolationError",
+    "enter_private_network",
+    "host_netns_path",
+    "run_in_host_netns",
+    "status",
+]

@@ -13,6 +13,11 @@ Chime's audio semantics, enforced here rather than trusted to clients:
 The room's clock ticks every 20 ms (48 kHz, 960 samples): it takes one frame from each
 sender's bounded jitter queue (an absent or late sender contributes silence, never
 drift), sums the senders once, and hands each receiver "sum minus own frame".
+
+Encoding is where the CPU goes, so the room encodes (Opus, mono) itself: once per tick
+for all the attendees who cannot send (listeners all hear the same mix, so they share
+one encoded stream), and once per sender (mix-minus differs per sender). aiortc's
+senders then only packetize: a track may yield pre-encoded packets.
 Everything here runs on the media server's event loop (one thread).
 """
 
@@ -47,8 +52,9 @@ RECEIVE_CAPABILITIES = frozenset({"SendReceive", "Receive"})
 JITTER_PRIME = 2
 JITTER_KEEP = 3
 JITTER_MAX = 8
-# Frames waiting for a receiver's encoder; beyond this the oldest is dropped.
-OUTBOUND_MAX = 4
+# Packets waiting for a receiver's RTP sender; beyond this the oldest is dropped.
+OUTBOUND_MAX = 8  # 160 ms: rides out a busy machine's scheduling hiccups; near-empty when all is well
+OPUS_BITRATE = 48_000  # mono voice
 # A tick more than this late (a stalled loop) resets the clock instead of bursting to catch up.
 MAX_LATENESS = 0.2
 
@@ -86,39 +92,67 @@ class JitterQueue:
         self.primed = False
 
 
+class OpusStream:
+    """An Opus encoder: 20 ms mono frames in, packet payloads out."""
+
+    def __init__(self) -> None:
+        codec = av.CodecContext.create("libopus", "w")
+        codec.bit_rate = OPUS_BITRATE
+        codec.sample_rate = SAMPLE_RATE
+        codec.layout = "mono"
+        codec.format = "s16"
+        codec.time_base = TIME_BASE
+        codec.options = {"application": "voip"}
+        self._codec: Any = codec
+        self._pts = 0
+
+    def encode(self, pcm: np.ndarray) -> list[bytes]:
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = self._pts
+        self._pts += FRAME_SAMPLES
+        return [bytes(packet) for packet in self._codec.encode(frame)]
+
+
 class MixTrack(MediaStreamTrack):
-    """The one audio track an attendee receives; its frames come from the room's clock."""
+    """The one audio track an attendee receives: Opus packets from the room's clock, 20 ms apart."""
 
     kind = "audio"
 
     def __init__(self) -> None:
         super().__init__()
-        self._frames: collections.deque[np.ndarray] = collections.deque(maxlen=OUTBOUND_MAX)
+        self._payloads: collections.deque[bytes] = collections.deque(maxlen=OUTBOUND_MAX)
         self._ready = asyncio.Event()
         self._pts = 0
+        self._started = False  # aiortc's sender starts reading once DTLS is up
         self.dropped = 0
 
-    def push(self, pcm: np.ndarray) -> None:
-        if len(self._frames) == OUTBOUND_MAX:
-            self.dropped += 1  # the encoder fell behind: lose the oldest, keep latency bounded
-        self._frames.append(pcm)
-        self._ready.set()
+    def push(self, payloads: list[bytes]) -> None:
+        for payload in payloads:
+            if not self._started:
+                self._payloads.clear()  # not connected yet: only the newest matters
+            elif len(self._payloads) == OUTBOUND_MAX:
+                self.dropped += 1  # the sender fell behind: lose the oldest, keep latency bounded
+            self._payloads.append(payload)
+        if payloads:
+            self._ready.set()
 
-    async def recv(self) -> av.AudioFrame:
-        while not self._frames:
+    async def recv(self) -> av.Packet:
+        self._started = True
+        while not self._payloads:
             if self.readyState != "live":
                 raise MediaStreamError
             self._ready.clear()
             await self._ready.wait()
         if self.readyState != "live":
             raise MediaStreamError
-        pcm = self._frames.popleft()
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = self._pts
-        frame.time_base = TIME_BASE
+        # Each receiver's own timeline: switching between the shared stream and an own
+        # encoder (a mute) never makes its RTP timestamps jump.
+        packet = av.Packet(self._payloads.popleft())
+        packet.pts = self._pts
+        packet.time_base = TIME_BASE
         self._pts += FRAME_SAMPLES
-        return frame
+        return packet
 
     def stop(self) -> None:
         super().stop()
@@ -168,6 +202,7 @@ class Participant:
         self.replica = replica
         self.inbound = JitterQueue()
         self.outbound = MixTrack()
+        self._encoder: OpusStream | None = None  # only for who needs a mix of their own
         self._reader: asyncio.Task[None] | None = None
 
     @property
@@ -177,6 +212,16 @@ class Participant:
     @property
     def may_receive(self) -> bool:
         return self.audio in RECEIVE_CAPABILITIES
+
+    @property
+    def hears_the_shared_mix(self) -> bool:
+        """Listeners: everyone who cannot send hears the same mix, encoded once for all."""
+        return self.may_receive and not self.may_send
+
+    def encode(self, pcm: np.ndarray) -> list[bytes]:
+        if self._encoder is None:
+            self._encoder = OpusStream()
+        return self._encoder.encode(pcm)
 
     def set_audio(self, audio: str) -> None:
         was_sending = self.may_send
@@ -214,6 +259,7 @@ class Room:
         self.primary_meeting_id = primary_meeting_id
         self.participants: dict[str, Participant] = {}
         self._on_empty = on_empty
+        self._shared = OpusStream()
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
         self.late_ticks = 0
@@ -268,19 +314,25 @@ class Room:
             if pcm is not None and participant.may_send:
                 frames[attendee_id] = pcm
         total: Any = None
+        mixed_all: np.ndarray = SILENCE
         if frames:
             total = np.sum(np.stack(list(frames.values())), axis=0, dtype=np.int32)
             mixed_all = _clip(total)
+        shared: list[bytes] | None = None
         for attendee_id, participant in self.participants.items():
-            if total is None or not participant.may_receive:
-                participant.outbound.push(SILENCE)
+            if participant.hears_the_shared_mix:
+                if shared is None:
+                    shared = self._shared.encode(mixed_all)
+                participant.outbound.push(shared)
+            elif total is None or not participant.may_receive:
+                participant.outbound.push(participant.encode(SILENCE))
             elif attendee_id in frames:
-                if len(frames) == 1:
-                    participant.outbound.push(SILENCE)  # the only voice is their own
-                else:
-                    participant.outbound.push(_clip(total - frames[attendee_id]))
+                own = frames[attendee_id]
+                # the only voice is their own: silence
+                heard = SILENCE if len(frames) == 1 else _clip(total - own)
+                participant.outbound.push(participant.encode(heard))
             else:
-                participant.outbound.push(mixed_all)
+                participant.outbound.push(participant.encode(mixed_all))
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -53,6 +53,20 @@ def rtc_configuration() -> Any:
     return RTCConfiguration(iceServers=[])  # never None: None means Google's public STUN server
 
 
+def shorten_jitter_buffer(receiver: Any) -> None:
+    """Release each uplink frame as soon as it is complete (aiortc waits for 4 more: ~80 ms).
+
+    The mixer has its own jitter queue per sender, so aiortc's prefetch only adds delay.
+    aiortc has no setting for it: its private buffer is replaced when it has the expected shape.
+    """
+    from aiortc.jitterbuffer import JitterBuffer
+
+    attribute = "_RTCRtpReceiver__jitter_buffer"
+    current = getattr(receiver, attribute, None)
+    if isinstance(current, JitterBuffer) and not current._is_video:
+        setattr(receiver, attribute, JitterBuffer(capacity=current.capacity, prefetch=1))
+
+
 class WhipError(Exception):
     """A refused WHIP request: HTTP status, stable error code, clear message."""
 
@@ -145,8 +159,10 @@ class MediaServer:
             raise WhipError(400, "bad_request", f"the SDP offer is larger than {MAX_OFFER_BYTES} bytes")
         if not sdp.lstrip().startswith("v=0"):
             raise WhipError(400, "bad_request", "the body is not an SDP offer (it must start with v=0)")
+        if "opus/48000" not in sdp.lower():
+            raise WhipError(400, "bad_request", "the SDP offer must offer Opus (opus/48000) audio")
         meeting = self._meeting(attendee.meeting_id)
-        from aiortc import RTCPeerConnection, RTCSessionDescription
+        from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
         replica = meeting.primary_meeting_id is not None
         participant = Participant(attendee.attendee_id, attendee.audio, replica=replica)
@@ -168,6 +184,10 @@ class MediaServer:
             for transceiver in pc.getTransceivers():
                 if transceiver.kind != "audio" or transceiver is not audio[0]:
                     transceiver.direction = "inactive"  # audio only, one track, as Chime allows
+            # The mixer sends Opus packets it encoded itself: Opus is the only codec answered.
+            shorten_jitter_buffer(audio[0].receiver)
+            codecs = RTCRtpSender.getCapabilities("audio").codecs
+            audio[0].setCodecPreferences([c for c in codecs if c.mimeType.lower() == "audio/opus"])
             pc.addTrack(participant.outbound)
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)  # gathers the (loopback) candidates: no trickle
@@ -303,7 +323,12 @@ class MediaServer:
 
     # ------------------------------------------------------------------ figures
 
+    async def snapshot(self) -> dict[str, Any]:
+        """`stats()` read on the media loop (call it through `run`)."""
+        return self.stats()
+
     def stats(self) -> dict[str, Any]:
+        """Sessions and per-room mixer counters; read it on the media loop (or through `snapshot`)."""
         return {
             "sessions": len(self._sessions),
             "rooms": {room_id: room.stats() for room_id, room in self._rooms.items()},

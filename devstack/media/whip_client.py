@@ -26,7 +26,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from devstack.media.mixer import FRAME_SAMPLES, SAMPLE_RATE, Mono48k
-from devstack.media.server import rtc_configuration
+from devstack.media.server import rtc_configuration, shorten_jitter_buffer
 
 TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 KEEP_SECONDS = 3.0
@@ -111,7 +111,9 @@ def _lower(headers: Any) -> dict[str, str]:
 class WhipPeer:
     """One attendee's audio connection to the embedded media server."""
 
-    def __init__(self, base_url: str, signaling_url: str, token: str, tone: float | None = None) -> None:
+    def __init__(
+        self, base_url: str, signaling_url: str, token: str, tone: float | None = None, *, decode: bool = True
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.signaling_url = signaling_url
         self.token = token
@@ -123,7 +125,8 @@ class WhipPeer:
             maxlen=int(KEEP_SECONDS * SAMPLE_RATE / FRAME_SAMPLES)
         )
         self.first_audio_at: float | None = None  # first frame received (silence included)
-        self.frames_received = 0
+        self.frames_received = 0  # decoded 20 ms frames, or RTP packets when decode=False
+        self.decode = decode
         self._reader: asyncio.Task[None] | None = None
         self.track_ended = asyncio.Event()
 
@@ -133,9 +136,21 @@ class WhipPeer:
             await self.pc.close()
         pc = self.pc = RTCPeerConnection(rtc_configuration())
         if self.mic is not None:
-            pc.addTransceiver(self.mic, direction="sendrecv")
+            transceiver = pc.addTransceiver(self.mic, direction="sendrecv")
         else:
-            pc.addTransceiver("audio", direction="recvonly")
+            transceiver = pc.addTransceiver("audio", direction="recvonly")
+        # Like the server: frames out as soon as complete, so latency figures are the server's.
+        shorten_jitter_buffer(transceiver.receiver)
+        if not self.decode:
+            # A load generator: count the RTP packets and drop them before aiortc's jitter buffer
+            # and decoder, so one process can hold many listeners. (Replaces the receiver's
+            # packet handler on this instance only.)
+            async def count(packet: Any, arrival_time_ms: int) -> None:
+                if self.first_audio_at is None:
+                    self.first_audio_at = time.monotonic()
+                self.frames_received += 1
+
+            transceiver.receiver._handle_rtp_packet = count
 
         @pc.on("track")
         def on_track(track: Any) -> None:

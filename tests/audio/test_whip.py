@@ -32,6 +32,19 @@ def sdp() -> str:
     return asyncio.run(offer_sdp())
 
 
+def without_opus(sdp: str) -> str:
+    """The same audio offer with Opus taken out (G.711 left)."""
+    pt = next(line.split()[0].split(":")[1] for line in sdp.splitlines() if "opus/48000" in line)
+    lines = [line for line in sdp.splitlines() if not line.startswith((f"a=rtpmap:{pt} ", f"a=fmtp:{pt} "))]
+
+    def drop_pt(line: str) -> str:
+        return " ".join(t for i, t in enumerate(line.split()) if i < 3 or t != pt)
+
+    lines = [drop_pt(line) if line.startswith("m=audio") else line for line in lines]
+    assert "opus" not in "\n".join(lines).lower()
+    return "\r\n".join(lines) + "\r\n"
+
+
 def refused(response: Any, status: int, code: str, words: str) -> None:
     assert response.status == status, (response.status, response.body)
     assert response.error["code"] == code, response.body
@@ -94,8 +107,9 @@ def test_bad_bodies_are_refused(stack: Any, sdp: str) -> None:
     as_json = whip_request(url, body=sdp, token=who.join_token, content_type="application/json")
     refused(as_json, 415, "bad_request", "application/sdp")
     refused(whip_request(url, body="hello", token=who.join_token), 400, "bad_request", "not an SDP offer")
-    no_audio = whip_request(url, body=MINIMAL_OFFER, token=who.join_token)
+    no_audio = whip_request(url, body=MINIMAL_OFFER + "a=tool:opus/48000\r\n", token=who.join_token)
     refused(no_audio, 400, "bad_request", "no audio")
+    refused(whip_request(url, body=without_opus(sdp), token=who.join_token), 400, "bad_request", "Opus")
     huge = whip_request(url, body="v=0\r\n" + "a=x\r\n" * 20_000, token=who.join_token)
     refused(huge, 400, "bad_request", "larger than")
     assert stack.media.connected_attendees(room.meeting_id) == set()
