@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from web_support import ARTIFACTS, Person
+
+from .web_support import ARTIFACTS, Person
 
 # Debian's chromium; CHROMIUM=/path/to/chrome picks another build of the real browser.
 CHROMIUM = Path(os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium")

@@ -13,7 +13,8 @@ import time
 
 import pytest
 from playwright.sync_api import expect
-from web_support import wait_for
+
+from .web_support import wait_for
 
 pytestmark = pytest.mark.browser
 

@@ -10,9 +10,10 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from web_support import TIMEOUT_MS
 
 from chalicelib import media
+
+from .web_support import TIMEOUT_MS
 
 pytestmark = pytest.mark.browser
 
