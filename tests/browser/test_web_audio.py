@@ -60,7 +60,10 @@ def test_listener_hears_the_stage_and_host_powers_act_on_the_audio(people) -> No
     lis.join_from_list(name)
     expect(lis.page.locator("#audio-state")).to_contain_text("connected (listener)")
     hears(lis, 440)
-    first_audio_ms = lis.audio("firstAudioMs")
+    # The page's meter (every 100 ms) stamps the first sound above its threshold.
+    first_audio_ms = wait_for(
+        "first audio stamped", lambda: lis.audio("firstAudioMs"), lambda v: v is not None
+    )
     print(f"\nlistener: join reply -> first audio {first_audio_ms} ms (page clock)")
 
     spk = people("spk", hz=660)
