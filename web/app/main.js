@@ -65,6 +65,7 @@ async function signIn(token) {
     onStatus: setConnection,
     onResync,
     onReconnect,
+    onRefreshToken,
   });
   try {
     await socket.connect();
@@ -83,6 +84,28 @@ async function signIn(token) {
   await listSpaces("live");
   const wanted = new URLSearchParams(location.hash.slice(1)).get("space");
   if (wanted) await join(wanted);
+}
+
+/** While reconnecting: is the token still good? Dev users get a fresh one; others sign in again. */
+async function onRefreshToken() {
+  try {
+    await api.whoami();
+    return undefined; // the token is fine: the network or the server is the problem
+  } catch (error) {
+    if (error.code !== "unauthorized") return undefined;
+  }
+  if (config.signIn === "dev" && app.user) {
+    try {
+      const minted = await api.devToken(app.user);
+      api.token = minted.token;
+      sessionStorage.setItem("sohbet.token", minted.token);
+      return minted.token;
+    } catch {
+      // fall through: ask the user
+    }
+  }
+  showAlert("Your sign-in has expired. Sign out and sign in again.");
+  return null;
 }
 
 function setConnection(status, detail) {

@@ -30,6 +30,8 @@ export class SohbetSocket {
     this.onStatus = handlers.onStatus || (() => {});
     this.onResync = handlers.onResync || (() => {});
     this.onReconnect = handlers.onReconnect || (() => {});
+    // () => new token | undefined (keep the current one) | null (give up: signed out)
+    this.onRefreshToken = handlers.onRefreshToken || null;
     this.ws = null;
     this.pending = new Map(); // ref -> {resolve, reject, action, spaceId, timer}
     this.lastSeq = new Map(); // space_id -> last broadcast seq seen
@@ -86,6 +88,16 @@ export class SohbetSocket {
     this.onStatus("reconnecting", { code, delay });
     setTimeout(async () => {
       if (this.closedByUs) return;
+      if (this.attempt >= 2 && this.onRefreshToken) {
+        // Repeated refusals may be an expired token rather than a network problem.
+        const token = await this.onRefreshToken();
+        if (token === null) {
+          this.closedByUs = true;
+          this.onStatus("signed out");
+          return;
+        }
+        if (token) this.token = token;
+      }
       try {
         await this._open();
       } catch {
