@@ -67,7 +67,7 @@ def test_a_refused_command_says_why(people) -> None:
     name = title("Invite only")
     ada.create_space(name, speak_policy="invited")
     cem = people("cem")
-    cem.join_from_list(name)
+    cem.join_from_list(name, search=True)
 
     cem.click("Raise my hand")
     expect(cem.alert()).to_be_visible()

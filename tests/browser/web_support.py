@@ -44,8 +44,12 @@ class Person:
         expect(self.me_on_stage()).to_have_attribute("data-role", "host")
         return self.space_id()
 
-    def join_from_list(self, title: str) -> None:
-        self.page.locator("#find-spaces").get_by_role("button", name="Show").click()
+    def join_from_list(self, title: str, search: bool = False) -> None:
+        finder = self.page.locator("#find-spaces")
+        if search:
+            finder.get_by_label("Show").select_option("search")
+            finder.get_by_label("Search text or user").fill(title.split()[-1].upper())  # any case
+        finder.get_by_role("button", name="Show").click()
         self.page.locator("#space-list li", has_text=title).get_by_role("button", name="Join").click()
         expect(self.page.locator("#room-title")).to_have_text(title)
 
