@@ -27,6 +27,11 @@ def pytest_report_header() -> str:
     return f"network: {_NETWORK}"
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _NETWORK.startswith("HOST NETWORK"):  # said at the end too: -q hides the header
+        terminalreporter.write_sep("!", _NETWORK, red=True, bold=True)
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
     install_call_counter()

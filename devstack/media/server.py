@@ -184,8 +184,8 @@ class MediaServer:
             for transceiver in pc.getTransceivers():
                 if transceiver.kind != "audio" or transceiver is not audio[0]:
                     transceiver.direction = "inactive"  # audio only, one track, as Chime allows
-            # The mixer sends Opus packets it encoded itself: Opus is the only codec answered.
             shorten_jitter_buffer(audio[0].receiver)
+            # The mixer sends Opus packets it encoded itself: Opus is the only codec answered.
             codecs = RTCRtpSender.getCapabilities("audio").codecs
             audio[0].setCodecPreferences([c for c in codecs if c.mimeType.lower() == "audio/opus"])
             pc.addTrack(participant.outbound)

@@ -11,9 +11,12 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
 from audio_support import attendee, close_all, connect, meeting, set_audio, stays, until
 
 from devstack.media.whip_client import WhipPeer
+
+pytestmark = pytest.mark.e2e
 
 
 def run(scenario: Any) -> None:

@@ -10,6 +10,8 @@ from audio_support import attendee, close_all, connect, meeting, signaling_url
 
 from devstack.media.whip_client import WhipPeer, whip_request
 
+pytestmark = pytest.mark.e2e
+
 MINIMAL_OFFER = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
 

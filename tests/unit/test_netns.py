@@ -1,0 +1,45 @@
+"""The test session's private network namespace (devstack/netns.py, entered by tests/conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import netns
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_the_session_sees_only_loopback_and_can_still_reach_the_host_namespace() -> None:
+    if netns.status().startswith("HOST NETWORK"):  # SOHBET_ALLOW_HOST_NET=1: said loudly by conftest
+        assert os.environ.get(netns.ESCAPE_HATCH) == "1"
+        return
+    assert netns.status() == "private network namespace: loopback only"
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    assert [line.split(":")[1].strip() for line in links.splitlines()] == ["lo"]
+    ours = os.readlink("/proc/self/ns/net")
+    host = netns.run_in_host_netns(
+        ["readlink", "/proc/self/ns/net"], capture_output=True, text=True, check=True
+    )
+    assert host.stdout.strip() != ours
+
+
+def test_entering_after_a_thread_started_fails_clearly() -> None:
+    code = (
+        "import threading, time, sys; sys.path.insert(0, '.');"
+        "threading.Thread(target=time.sleep, args=(2,), daemon=True).start();"
+        "from devstack.netns import enter_private_network, NetworkIsolationError\n"
+        "try:\n    enter_private_network()\nexcept NetworkIsolationError as e:\n    print('refused:', e)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != netns.ESCAPE_HATCH}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    assert "refused:" in out.stdout, (out.stdout, out.stderr)
+    assert "threads already run" in out.stdout or "needs root" in out.stdout
+
+
+def test_the_escape_hatch_is_announced() -> None:
+    code = "import sys; sys.path.insert(0, '.'); from devstack.netns import enter_private_network as e; e()"
+    env = dict(os.environ, **{netns.ESCAPE_HATCH: "1"})
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    assert "HOST NETWORK" in out.stderr and "!!!" in out.stderr
