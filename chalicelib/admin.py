@@ -22,10 +22,13 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib import connections, fanout, idempotency, spaces
 from chalicelib import triage as rules
+from chalicelib.clock import now_iso
+from chalicelib.db import dynamo, is_conflict
+from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Audit, Case, Member, OpenCase, Report, Space, User
-from chalicelib.moderation import is_conflict, open_case_key, suspended_until
+from chalicelib.moderation import open_case_key, suspended_until
 from chalicelib.observability import logger
-from chalicelib.protocol import ID_PATTERN, CommandError, ErrorCode, ReportCategory, SpaceId
+from chalicelib.protocol import ID_PATTERN, ReportCategory, SpaceId
 from chalicelib.rules import Role, SpaceState
 from chalicelib.schemas import decode_cursor, encode_cursor
 
@@ -467,7 +470,7 @@ def _entry(admin_id: str, body: CaseAction, request: dict[str, Any], plan: _Plan
         "action": body.action,
         "admin_id": admin_id,
         "reason": body.reason,
-        "at": spaces.now_iso(),
+        "at": now_iso(),
         "details": details,
         "request": request,
     }
@@ -498,7 +501,7 @@ def _commit(case: Case, body: CaseAction, entry: dict[str, Any], plan: _Plan) ->
         reason=body.reason,
         details=entry["details"],
     )
-    with TransactWrite(connection=spaces.dynamo()) as tx:
+    with TransactWrite(connection=dynamo()) as tx:
         tx.update(case, actions=actions, condition=Case.version == case.version)
         tx.save(audit, condition=Audit.audit_sk.does_not_exist())
         if closing:
@@ -531,7 +534,7 @@ def _carry_out(case: Case, body: CaseAction, plan: _Plan, admin_id: str) -> None
         spaces.expel(plan.space, plan.member, "removed_by_admin", by=admin_id)
     elif body.action == "end_space":
         assert plan.space is not None
-        spaces.end_space(plan.space, "ended_by_admin")
+        spaces.end(plan.space, "ended_by_admin")
     elif body.action == "suspend":
         suspend_now(user_id, admin_id)
 
@@ -566,7 +569,7 @@ def _remove_suspended(space_id: str, user_id: str, by: str) -> None:
     if space.state != SpaceState.LIVE:
         return
     if space.host_id == user_id:
-        spaces.end_space(space, "host_suspended")
+        spaces.end(space, "host_suspended")
     elif member.present or member.attendee_id:
         spaces.expel(space, member, "suspended", by=by)
 

@@ -9,8 +9,8 @@ from typing import Any
 from chalice import Response
 
 from chalicelib import api, auth, commands, connections, fanout, protocol, relations, schemas, spaces
+from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.observability import logger
-from chalicelib.protocol import CommandError, ErrorCode
 from chalicelib.push import get_pusher
 
 # -- WebSocket ---------------------------------------------------------------
@@ -213,7 +213,7 @@ def put_relation(request: Any, kind: str, other: str) -> dict[str, Any]:
     user = api.caller(request)
     relation = relations.put(user.user_id, kind, api.path_id(other, "user"))
     if kind == "block":
-        relations.enforce_block(user.user_id, other)
+        spaces.enforce_block(user.user_id, other)
     return relations.view(relation)
 
 

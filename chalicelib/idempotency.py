@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from chalicelib.config import get_settings
-from chalicelib.protocol import CommandError, ErrorCode
+from chalicelib.errors import CommandError, ErrorCode
 
 HEADER = "Idempotency-Key"
 KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")

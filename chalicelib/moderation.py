@@ -15,10 +15,15 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib import idempotency
 from chalicelib import triage as triage_rules
+from chalicelib.clock import now_iso
 from chalicelib.config import get_settings
+from chalicelib.db import dynamo, is_conflict
+from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Case, Member, OpenCase, Report, Space, User
 from chalicelib.observability import logger
-from chalicelib.protocol import CommandError, ErrorCode, ReportCategory, SpaceId, UserId
+from chalicelib.protocol import ReportCategory, SpaceId, UserId
+from chalicelib.spaces.stage import Stage
+from chalicelib.spaces.store import get_member, get_space
 
 
 def suspended_until(user_id: str) -> float | None:
@@ -100,23 +105,21 @@ def build_report(
     reporter: str, space_id: str, user_id: str | None, category: str, note: str | None, via: str = "rest"
 ) -> dict[str, Any]:
     """The report as it goes to the queue: who, what, and what the space looked like right now."""
-    from chalicelib import spaces
-
     _check_report_input(reporter, user_id, category, note)
-    space = spaces.get_space(space_id)
-    stage: dict[str, dict[str, Any]] = space.stage or {}
-    reporter_member = spaces.get_member(space_id, reporter)
+    space = get_space(space_id)
+    stage = Stage.from_stored(space.stage)
+    reporter_member = get_member(space_id, reporter)
     if reporter not in stage and reporter_member is None:
         raise CommandError(ErrorCode.NOT_ALLOWED, "only people who joined the space can report it")
     target = None
     if user_id is not None:
-        target_member = spaces.get_member(space_id, user_id)
+        target_member = get_member(space_id, user_id)
         if user_id not in stage and target_member is None:
             raise CommandError(ErrorCode.NOT_FOUND, "that person is not in this space")
         target = _person(stage, user_id, target_member)
     now = time.time()
     report_id = uuid.uuid4().hex
-    created_at = spaces.now_iso(now)
+    created_at = now_iso(now)
     return {
         "v": 1,
         "report_id": report_id,
@@ -138,27 +141,29 @@ def build_report(
                 "listener_count": int(space.listener_count or 0),
                 "speak_policy": space.speak_policy,
             },
-            "stage": [
-                dict(entry, since=stage.get(entry["user_id"], {}).get("since"))
-                for entry in spaces.stage_list(space.stage)
-            ],
+            "stage": [dict(entry, since=_since(stage, entry["user_id"])) for entry in stage.public()],
             "reporter": _person(stage, reporter, reporter_member),
             "target": target,
         },
     }
 
 
-def _person(stage: dict[str, dict[str, Any]], user_id: str, member: Member | None) -> dict[str, Any]:
+def _since(stage: Stage, user_id: str) -> str | None:
+    entry = stage.get(user_id)
+    return (entry.since or None) if entry else None
+
+
+def _person(stage: Stage, user_id: str, member: Member | None) -> dict[str, Any]:
     """A participant as the snapshot shows them: role, presence, and time on stage."""
     entry = stage.get(user_id)
     if entry is not None:
-        since = entry.get("since")
+        since = entry.since or None
         return {
             "user_id": user_id,
-            "role": entry["role"],
-            "present": bool(entry.get("present")),
+            "role": entry.role.value,
+            "present": entry.present,
             "removed": False,
-            "muted": bool(entry.get("muted")),
+            "muted": entry.muted,
             "on_stage_since": since,
             "on_stage_seconds": _seconds_since(since),
         }
@@ -238,8 +243,6 @@ def triage_record(body: str) -> str:
 
 
 def triage(report: ReportMessage) -> str:
-    from chalicelib import spaces
-
     if _report_exists(report.report_id):
         return "duplicate"
     try:
@@ -250,7 +253,7 @@ def triage(report: ReportMessage) -> str:
     for _ in range(TRIAGE_RETRIES):
         case = _open_case(key)
         try:
-            with TransactWrite(connection=spaces.dynamo()) as tx:
+            with TransactWrite(connection=dynamo()) as tx:
                 if case is None:
                     case_id = _new_case(tx, key, report)
                 else:
@@ -265,12 +268,6 @@ def triage(report: ReportMessage) -> str:
             continue  # the case changed (or was opened or closed) under us: read again
         return "new_case" if case is None else "counted"
     raise RuntimeError("the case kept changing; the report goes back to the queue")
-
-
-def is_conflict(exc: TransactWriteError) -> bool:
-    """Did a transaction fail because another writer got there first (not an outage)?"""
-    reasons = getattr(exc, "cancellation_reasons", None) or []
-    return any(r is not None and r.code in ("ConditionalCheckFailed", "TransactionConflict") for r in reasons)
 
 
 def _report_exists(report_id: str) -> bool:
@@ -297,8 +294,6 @@ def _open_case(target: str) -> Case | None:
 
 
 def _new_case(tx: TransactWrite, key: str, report: ReportMessage) -> str:
-    from chalicelib import spaces
-
     target_type, target_id = triage_rules.split_target(key)
     recent = triage_rules.add_recent([], report.created_ts, report.reporter_id)
     priority = triage_rules.priority_for([report.category], recent)
@@ -317,7 +312,7 @@ def _new_case(tx: TransactWrite, key: str, report: ReportMessage) -> str:
         recent=recent,
         first_seen_at=report.created_at,
         last_seen_at=report.created_at,
-        opened_at=spaces.now_iso(),
+        opened_at=now_iso(),
         latest_space_id=report.space_id,
         latest_report_id=report.report_id,
         actions=[],
@@ -357,8 +352,6 @@ def _count_into(tx: TransactWrite, case: Case, report: ReportMessage) -> None:
 
 
 def _report_item(report: ReportMessage, case_id: str, key: str) -> Report:
-    from chalicelib import spaces
-
     return Report(
         report.report_id,
         case_id=case_id,
@@ -370,7 +363,7 @@ def _report_item(report: ReportMessage, case_id: str, key: str) -> Report:
         category=report.category,
         note=report.note,
         snapshot=report.snapshot,
-        stored_at=spaces.now_iso(),
+        stored_at=now_iso(),
     )
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from chalicelib import media, rules
 from chalicelib.config import get_settings
+from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Space
 from chalicelib.observability import logger
-from chalicelib.protocol import CommandError, ErrorCode
 
 MAX_REPLICAS = 40
 PAST_PRIMARY = 1 << 30  # a listener count that sends `place` straight to the replicas

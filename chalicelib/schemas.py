@@ -6,15 +6,14 @@ import base64
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from chalicelib.protocol import ID_PATTERN, CommandError, ErrorCode
-from chalicelib.rules import TITLE_MAX
+from chalicelib.errors import CommandError, ErrorCode
+from chalicelib.rules import TITLE_MAX, SpeakPolicyName
 
 MAX_SCHEDULE_AHEAD = timedelta(days=30)
-UserIdPath = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
 class CreateSpace(BaseModel):
@@ -22,7 +21,7 @@ class CreateSpace(BaseModel):
 
     title: Annotated[str, Field(min_length=1, max_length=TITLE_MAX)]
     scheduled_start: datetime | None = None
-    speak_policy: Literal["everyone", "following", "invited"] = "everyone"
+    speak_policy: SpeakPolicyName = "everyone"
     lang: Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")] | None = None
     handover: bool = False
 
