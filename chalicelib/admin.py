@@ -20,16 +20,16 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, fie
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib import connections, fanout, idempotency, spaces
+from chalicelib import connections, fanout, idempotency, spaces, suspensions
 from chalicelib import triage as rules
 from chalicelib.clock import now_iso
 from chalicelib.db import dynamo, is_conflict
 from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Audit, Case, Member, OpenCase, Report, Space, User
-from chalicelib.moderation import open_case_key, suspended_until
+from chalicelib.moderation import open_case_key
 from chalicelib.observability import logger
 from chalicelib.protocol import ID_PATTERN, ReportCategory, SpaceId
-from chalicelib.rules import Role, SpaceState
+from chalicelib.rules import SpaceState
 from chalicelib.schemas import decode_cursor, encode_cursor
 
 ACTION_RETRIES = 5
@@ -453,7 +453,7 @@ def _plan(case: Case, body: CaseAction) -> _Plan:
     elif body.action == "suspend":
         assert body.duration_seconds is not None
         plan.suspended_until = float(int(time.time()) + body.duration_seconds)
-    elif body.action == "lift_suspension" and suspended_until(case.target_id) is None:
+    elif body.action == "lift_suspension" and suspensions.suspended_until(case.target_id) is None:
         raise CommandError(ErrorCode.CONFLICT, "that user is not suspended")
     return plan
 
@@ -511,16 +511,10 @@ def _commit(case: Case, body: CaseAction, entry: dict[str, Any], plan: _Plan) ->
             )
         if body.action == "suspend":
             tx.update(
-                User(case.target_id),
-                actions=[
-                    User.suspended_until.set(plan.suspended_until),
-                    User.suspension_reason.set(body.reason),
-                ],
+                User(case.target_id), actions=suspensions.suspend_actions(plan.suspended_until, body.reason)
             )
         elif body.action == "lift_suspension":
-            tx.update(
-                User(case.target_id), actions=[User.suspended_until.remove(), User.suspension_reason.remove()]
-            )
+            tx.update(User(case.target_id), actions=suspensions.lift_actions())
 
 
 def _carry_out(case: Case, body: CaseAction, plan: _Plan, admin_id: str) -> None:
@@ -536,42 +530,7 @@ def _carry_out(case: Case, body: CaseAction, plan: _Plan, admin_id: str) -> None
         assert plan.space is not None
         spaces.end(plan.space, "ended_by_admin")
     elif body.action == "suspend":
-        suspend_now(user_id, admin_id)
-
-
-def suspend_now(user_id: str, by: str) -> None:
-    """A suspension takes effect at once: out of every space (attendees deleted), sockets closed.
-
-    The spaces are the ones the user's connections are in plus the memberships the
-    by_user index shows as present or hosting (the index may lag a join by a moment;
-    the connection record does not). Spaces first, so the $disconnect that closing
-    the sockets causes finds nothing left to do. A host's space ends with them.
-    The socket closes without an event; a reconnect is refused with 403 and the reason.
-    """
-    conns = connections.of_user(user_id)
-    space_ids = {c.space_id for c in conns if c.space_id}
-    present_or_hosting = (Member.present == True) | (Member.role == Role.HOST.value)  # noqa: E712
-    space_ids |= {m.space_id for m in Member.by_user.query(user_id, filter_condition=present_or_hosting)}
-    for space_id in sorted(space_ids):
-        try:
-            _remove_suspended(space_id, user_id, by)
-        except Exception:
-            logger.exception("could not remove a suspended user", extra={"space_id": space_id})
-    for conn in conns:
-        fanout.disconnect(conn.connection_id)
-
-
-def _remove_suspended(space_id: str, user_id: str, by: str) -> None:
-    member = spaces.get_member(space_id, user_id)
-    if member is None or member.removed:
-        return
-    space = spaces.get_space(space_id)
-    if space.state != SpaceState.LIVE:
-        return
-    if space.host_id == user_id:
-        spaces.end(space, "host_suspended")
-    elif member.present or member.attendee_id:
-        spaces.expel(space, member, "suspended", by=by)
+        suspensions.take_effect(user_id, admin_id)
 
 
 # -- audit --------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib import connections, moderation, protocol, spaces
+from chalicelib import connections, moderation, protocol, spaces, suspensions
 from chalicelib.auth import Identity
 from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Connection
@@ -18,7 +18,7 @@ OnTarget = Callable[[Connection, str, str], Reply]  # (caller, space_id, user_id
 
 def connect_refusal(identity: Identity) -> CommandError | None:
     """Why this identity may not open a connection, if it may not."""
-    return moderation.suspension_refusal(identity.user_id)
+    return suspensions.refusal(identity.user_id)
 
 
 def connection_gone(connection_id: str) -> None:

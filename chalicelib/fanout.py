@@ -12,11 +12,11 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from chalicelib import counters, protocol
+from chalicelib import clients, counters, protocol
 from chalicelib.config import get_settings
 from chalicelib.models import Member
 from chalicelib.observability import logger
-from chalicelib.push import Delivery, encode, get_pusher
+from chalicelib.push import Delivery, encode
 
 # Set by the spaces service: what to do with a connection that turned out gone.
 on_gone: Callable[[str], None] = lambda connection_id: None  # noqa: E731
@@ -84,7 +84,7 @@ def deliver(connection_ids: Iterable[str], message: dict[str, Any]) -> Delivery:
 
         shards.enqueue(ids, encode(message))
         return Delivery(queued=len(ids))
-    result = get_pusher().send_many(ids, message)
+    result = clients.pusher().send_many(ids, message)
     for connection_id in result.gone:
         cleanup_gone(connection_id)
     if result.failed:
@@ -115,4 +115,4 @@ def disconnect(connection_id: str) -> None:
     """Close a client's socket (after any events held for it)."""
     if _later(lambda: disconnect(connection_id)):
         return
-    get_pusher().close(connection_id)
+    clients.pusher().close(connection_id)

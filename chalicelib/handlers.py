@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from typing import Any
 
 from chalice import Response
 
-from chalicelib import api, auth, commands, connections, fanout, protocol, relations, schemas, spaces
+from chalicelib import api, auth, clients, commands, connections, fanout, protocol, relations, schemas, spaces
 from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.observability import logger
-from chalicelib.push import get_pusher
 
 # -- WebSocket ---------------------------------------------------------------
 
@@ -39,7 +37,7 @@ def ws_message(event: Any) -> None:
     raw = event.to_dict()
     with fanout.held() as events:
         answer = _answer(connection_id, raw, event.body)
-    if not get_pusher().send(connection_id, answer):
+    if not clients.pusher().send(connection_id, answer):
         commands.connection_gone(connection_id)
     events.flush()
 
@@ -88,7 +86,7 @@ def fanout_batch(event: Any) -> Any:
     return process_partial_response(
         event=event.to_dict(),
         record_handler=_post_shard,
-        processor=_fanout_processor(),
+        processor=clients.batch_processor("fanout"),
         context=event.context,
     )
 
@@ -97,13 +95,6 @@ def _post_shard(record: Any) -> None:
     from chalicelib import shards
 
     shards.post_shard(record.body, fanout.cleanup_gone)
-
-
-@functools.lru_cache(maxsize=1)
-def _fanout_processor() -> Any:
-    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-
-    return BatchProcessor(event_type=EventType.SQS)
 
 
 def sweep(event: Any) -> dict[str, int]:

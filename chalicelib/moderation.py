@@ -1,4 +1,4 @@
-"""Safety: suspensions, filing reports (snapshot, queue) and triaging them into cases (the consumer)."""
+"""Safety: filing reports (snapshot, queue) and triaging them into cases (the consumer)."""
 
 from __future__ import annotations
 
@@ -6,41 +6,23 @@ import json
 import time
 import uuid
 from datetime import datetime
-from functools import lru_cache
 from typing import Annotated, Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib import idempotency
+from chalicelib import clients, idempotency, suspensions
 from chalicelib import triage as triage_rules
 from chalicelib.clock import now_iso
 from chalicelib.config import get_settings
 from chalicelib.db import dynamo, is_conflict
 from chalicelib.errors import CommandError, ErrorCode
-from chalicelib.models import Case, Member, OpenCase, Report, Space, User
+from chalicelib.models import Case, Member, OpenCase, Report, Space
 from chalicelib.observability import logger
 from chalicelib.protocol import ReportCategory, SpaceId, UserId
 from chalicelib.spaces.stage import Stage
 from chalicelib.spaces.store import get_member, get_space
-
-
-def suspended_until(user_id: str) -> float | None:
-    try:
-        user = User.get(user_id)
-    except DoesNotExist:
-        return None
-    until = user.suspended_until
-    return float(until) if until and until > time.time() else None
-
-
-def suspension_refusal(user_id: str) -> CommandError | None:
-    until = suspended_until(user_id)
-    if until is None:
-        return None
-    return CommandError(ErrorCode.NOT_ALLOWED, "this account is suspended", {"suspended_until": until})
-
 
 # -- filing a report -------------------------------------------------------------
 
@@ -79,7 +61,7 @@ def file_report_rest(
     """POST /reports. Everything is checked (and the snapshot taken) before the idempotency
     record is written, so a refused report leaves nothing behind; a retry with the same
     key returns the first report's id and its fresh snapshot is dropped."""
-    refusal = suspension_refusal(reporter)
+    refusal = suspensions.refusal(reporter)
     if refusal is not None:
         raise refusal
     idempotency.check_key(idempotency_key)
@@ -188,20 +170,8 @@ def _seconds_since(iso: str | None) -> float | None:
     return round(max(time.time() - then, 0.0), 3)
 
 
-@lru_cache(maxsize=1)
-def _sqs() -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.session.Session().client(
-        "sqs",
-        region_name=get_settings().region,
-        config=Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=2, read_timeout=5),
-    )
-
-
 def enqueue(report: dict[str, Any]) -> None:
-    _sqs().send_message(
+    clients.sqs().send_message(
         QueueUrl=get_settings().moderation_queue_url,
         MessageBody=json.dumps(report, separators=(",", ":")),
         MessageAttributes={"kind": {"DataType": "String", "StringValue": "report"}},
@@ -367,20 +337,15 @@ def _report_item(report: ReportMessage, case_id: str, key: str) -> Report:
     )
 
 
-@lru_cache(maxsize=1)
-def _processor() -> Any:
-    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-
-    # An all-failed batch is answered with every record listed, like a partly failed one.
-    return BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-
-
 def moderation_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """The SQS consumer: each record alone; failed ones are reported back (partial batch response)."""
     from aws_lambda_powertools.utilities.batch import process_partial_response
 
     response = process_partial_response(
-        event=event, record_handler=_record_handler, processor=_processor(), context=context
+        event=event,
+        record_handler=_record_handler,
+        processor=clients.batch_processor("moderation"),
+        context=context,
     )
     return dict(response)
 
