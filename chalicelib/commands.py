@@ -71,14 +71,7 @@ def dispatch(caller: Connection, command: protocol.Command) -> Reply:
         case protocol.ReactionSend():
             return spaces.react(caller, command.space_id, command.emoji)
         case protocol.ReportSend():
-            return moderation.file_report(
-                caller.user_id,
-                command.space_id,
-                command.user_id,
-                command.category,
-                command.note,
-                connection_id=caller.connection_id,
-            )
+            return moderation.file_report(caller.user_id, command, connection_id=caller.connection_id)
         case protocol.TargetCommand():
             return ON_TARGET[command.action](caller, command.space_id, command.user_id)  # type: ignore[attr-defined]
         case protocol.SpaceCommand():

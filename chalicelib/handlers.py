@@ -236,7 +236,7 @@ def file_report(request: Any) -> Response:
     from chalicelib import idempotency, moderation
 
     user = api.caller(request)
-    body = api.body_as(request, moderation.FileReport)
+    body = api.body_as(request, protocol.ReportFields)
     key = (request.headers or {}).get(idempotency.HEADER)
     result = moderation.file_report_rest(user.user_id, body, key, request.lambda_context)
     return Response(body=result, status_code=202)

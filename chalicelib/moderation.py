@@ -20,43 +20,25 @@ from chalicelib.db import dynamo, is_conflict
 from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Case, Member, OpenCase, Report, Space
 from chalicelib.observability import logger
-from chalicelib.protocol import ReportCategory, SpaceId, UserId
+from chalicelib.protocol import NOTE_MAX, ReportCategory, ReportFields, SpaceId, UserId
 from chalicelib.spaces.stage import Stage
 from chalicelib.spaces.store import get_member, get_space
 
 # -- filing a report -------------------------------------------------------------
 
 CATEGORIES: tuple[str, ...] = get_args(ReportCategory)
-NOTE_MAX = 500
 
 
-class FileReport(BaseModel):
-    """The body of POST /reports (the same fields as the `report.send` command)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    space_id: SpaceId
-    user_id: UserId | None = None
-    category: ReportCategory
-    note: Annotated[str, Field(max_length=NOTE_MAX)] | None = None
-
-
-def file_report(
-    reporter: str,
-    space_id: str,
-    user_id: str | None,
-    category: str,
-    note: str | None,
-    connection_id: str | None = None,
-) -> dict[str, Any]:
+def file_report(reporter: str, fields: ReportFields, connection_id: str | None = None) -> dict[str, Any]:
     """Take the snapshot, queue the report for triage and give the reporter its id."""
-    report = build_report(reporter, space_id, user_id, category, note, via="ws" if connection_id else "rest")
+    via = "ws" if connection_id else "rest"
+    report = build_report(reporter, fields.space_id, fields.user_id, fields.category, fields.note, via=via)
     enqueue(report)
     return {"report_id": report["report_id"]}
 
 
 def file_report_rest(
-    reporter: str, body: FileReport, idempotency_key: str | None, lambda_context: Any = None
+    reporter: str, body: ReportFields, idempotency_key: str | None, lambda_context: Any = None
 ) -> dict[str, Any]:
     """POST /reports. Everything is checked (and the snapshot taken) before the idempotency
     record is written, so a refused report leaves nothing behind; a retry with the same

@@ -135,11 +135,22 @@ ReportCategory = Literal[
 ]
 
 
-class ReportSend(SpaceCommand):
-    action: Literal["report.send"]
+NOTE_MAX = 500
+
+
+class ReportFields(BaseModel):
+    """What a report says: the body of POST /reports, and the fields of `report.send`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    space_id: SpaceId
     user_id: UserId | None = None
     category: ReportCategory
-    note: Annotated[str, Field(max_length=500)] | None = None
+    note: Annotated[str, Field(max_length=NOTE_MAX)] | None = None
+
+
+class ReportSend(Command, ReportFields):
+    action: Literal["report.send"]
 
 
 AnyCommand = Annotated[

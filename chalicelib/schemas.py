@@ -48,13 +48,25 @@ class CreateSpace(BaseModel):
         return value.astimezone(UTC)
 
 
-def parse_limit(raw: str | None, default: int = 20, maximum: int = 100) -> int:
-    if raw is None:
-        return default
+LIMIT_DEFAULT = 20
+LIMIT_MAX = 100
+
+
+def limit_value(raw: str, maximum: int = LIMIT_MAX) -> int:
+    """A page size from a query string: ASCII digits, 1..maximum; ValueError otherwise."""
     # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
     if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= maximum:
-        raise CommandError(ErrorCode.BAD_REQUEST, f"limit must be an integer from 1 to {maximum}")
+        raise ValueError(f"limit must be an integer from 1 to {maximum}")
     return int(raw)
+
+
+def parse_limit(raw: str | None, default: int = LIMIT_DEFAULT, maximum: int = LIMIT_MAX) -> int:
+    if raw is None:
+        return default
+    try:
+        return limit_value(raw, maximum)
+    except ValueError as exc:
+        raise CommandError(ErrorCode.BAD_REQUEST, str(exc)) from None
 
 
 def encode_cursor(key: dict[str, Any] | None) -> str | None:
