@@ -5,7 +5,8 @@ a block with `override(...)`, instead of changing the environment and clearing
 caches; `reset()` forgets them all (after the environment itself changed).
 
 Boto3 and Powertools are imported when a client is first built, not at import time:
-a cold start that never touches SQS does not pay for them.
+a cold start that never touches SQS does not pay for them (the media, push and auth
+modules defer their heavy imports the same way).
 """
 
 from __future__ import annotations
@@ -13,14 +14,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from chalicelib import config, db
-
-if TYPE_CHECKING:
-    from chalicelib.auth import TokenVerifier
-    from chalicelib.media import MediaPort
-    from chalicelib.push import Pusher
+from chalicelib import auth, config, db, push
+from chalicelib import media as media_module
 
 _built: dict[str, Any] = {}
 _overrides: dict[str, Any] = {}
@@ -76,27 +73,17 @@ def settings() -> config.Settings:
     return _overrides.get("settings") or config.get_settings()
 
 
-def media() -> MediaPort:
-    from chalicelib import media as media_module  # cold start: the media adapters load on first use
-
+def media() -> media_module.MediaPort:
     return _overrides.get("media") or media_module.get_media()
 
 
-def pusher() -> Pusher:
-    from chalicelib.push import get_pusher
-
-    return _overrides.get("pusher") or get_pusher()
-
-
-def verifier() -> TokenVerifier:
-    from chalicelib.auth import get_verifier
-
-    return _overrides.get("verifier") or get_verifier()
+def pusher() -> push.Pusher:
+    return _overrides.get("pusher") or push.get_pusher()
 
 
 @contextmanager
 def override(**clients: Any) -> Iterator[None]:
-    """Use these clients (sqs=, settings=, media=, pusher=, verifier=, batch:<kind>=) in the block."""
+    """Use these clients (sqs=, settings=, media=, pusher=) in the block."""
     saved = dict(_overrides)
     _overrides.update(clients)
     if "settings" in clients:
@@ -112,12 +99,10 @@ def override(**clients: Any) -> Iterator[None]:
 
 def reset() -> None:
     """Forget every built client; the next use builds it from the current settings."""
-    from chalicelib import auth, media, push  # cold start: only tests and the local stack reset
-
     with _lock:
         _built.clear()
     config.get_settings.cache_clear()
     db.reset()
-    media.reset_media()
+    media_module.reset_media()
     push.get_pusher.cache_clear()
     auth.get_verifier.cache_clear()

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from chalicelib import clients, counters, protocol
+from chalicelib import clients, counters, protocol, shards
 from chalicelib.config import get_settings
 from chalicelib.models import Member
 from chalicelib.observability import logger
@@ -80,8 +80,6 @@ def deliver(connection_ids: Iterable[str], message: dict[str, Any]) -> Delivery:
     settings = get_settings()
     ids = list(dict.fromkeys(connection_ids))
     if len(ids) > settings.fanout_shard_threshold and not settings.naive_fanout:
-        from chalicelib import shards
-
         shards.enqueue(ids, encode(message))
         return Delivery(queued=len(ids))
     result = clients.pusher().send_many(ids, message)

@@ -7,7 +7,22 @@ from typing import Any
 
 from chalice import Response
 
-from chalicelib import api, auth, clients, commands, connections, fanout, protocol, relations, schemas, spaces
+from chalicelib import (
+    admin,
+    api,
+    auth,
+    clients,
+    commands,
+    connections,
+    fanout,
+    idempotency,
+    moderation,
+    protocol,
+    relations,
+    schemas,
+    shards,
+    spaces,
+)
 from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.observability import logger
 
@@ -74,13 +89,12 @@ def ws_disconnect(event: Any) -> None:
 
 def moderation_batch(event: Any) -> Any:
     """Triage reports: each record alone; a failed one returns to the queue (then the DLQ)."""
-    from chalicelib import moderation
-
     return moderation.moderation_batch(event.to_dict(), event.context)
 
 
 def fanout_batch(event: Any) -> Any:
     """Post the shards of big broadcasts; a shard that raises returns to the queue alone."""
+    # cold start: Powertools' batch utility loads in the SQS consumers only
     from aws_lambda_powertools.utilities.batch import process_partial_response
 
     return process_partial_response(
@@ -92,8 +106,6 @@ def fanout_batch(event: Any) -> Any:
 
 
 def _post_shard(record: Any) -> None:
-    from chalicelib import shards
-
     shards.post_shard(record.body, fanout.cleanup_gone)
 
 
@@ -233,8 +245,6 @@ def relation(request: Any, kind: str, other: str) -> Any:
 
 @api.endpoint
 def file_report(request: Any) -> Response:
-    from chalicelib import idempotency, moderation
-
     user = api.caller(request)
     body = api.body_as(request, protocol.ReportFields)
     key = (request.headers or {}).get(idempotency.HEADER)
@@ -244,24 +254,18 @@ def file_report(request: Any) -> Response:
 
 @api.endpoint
 def admin_list_cases(request: Any) -> dict[str, Any]:
-    from chalicelib import admin
-
     api.admin(request)
     return admin.list_cases(api.query_as(request, admin.CasesQuery))
 
 
 @api.endpoint
 def admin_get_case(request: Any, case_id: str) -> dict[str, Any]:
-    from chalicelib import admin
-
     api.admin(request)
     return admin.case_detail(api.path_id(case_id, "case"), api.query_as(request, admin.ReportsQuery))
 
 
 @api.endpoint
 def admin_case_action(request: Any, case_id: str) -> dict[str, Any]:
-    from chalicelib import admin, idempotency
-
     identity = api.admin(request)
     body = api.body_as(request, admin.CaseAction)
     key = (request.headers or {}).get(idempotency.HEADER)
@@ -270,7 +274,5 @@ def admin_case_action(request: Any, case_id: str) -> dict[str, Any]:
 
 @api.endpoint
 def admin_list_audit(request: Any) -> dict[str, Any]:
-    from chalicelib import admin
-
     api.admin(request)
     return admin.list_audit(api.query_as(request, admin.AuditQuery))

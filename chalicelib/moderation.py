@@ -321,6 +321,7 @@ def _report_item(report: ReportMessage, case_id: str, key: str) -> Report:
 
 def moderation_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """The SQS consumer: each record alone; failed ones are reported back (partial batch response)."""
+    # cold start: Powertools' batch utility loads in the SQS consumer only
     from aws_lambda_powertools.utilities.batch import process_partial_response
 
     response = process_partial_response(

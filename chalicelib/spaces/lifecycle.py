@@ -10,7 +10,7 @@ from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
 
-from chalicelib import counters, fanout, media, placement, rules
+from chalicelib import clients, counters, fanout, media, placement, rules
 from chalicelib.clock import now_iso
 from chalicelib.config import get_settings
 from chalicelib.db import dynamo
@@ -57,7 +57,7 @@ def create(
 
 
 def _open_meeting(space: Space) -> None:
-    meeting = media.get_media().create_meeting(
+    meeting = clients.media().create_meeting(
         space.space_id, max_attendees=get_settings().meeting_max_attendees
     )
     space.meeting_id = meeting.meeting_id
@@ -91,7 +91,7 @@ def start(user_id: str, space_id: str) -> Space:
         )
     except UpdateError:
         assert space.meeting_id is not None
-        media.get_media().delete_meeting(space.meeting_id)
+        clients.media().delete_meeting(space.meeting_id)
         raise CommandError(ErrorCode.CONFLICT, "the space changed; try again") from None
     return space
 
@@ -156,7 +156,7 @@ def end(space: Space, reason: str, only_if: Condition | None = None) -> bool:
     fanout.broadcast(space.space_id, "space.ended", reason=reason)
     for meeting_id in placement.all_meetings(space):  # replicas first, then the primary
         try:
-            media.get_media().delete_meeting(meeting_id)
+            clients.media().delete_meeting(meeting_id)
         except media.MediaError:
             logger.exception("could not delete meeting", extra={"meeting_id": meeting_id})
     return True

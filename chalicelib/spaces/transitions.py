@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from pynamodb.exceptions import TransactWriteError
 
-from chalicelib import fanout, media, placement
+from chalicelib import clients, fanout, media, placement
 from chalicelib.db import is_conflict
 from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Member, Space
@@ -77,7 +77,7 @@ def _apply_audio(ctx: Ctx, change: Change) -> None:
             # demote cycle would use one up for good.
             _move_to_replica(space, target, change.audio)
         else:
-            media.get_media().update_attendee_audio(target.meeting_id, target.attendee_id, change.audio)
+            clients.media().update_attendee_audio(target.meeting_id, target.attendee_id, change.audio)
     except media.MediaError:
         logger.exception("media capability update failed; putting the stage back")
         store.revert(ctx, change)
@@ -91,9 +91,7 @@ def _move_to_primary(space: Space, target: Member, audio: str) -> None:
     attendee there, the old one is deleted, and the client gets fresh credentials."""
     assert space.meeting is not None
     primary = placement.meeting_from(space.meeting)
-    _move(
-        space, target, primary, media.get_media().create_attendee(primary.meeting_id, target.user_id, audio)
-    )
+    _move(space, target, primary, clients.media().create_attendee(primary.meeting_id, target.user_id, audio))
 
 
 def _move_to_replica(space: Space, target: Member, audio: str) -> None:
@@ -122,6 +120,6 @@ def safe_delete_attendee(meeting_id: str | None, attendee_id: str | None) -> Non
     if not meeting_id or not attendee_id:
         return
     try:
-        media.get_media().delete_attendee(meeting_id, attendee_id)
+        clients.media().delete_attendee(meeting_id, attendee_id)
     except media.MediaError:
         logger.exception("could not delete attendee", extra={"attendee_id": attendee_id})
