@@ -18,8 +18,22 @@ from chalicelib.models import Member
 from chalicelib.observability import logger
 from chalicelib.push import Delivery, encode
 
-# Set by the spaces service: what to do with a connection that turned out gone.
-on_gone: Callable[[str], None] = lambda connection_id: None  # noqa: E731
+OnGone = Callable[[str], None]
+
+
+def _ignore(connection_id: str) -> None:
+    return None
+
+
+# What to do with a connection that turned out gone (410). Fan-out sits below the spaces
+# service that knows (a gone socket leaves its space, which sends events), so the
+# composition root hands it down once: handlers.py calls handle_gone_with().
+_on_gone: OnGone = _ignore
+
+
+def handle_gone_with(callback: OnGone) -> None:
+    global _on_gone
+    _on_gone = callback
 
 
 _held: ContextVar[list[Callable[[], Any]] | None] = ContextVar("held_events", default=None)
@@ -70,7 +84,7 @@ def recipients(space_id: str) -> list[str]:
 
 def cleanup_gone(connection_id: str) -> None:
     try:
-        on_gone(connection_id)
+        _on_gone(connection_id)
     except Exception:
         logger.exception("cleanup of a gone connection failed", extra={"connection_id": connection_id})
 

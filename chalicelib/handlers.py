@@ -26,6 +26,9 @@ from chalicelib import (
 from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.observability import logger
 
+# A socket that answers 410 to an event is gone: forget it and its membership.
+fanout.handle_gone_with(commands.connection_gone)
+
 # -- WebSocket ---------------------------------------------------------------
 
 
