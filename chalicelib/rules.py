@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from chalicelib.errors import CommandError, ErrorCode
 
@@ -109,6 +109,12 @@ def check_join(*, removed: bool, blocked_by_moderator: bool) -> None:
     if blocked_by_moderator:
         # Deliberately the same refusal as any other: a block is not revealed.
         raise refuse(ErrorCode.NOT_ALLOWED, "you cannot join this space")
+
+
+def check_room(listeners: int, limit: int) -> None:
+    """Refuse a listener past the space's listener limit (the counter shards' own cap backs this up)."""
+    if listeners >= limit:
+        raise refuse(ErrorCode.LIMIT_REACHED, f"this space is full ({limit} listeners)")
 
 
 def require_hand_raised(hand_raised: bool) -> None:
@@ -213,3 +219,21 @@ def validate_title(title: str) -> str:
     if not 1 <= len(cleaned) <= TITLE_MAX:
         raise refuse(ErrorCode.BAD_REQUEST, f"title must be 1-{TITLE_MAX} characters")
     return cleaned
+
+
+SETTINGS = ("title", "speak_policy", "handover")
+
+
+def settings_change(changes: dict[str, Any]) -> dict[str, Any]:
+    """The host's settings change, title cleaned; refused when it changes nothing."""
+    cleaned = {k: v for k, v in changes.items() if k in SETTINGS}
+    if "title" in cleaned:
+        cleaned["title"] = validate_title(cleaned["title"])
+    if not cleaned:
+        raise refuse(ErrorCode.BAD_REQUEST, "nothing to change")
+    return cleaned
+
+
+def check_reaction(emoji: str) -> None:
+    if emoji not in REACTIONS:
+        raise CommandError(ErrorCode.BAD_REQUEST, "unknown reaction", {"allowed": sorted(REACTIONS)})

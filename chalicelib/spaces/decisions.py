@@ -14,7 +14,7 @@ from chalicelib import rules
 from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Member, Space
 from chalicelib.rules import Role
-from chalicelib.spaces.stage import Stage, audio_of
+from chalicelib.spaces.stage import Stage, StageEntry, audio_of
 
 
 @dataclass
@@ -71,6 +71,40 @@ class Ctx:
         if member is None or role is None or not member.present:
             raise CommandError(ErrorCode.NOT_FOUND, "that person is not in this space")
         return member, role
+
+
+@dataclass(frozen=True)
+class Joining:
+    """What a join is: the role it comes back with, and what it changes."""
+
+    role: Role
+    seat: StageEntry | None  # the caller's seat on stage, kept while they were away
+    already_present: bool  # a second join (another device, or a retry)
+    replaced: str | None  # the older connection this join takes over
+
+    @property
+    def new_listener(self) -> bool:
+        return self.seat is None and not self.already_present
+
+
+def joining(ctx: Ctx, *, blocked_by_moderator: bool, max_listeners: int) -> Joining:
+    rules.require_live(ctx.space.state)
+    member = ctx.member
+    rules.check_join(
+        removed=member is not None and bool(member.removed), blocked_by_moderator=blocked_by_moderator
+    )
+    seat = ctx.stage.get(ctx.user_id)
+    present = member is not None and bool(member.present)
+    old = member.connection_id if member is not None and present else None
+    join = Joining(
+        role=seat.role if seat else Role.LISTENER,
+        seat=seat,
+        already_present=present,
+        replaced=old if old != ctx.connection_id else None,
+    )
+    if join.new_listener:
+        rules.check_room(ctx.listeners or 0, max_listeners)
+    return join
 
 
 Exit = Literal["left", "removed"]
@@ -193,6 +227,16 @@ def remove_cohost(ctx: Ctx, user_id: str) -> Change:
         raise CommandError(ErrorCode.NOT_FOUND, "that person is not in this space")
     rules.check_cohost_remove(actor, role)
     return recast(ctx, user_id, Role.SPEAKER, "cohost_removed")
+
+
+def participant_to_remove(ctx: Ctx, user_id: str) -> Member:
+    """Who a moderator removes: anyone below them who joined (present or not) and is not removed yet."""
+    actor = ctx.require_present()
+    member = ctx.member_of(user_id)
+    if member is None or member.removed:
+        raise CommandError(ErrorCode.NOT_FOUND, "that person is not in this space")
+    rules.check_remove(actor, ctx.role_of(user_id) or Role.LISTENER)
+    return member
 
 
 def leave_seat(ctx: Ctx, user_id: str, reason: str, grace_until: float) -> Change:

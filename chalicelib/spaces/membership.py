@@ -29,24 +29,10 @@ def join(conn: Connection, space_id: str) -> dict[str, Any]:
     """A media attendee first, then one DynamoDB transaction; if the write fails the
     attendee is deleted again."""
     ctx = store.load(conn.user_id, conn.connection_id, space_id, with_counts=True)
-    space, member, listeners = ctx.space, ctx.member, ctx.listeners or 0
-    rules.require_live(space.state)
-    rules.check_join(
-        removed=member is not None and bool(member.removed),
-        blocked_by_moderator=bool(store.blockers_among(ctx.stage.moderators(), conn.user_id)),
-    )
-    entry = ctx.stage.get(conn.user_id)
-    role = entry.role if entry else Role.LISTENER
-    already_present = member is not None and bool(member.present)
-    new_listener = entry is None and not already_present
-    replaced = (
-        member.connection_id
-        if member and already_present and member.connection_id != conn.connection_id
-        else None
-    )
-
-    if new_listener:
-        check_room(listeners)
+    space, listeners = ctx.space, ctx.listeners or 0
+    blocked = bool(store.blockers_among(ctx.stage.moderators(), conn.user_id))
+    join = decisions.joining(ctx, blocked_by_moderator=blocked, max_listeners=get_settings().max_listeners)
+    entry, role, already_present, new_listener = join.seat, join.role, join.already_present, join.new_listener
     meeting, attendee = placement.place(space, conn.user_id, role, audio_of(entry), listeners)
     now = now_iso()
     stage = ctx.stage.mark_back(conn.user_id, conn.connection_id) if entry is not None else ctx.stage
@@ -89,15 +75,15 @@ def join(conn: Connection, space_id: str) -> dict[str, Any]:
             transitions.safe_delete_attendee(attendee.meeting_id, attendee.attendee_id)
         if is_conflict(exc):
             if new_listener:
-                check_room(counters.listeners(space_id))
+                rules.check_room(counters.listeners(space_id), get_settings().max_listeners)
                 if store.get_space(space_id).state == SpaceState.ENDED:
                     raise CommandError(ErrorCode.SPACE_ENDED, "the space has ended") from None
             raise CommandError(ErrorCode.CONFLICT, "the space changed while you joined; try again") from None
         raise
 
-    if replaced:
-        fanout.send_private([replaced], "session.replaced", space_id)
-        fanout.disconnect(replaced)
+    if join.replaced:
+        fanout.send_private([join.replaced], "session.replaced", space_id)
+        fanout.disconnect(join.replaced)
     space.stage = stage.to_stored()
     if entry is not None:
         transitions.announce(space_id, stage, "rejoined", conn.user_id)
@@ -108,13 +94,6 @@ def join(conn: Connection, space_id: str) -> dict[str, Any]:
     # The joiner's snapshot: the exact count as read with the counters, the joiner included.
     space.listener_count = listeners + (1 if new_listener else 0)
     return snapshot(space, conn.user_id, role, ctx.seq, media.credentials(meeting, attendee))
-
-
-def check_room(listeners: int) -> None:
-    """Refuse a listener past MAX_LISTENERS (the counter shards' own cap backs this up under races)."""
-    limit = get_settings().max_listeners
-    if listeners >= limit:
-        raise CommandError(ErrorCode.LIMIT_REACHED, f"this space is full ({limit} listeners)")
 
 
 def sync(conn: Connection, space_id: str) -> dict[str, Any]:

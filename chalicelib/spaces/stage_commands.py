@@ -151,11 +151,7 @@ def remove_participant(
     conn: Connection, space_id: str, user_id: str, reason: str = "removed"
 ) -> dict[str, Any]:
     ctx = store.load(conn.user_id, conn.connection_id, space_id, target=user_id)
-    actor = ctx.require_present()
-    member = ctx.member_of(user_id)
-    if member is None or member.removed:
-        raise CommandError(ErrorCode.NOT_FOUND, "that person is not in this space")
-    rules.check_remove(actor, ctx.role_of(user_id) or Role.LISTENER)
+    member = decisions.participant_to_remove(ctx, user_id)
     expel(ctx.space, member, reason, by=conn.user_id)
     return {}
 
@@ -186,25 +182,21 @@ def remove_cohost(conn: Connection, space_id: str, user_id: str) -> dict[str, An
 def update_settings(conn: Connection, space_id: str, changes: dict[str, Any]) -> dict[str, Any]:
     ctx = store.load(conn.user_id, conn.connection_id, space_id)
     rules.require_host(ctx.require_present())
+    changes = rules.settings_change(changes)
     actions: list[Any] = [Space.updated_at.set(now_iso())]
     if "title" in changes:
-        title = rules.validate_title(changes["title"])
-        changes["title"] = title
-        actions += [Space.title.set(title), Space.title_lc.set(title.lower())]
+        actions += [Space.title.set(changes["title"]), Space.title_lc.set(changes["title"].lower())]
     if "speak_policy" in changes:
         actions.append(Space.speak_policy.set(changes["speak_policy"]))
     if "handover" in changes:
         actions.append(Space.handover.set(bool(changes["handover"])))
-    if len(actions) == 1:
-        raise CommandError(ErrorCode.BAD_REQUEST, "nothing to change")
     ctx.space.update(actions=actions, condition=Space.state == SpaceState.LIVE)
     fanout.broadcast(space_id, "settings.changed", settings=changes)
     return {"settings": changes}
 
 
 def react(conn: Connection, space_id: str, emoji: str) -> dict[str, Any]:
-    if emoji not in rules.REACTIONS:
-        raise CommandError(ErrorCode.BAD_REQUEST, "unknown reaction", {"allowed": sorted(rules.REACTIONS)})
+    rules.check_reaction(emoji)
     ctx = store.load(conn.user_id, conn.connection_id, space_id)
     ctx.require_present()
     settings = get_settings()

@@ -411,3 +411,94 @@ def test_a_change_is_a_value() -> None:
     assert isinstance(change, Change) and isinstance(change.stage, Stage)
     with pytest.raises(AttributeError):
         change.reason = "x"  # type: ignore[misc]
+
+
+# -- joining ---------------------------------------------------------------------------------
+
+
+def joiner(caller: str, space: Space | None = None, me: Member | None = None, listeners: int = 0) -> Ctx:
+    ctx = Ctx(caller, f"c-{caller}-new", space or room(), me)
+    ctx.listeners = listeners
+    return ctx
+
+
+def test_a_newcomer_joins_as_a_listener() -> None:
+    # GIVEN someone who never joined  WHEN they join  THEN they are a new listener
+    join = decisions.joining(joiner("lou"), blocked_by_moderator=False, max_listeners=10)
+    assert (join.role, join.seat, join.already_present, join.replaced, join.new_listener) == (
+        Role.LISTENER,
+        None,
+        False,
+        None,
+        True,
+    )
+
+
+def test_a_cohost_who_was_away_comes_back_to_their_seat() -> None:
+    space = room(ada=entry(Role.HOST), bob=entry(Role.COHOST, present=False))
+    join = decisions.joining(
+        joiner("bob", space, member("bob", present=False)), blocked_by_moderator=False, max_listeners=10
+    )
+    assert join.role == Role.COHOST and join.seat is not None and not join.new_listener
+
+
+def test_a_second_device_replaces_the_first() -> None:
+    join = decisions.joining(joiner("lou", me=member("lou")), blocked_by_moderator=False, max_listeners=10)
+    assert (join.already_present, join.replaced, join.new_listener) == (True, "c-lou", False)
+
+
+def test_a_full_space_refuses_a_new_listener_but_not_a_returning_seat() -> None:
+    refused(
+        ErrorCode.LIMIT_REACHED,
+        decisions.joining,
+        joiner("lou", listeners=10),
+        blocked_by_moderator=False,
+        max_listeners=10,
+    )
+    space = room(ada=entry(Role.HOST, present=False))
+    join = decisions.joining(joiner("ada", space, listeners=10), blocked_by_moderator=False, max_listeners=10)
+    assert join.role == Role.HOST
+
+
+def test_a_removed_member_cannot_rejoin() -> None:
+    ctx = joiner("lou", me=member("lou", present=False, removed=True))
+    message = refused(
+        ErrorCode.NOT_ALLOWED, decisions.joining, ctx, blocked_by_moderator=False, max_listeners=10
+    )
+    assert message == "you were removed from this space"
+
+
+def test_someone_a_moderator_blocks_cannot_join() -> None:
+    refused(
+        ErrorCode.NOT_ALLOWED, decisions.joining, joiner("lou"), blocked_by_moderator=True, max_listeners=10
+    )
+
+
+@pytest.mark.parametrize(
+    ("state", "code"),
+    [(SpaceState.SCHEDULED, ErrorCode.NOT_ALLOWED), (SpaceState.ENDED, ErrorCode.SPACE_ENDED)],
+)
+def test_joining_a_space_that_is_not_live(state: SpaceState, code: ErrorCode) -> None:
+    refused(code, decisions.joining, joiner("lou", room(state)), blocked_by_moderator=False, max_listeners=10)
+
+
+# -- removing a participant --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", [member("lou"), member("lou", present=False)], ids=["present", "gone"])
+def test_a_moderator_removes_a_listener_present_or_not(target: Member) -> None:
+    assert decisions.participant_to_remove(read("bob", target=target), "lou") is target
+
+
+@pytest.mark.parametrize(
+    ("actor", "target", "code"),
+    [
+        ("ada", member("lou", removed=True), ErrorCode.NOT_FOUND),  # removed already
+        ("ada", None, ErrorCode.NOT_FOUND),  # never joined
+        ("cem", member("lou"), ErrorCode.NOT_ALLOWED),  # a speaker is no moderator
+        ("bob", member("ada"), ErrorCode.NOT_ALLOWED),  # a co-host cannot remove the host
+    ],
+)
+def test_removal_refusals(actor: str, target: Member | None, code: ErrorCode) -> None:
+    user_id = target.user_id if target is not None else "lou"
+    refused(code, decisions.participant_to_remove, read(actor, target=target), user_id)

@@ -206,3 +206,22 @@ def test_the_speak_policy_values_are_one_set() -> None:
     from typing import get_args
 
     assert set(get_args(rules.SpeakPolicyName)) == {p.value for p in SpeakPolicy}
+
+
+def test_settings_change_cleans_the_title_and_refuses_nothing() -> None:
+    assert rules.settings_change({"title": "  a   b "}) == {"title": "a b"}
+    assert rules.settings_change({"handover": False}) == {"handover": False}
+    refused(ErrorCode.BAD_REQUEST, rules.settings_change, {})
+    refused(ErrorCode.BAD_REQUEST, rules.settings_change, {"title": "   "})
+
+
+def test_an_unknown_reaction_is_a_bad_request_that_lists_the_allowed_ones() -> None:
+    rules.check_reaction("🔥")
+    with pytest.raises(CommandError) as err:
+        rules.check_reaction("🦄")
+    assert err.value.code == ErrorCode.BAD_REQUEST and err.value.data == {"allowed": sorted(rules.REACTIONS)}
+
+
+def test_the_listener_limit() -> None:
+    rules.check_room(9, 10)
+    refused(ErrorCode.LIMIT_REACHED, rules.check_room, 10, 10)
