@@ -14,7 +14,7 @@ from typing import Any
 
 from pynamodb.exceptions import UpdateError
 
-from chalicelib import clients, media, rules
+from chalicelib import media, rules
 from chalicelib.config import get_settings
 from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Space
@@ -54,7 +54,7 @@ def place(
 
     `listeners` is the space's current listener count (placement needs no exact count:
     a few extra listeners in the primary are fine, its Chime limit is the backstop)."""
-    port = clients.media()
+    port = media.get_media()
     assert space.meeting is not None
     primary = meeting_from(space.meeting)
     if role in rules.ON_STAGE or listeners < primary_listener_seats(get_settings().meeting_max_attendees):
@@ -79,7 +79,7 @@ def open_replica(space: Space, index: int) -> media.Meeting:
     if index >= MAX_REPLICAS:
         raise CommandError(ErrorCode.LIMIT_REACHED, "this space is full")
     assert space.meeting_id is not None
-    meeting = clients.media().create_meeting(
+    meeting = media.get_media().create_meeting(
         f"{space.space_id}-r{index + 1}",
         max_attendees=get_settings().meeting_max_attendees,
         primary_meeting_id=space.meeting_id,

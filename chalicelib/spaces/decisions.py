@@ -222,7 +222,7 @@ def add_cohost(ctx: Ctx, user_id: str, since: str) -> Change:
 
 def remove_cohost(ctx: Ctx, user_id: str) -> Change:
     actor = ctx.require_present()
-    role = ctx.role_of(user_id)
+    role = ctx.stage.role_of(user_id)  # only someone on stage can be a co-host
     if role is None:
         raise CommandError(ErrorCode.NOT_FOUND, "that person is not in this space")
     rules.check_cohost_remove(actor, role)

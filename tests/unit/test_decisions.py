@@ -320,6 +320,7 @@ def test_the_host_takes_cohost_away_and_the_seat_stays() -> None:
         ("bob", "bob", ErrorCode.NOT_ALLOWED),  # only the host
         ("ada", "cem", ErrorCode.CONFLICT),  # not a co-host
         ("ada", "zed", ErrorCode.NOT_FOUND),  # not here at all
+        ("lou", "lou", ErrorCode.NOT_FOUND),  # a listener is on no stage to be a co-host of
     ],
 )
 def test_removing_a_cohost_refusals(actor: str, target: str, code: ErrorCode) -> None:
