@@ -101,7 +101,9 @@ def tones(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Path]:
     return tone
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync driver keeps an asyncio loop running in this
+# thread while it lives, and the tests after this package call asyncio.run().
+@pytest.fixture(scope="package")
 def playwright_driver() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
@@ -109,7 +111,7 @@ def playwright_driver() -> Iterator[Any]:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser_with_tone(playwright_driver: Any, chromium: Path, tones: Callable[[int], Path]) -> Iterator[Any]:
     """browser_with_tone(hz): a headless Chromium whose fake microphone plays a hz sine (one per hz)."""
     browsers: dict[int, Any] = {}

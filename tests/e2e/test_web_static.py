@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import urllib.error
 import urllib.request
 
 import pytest
-import websockets
 from conftest import http
+from websockets.sync.client import connect
 
 pytestmark = pytest.mark.e2e
 
@@ -38,10 +37,7 @@ def test_other_routes_are_not_shadowed(stack) -> None:
     status, body = http(stack, "POST", "/dev/token", {"user": "ada"})
     assert status == 200 and body["token"]
 
-    async def ping() -> dict:
-        url = f"{stack.ws_url}?token={stack.mint_token('ada')}"  # the WebSocket upgrade at /
-        async with websockets.connect(url) as ws:
-            await ws.send(json.dumps({"action": "ping", "ref": "p"}))
-            return json.loads(await asyncio.wait_for(ws.recv(), 5))
-
-    assert asyncio.run(ping())["data"]["user_id"] == "ada"
+    # The WebSocket upgrade at / (sync client: the browser tests' driver may own this thread's loop).
+    with connect(f"{stack.ws_url}?token={stack.mint_token('ada')}", open_timeout=5) as ws:
+        ws.send(json.dumps({"action": "ping", "ref": "p"}))
+        assert json.loads(ws.recv(timeout=5))["data"]["user_id"] == "ada"
