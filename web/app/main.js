@@ -455,6 +455,11 @@ function stageLevels() {
 
 function tickMeters() {
   const level = app.media ? app.media.level() : 0;
+  if (app.media) {
+    const waiting = "click anywhere to hear the space";
+    if (audioContext().state === "suspended") setAudioState(waiting);
+    else if ($("#audio-state").textContent === waiting) setAudioState(app.media.state);
+  }
   $("#room-level").value = level;
   if (app.media && app.firstAudioMs === null && app.joinedAt !== null && level > 0.01) {
     app.firstAudioMs = Math.round(performance.now() - app.joinedAt);
@@ -540,6 +545,7 @@ function setup() {
   });
 
   document.addEventListener("click", async (event) => {
+    if (app.media) audioContext(); // a page restored without a click starts with audio suspended
     const el = event.target.closest("button[data-action]");
     if (!el || el.type === "submit") return;
     const { action, user } = el.dataset;

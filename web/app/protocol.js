@@ -14,6 +14,8 @@ export class CommandError extends Error {
 }
 
 const COMMAND_TIMEOUT_MS = 10_000;
+// API Gateway closes a WebSocket after 10 minutes without a message: a quiet listener pings.
+const KEEPALIVE_MS = 5 * 60_000;
 const SNAPSHOT_ACTIONS = new Set(["space.join", "space.sync"]);
 
 export function withToken(url, token) {
@@ -63,12 +65,17 @@ export class SohbetSocket {
       ws.onopen = () => {
         opened = true;
         this.attempt = 0;
+        clearInterval(this.keepalive);
+        this.keepalive = setInterval(() => this.send("ping").catch(() => {}), KEEPALIVE_MS);
         this.onStatus("online");
         resolve();
       };
       ws.onmessage = (message) => this._receive(message.data);
       ws.onclose = (close) => {
-        if (this.ws === ws) this.ws = null;
+        if (this.ws === ws) {
+          this.ws = null;
+          clearInterval(this.keepalive);
+        }
         this._failPending(new CommandError("disconnected", "the connection closed before the answer came"));
         if (!opened) {
           reject(new Error("the server refused the connection (is the token valid?) or cannot be reached"));
