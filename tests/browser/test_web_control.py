@@ -204,3 +204,21 @@ def test_schedule_then_start(people) -> None:
     item.get_by_role("button", name="Start now").click()
     expect(gul.page.locator("#room-title")).to_have_text(name)
     expect(gul.me_on_stage()).to_have_attribute("data-role", "host")
+
+
+def test_sign_in_with_a_pasted_token(stack, browser_with_tone) -> None:
+    context = browser_with_tone(440).new_context()
+    page = context.new_page()
+    try:
+        page.goto(stack.base_url + "/")
+        box = page.get_by_label("Or paste a token")
+        box.fill("not-a-jwt")
+        page.get_by_role("button", name="Use this token").click()
+        expect(page.locator("#alert code")).to_have_text("unauthorized")
+        box.fill(stack.mint_token("ivy"))
+        page.get_by_role("button", name="Use this token").click()
+        expect(page.locator("#whoami")).to_have_text("signed in as ivy")
+        expect(page.locator("#connection")).to_have_text("online")
+        expect(page.locator("#alert")).to_be_hidden()
+    finally:
+        context.close()
