@@ -122,19 +122,24 @@ def test_join_reply_to_chime_meeting_session_configuration(stack, browser_with_t
     assert got["turnControlURL"] == PLACEMENT["TurnControlUrl"]
 
 
-def test_the_local_placeholder_placement_is_neither_whip_nor_chime(stack, browser_with_tone) -> None:
-    """The in-memory adapter's `*.invalid` placement has no server: the page says so, loads no SDK."""
-    placeholder = {"Meeting": {"MediaPlacement": {"SignalingUrl": "wss://media.local.invalid/control/m1"}}}
+def test_the_signaling_url_picks_the_media_path(stack, browser_with_tone) -> None:
+    """docs/asyncapi.yaml MediaCredentials: http(s) is the embedded server (WHIP), wss is Chime."""
+    urls = [
+        "http://127.0.0.1:8000/media/whip/m1",
+        "https://media.example.org/media/whip/m1",
+        f"wss://signal.m3.ue1.app.chime.aws/control/{MEETING_ID}",
+        "ftp://example.org/m1",
+    ]
     context = browser_with_tone(440).new_context()
     page = context.new_page()
     try:
         page.goto(stack.base_url + "/")
-        whip = {"Meeting": {"MediaPlacement": {"SignalingUrl": "http://127.0.0.1:8000/media/whip/m1"}}}
         kinds = page.evaluate(
-            """async ([a, b]) => { const m = await import("/app/media.js");
-               return [m.mediaKind(a), m.mediaKind(b)]; }""",
-            [placeholder, whip],
+            """async (urls) => { const m = await import("/app/media.js");
+               const kinds = urls.map((u) => m.mediaKind({Meeting: {MediaPlacement: {SignalingUrl: u}}}));
+               return [...kinds, m.mediaKind({}), m.mediaKind(null)]; }""",
+            urls,
         )
     finally:
         context.close()
-    assert kinds == [None, "whip"]
+    assert kinds == ["whip", "whip", "chime", None, None, None]

@@ -200,7 +200,7 @@ function queueMedia(step) {
 function useMedia(creds) {
   return queueMedia(async () => {
     if (!mediaKind(creds)) {
-      setAudioState("no media server on this stack");
+      setAudioState("unavailable: the join reply names no media path this client knows");
       return;
     }
     if (app.media && app.mediaCreds && app.media.kind === mediaKind(creds)) {

@@ -10,8 +10,6 @@
 export function mediaKind(media) {
   const url = media && media.Meeting && media.Meeting.MediaPlacement && media.Meeting.MediaPlacement.SignalingUrl;
   if (typeof url !== "string") return null;
-  // RFC 2606 .invalid: the in-memory adapter's placeholder, with no media server behind it.
-  if (/^[a-z]+:\/\/[^/]*\.invalid([:/]|$)/i.test(url)) return null;
   if (/^https?:\/\//i.test(url)) return "whip";
   if (/^wss:\/\//i.test(url)) return "chime";
   return null;
