@@ -133,7 +133,8 @@ def people(stack: Any, browser_with_tone: Any, request: pytest.FixtureRequest) -
     """people(name, hz=440): a Person on the web client at the stack's `/`, signed in as `name`.
 
     Each person has their own browser context (own storage) in the browser whose mic plays hz.
-    At the end every page is saved as artifacts/browser/<test>-<name>.png.
+    At the end every page is saved as artifacts/browser/<test>-<name>.png, and every WebSocket
+    frame each page sent or received is checked against docs/asyncapi.yaml.
     """
     made: list[Person] = []
 
@@ -151,3 +152,4 @@ def people(stack: Any, browser_with_tone: Any, request: pytest.FixtureRequest) -
         p.page.context.close()
     for p in made:
         assert not p.page_errors, f"{p.name}'s page threw: {p.page_errors}"
+        assert p.check_protocol() > 0, f"{p.name}'s page exchanged no WebSocket frames"

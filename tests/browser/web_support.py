@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from asyncapi_check import validate_command, validate_server_message
 from playwright.sync_api import expect
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
@@ -20,8 +22,24 @@ class Person:
         self.base_url = base_url
         self.page_errors: list[str] = []
         page.on("pageerror", lambda error: self.page_errors.append(str(error)))
+        # Every WebSocket frame the page sends and receives, checked against docs/asyncapi.yaml.
+        self.sent: list[str | bytes] = []
+        self.received: list[str | bytes] = []
+        page.on("websocket", self._watch)
         page.set_default_timeout(TIMEOUT_MS)
         expect.set_options(timeout=TIMEOUT_MS)
+
+    def _watch(self, ws: Any) -> None:
+        ws.on("framesent", lambda payload: self.sent.append(payload))
+        ws.on("framereceived", lambda payload: self.received.append(payload))
+
+    def check_protocol(self) -> int:
+        """AssertionError unless every frame matched the AsyncAPI document; returns how many."""
+        for raw in self.sent:
+            validate_command(json.loads(raw))
+        for raw in self.received:
+            validate_server_message(json.loads(raw))
+        return len(self.sent) + len(self.received)
 
     # -- navigation ----------------------------------------------------------
 
