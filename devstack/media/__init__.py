@@ -1,0 +1,1 @@
+"""The embedded media server: a local stand-in for Amazon Chime SDK Meetings."""
