@@ -7,7 +7,9 @@ their attendee, meetings ending on their own); rules about requests (rate limits
 fault injection) live in the REST layer.
 
 Observers (`subscribe`) are told about changes after the lock is released, so they
-may call back into the registry. Every method returns immutable snapshots.
+may call back into the registry; they are called from whichever thread made the
+change (a worker thread of the REST emulator, the auto-end ticker, a test), never
+from an asyncio event loop. Every method returns immutable snapshots.
 """
 
 from __future__ import annotations
@@ -28,11 +30,16 @@ CAPABILITY_VALUES = frozenset({SEND_RECEIVE, SEND, RECEIVE, NONE})
 
 MAX_ATTENDEES = 250  # MeetingFeatures.Attendee.MaxCount is 1..250
 
-# https://docs.aws.amazon.com/chime-sdk/latest/dg/mtgs-sdk-mtgs.html : a meeting ends when
-# no audio connection is present for > 5 min, only one for > 30 min, or after 24 h.
+# When a meeting ends on its own. https://docs.aws.amazon.com/chime-sdk/latest/dg/create-mtgs.html :
+# after 24 h, and (not a replica) with no attendee connected for more than 5 minutes; a replica ends
+# with its primary. The 30-minute rule for fewer than two audio connections is the JS SDK's FAQ,
+# https://aws.github.io/amazon-chime-sdk-js/modules/faqs.html#when-does-an-amazon-chime-sdk-meeting-end
 NO_AUDIO_TIMEOUT = 5 * 60.0
 ONE_AUDIO_TIMEOUT = 30 * 60.0
 MAX_MEETING_DURATION = 24 * 3600.0
+# Default quota of replica meetings per primary (up to 40 after a quota increase):
+# https://docs.aws.amazon.com/chime-sdk/latest/dg/media-replication.html
+MAX_REPLICAS = 4
 
 
 class ChimeError(Exception):
@@ -107,15 +114,45 @@ class _MeetingState:
     last_two_audio: float = 0.0  # last time >= 2 were present (or creation)
 
 
-def check_capabilities(capabilities: dict[str, str]) -> dict[str, str]:
-    """Validate a Capabilities structure (all three keys, Chime's enum); BadRequest otherwise."""
+def check_capabilities(capabilities: dict[str, str], meeting: Meeting | None = None) -> dict[str, str]:
+    """Validate a Capabilities structure against Chime's rules; BadRequest otherwise.
+
+    https://docs.aws.amazon.com/chime-sdk/latest/APIReference/API_meeting-chime_AttendeeCapabilities.html :
+    Video (Content) must be None when the meeting's Video (Content) MaxResolution is None, and
+    Content may only receive when Video does too.
+    """
     out = {}
     for key in ("Audio", "Video", "Content"):
         value = capabilities.get(key)
         if value not in CAPABILITY_VALUES:
             raise ChimeError("BadRequest", f"Invalid Capabilities.{key}: {value!r}")
         out[key] = value
+    if meeting is not None:
+        for key in ("Video", "Content"):
+            if _feature_off(meeting, key) and out[key] != NONE:
+                raise ChimeError(
+                    "BadRequest",
+                    f"Capabilities.{key} must be None: the meeting's {key} MaxResolution is None",
+                )
+    if out["Content"] in (SEND_RECEIVE, RECEIVE) and out["Video"] not in (SEND_RECEIVE, RECEIVE):
+        raise ChimeError("BadRequest", "Content can only receive when Video receives too")
     return out
+
+
+def default_capabilities(meeting: Meeting) -> dict[str, str]:
+    """What an attendee created without Capabilities gets (same page as check_capabilities)."""
+    video_off, content_off = _feature_off(meeting, "Video"), _feature_off(meeting, "Content")
+    if video_off and not content_off:
+        return {"Audio": SEND_RECEIVE, "Video": RECEIVE, "Content": SEND_RECEIVE}
+    return {
+        "Audio": SEND_RECEIVE,
+        "Video": NONE if video_off else SEND_RECEIVE,
+        "Content": NONE if content_off else SEND_RECEIVE,
+    }
+
+
+def _feature_off(meeting: Meeting, key: str) -> bool:
+    return bool(meeting.meeting_features.get(key, {}).get("MaxResolution") == NONE)
 
 
 class MediaRegistry:
@@ -134,6 +171,7 @@ class MediaRegistry:
         account: str = "123456789012",
         event_sink: EventSink | None = None,
         auto_end: bool = True,
+        max_replicas: int | None = MAX_REPLICAS,
     ) -> None:
         self._lock = threading.RLock()
         self._meetings: dict[str, _MeetingState] = {}
@@ -144,6 +182,10 @@ class MediaRegistry:
         self.account = account
         self.event_sink = event_sink
         self.auto_end = auto_end
+        self.max_replicas = max_replicas  # None: no quota
+        self.no_audio_timeout = NO_AUDIO_TIMEOUT
+        self.one_audio_timeout = ONE_AUDIO_TIMEOUT
+        self.max_duration = MAX_MEETING_DURATION
 
     # ------------------------------------------------------------------ observers
 
@@ -202,6 +244,13 @@ class MediaRegistry:
                 if primary.meeting.primary_meeting_id is not None:
                     raise ChimeError(
                         "BadRequest", "PrimaryMeetingId must be a primary meeting, not a replica."
+                    )
+                replicas = sum(
+                    1 for s in self._meetings.values() if s.meeting.primary_meeting_id == primary_meeting_id
+                )
+                if self.max_replicas is not None and replicas >= self.max_replicas:
+                    raise ChimeError(
+                        "LimitExceeded", f"The primary meeting already has {replicas} replica meetings."
                     )
             now = self.clock()
             meeting = Meeting(
@@ -270,12 +319,12 @@ class MediaRegistry:
 
         LimitExceeded once MaxCount attendees exist (they count until deleted).
         """
-        caps = check_capabilities(capabilities) if capabilities else None
         with self._lock:
             state = self._state(meeting_id)
             for attendee in state.attendees.values():
                 if attendee.external_user_id == external_user_id:
                     return attendee
+            caps = check_capabilities(capabilities or default_capabilities(state.meeting), state.meeting)
             if len(state.attendees) >= state.meeting.max_attendees:
                 raise ChimeError("LimitExceeded", "The meeting has reached its maximum number of attendees.")
             attendee = Attendee(
@@ -283,14 +332,15 @@ class MediaRegistry:
                 external_user_id=external_user_id,
                 join_token=_join_token(),
                 meeting_id=meeting_id,
+                audio=caps["Audio"],
+                video=caps["Video"],
+                content=caps["Content"],
             )
-            if caps:
-                attendee = replace(
-                    attendee, audio=caps["Audio"], video=caps["Video"], content=caps["Content"]
-                )
             state.attendees[attendee.attendee_id] = attendee
             self._by_token[attendee.join_token] = (meeting_id, attendee.attendee_id)
-            return attendee
+            meeting = state.meeting
+        self._emit([self._attendee_event(meeting, attendee, "chime:AttendeeAdded")])
+        return attendee
 
     def get_attendee(self, meeting_id: str, attendee_id: str) -> Attendee:
         with self._lock:
@@ -324,9 +374,10 @@ class MediaRegistry:
                 raise _not_found("attendee")
             self._by_token.pop(attendee.join_token, None)
             was_connected = attendee_id in state.connected
-            state.connected.discard(attendee_id)
             if was_connected:
-                self._recount(state)
+                self._touch(state.meeting)
+                state.connected.discard(attendee_id)
+                self._touch(state.meeting)
             meeting = state.meeting
         if was_connected:
             self._emit([self._attendee_event(meeting, attendee, "chime:AttendeeLeft")])
@@ -336,10 +387,10 @@ class MediaRegistry:
     def update_capabilities(
         self, meeting_id: str, attendee_id: str, capabilities: dict[str, str]
     ) -> Attendee:
-        caps = check_capabilities(capabilities)
         with self._lock:
             state = self._state(meeting_id)
             old = self._attendee(meeting_id, attendee_id)
+            caps = check_capabilities(capabilities, state.meeting)
             new = replace(old, audio=caps["Audio"], video=caps["Video"], content=caps["Content"])
             state.attendees[attendee_id] = new
         if new != old:
@@ -350,11 +401,11 @@ class MediaRegistry:
         self, meeting_id: str, excluded_attendee_ids: Iterable[str], capabilities: dict[str, str]
     ) -> list[Attendee]:
         """Set capabilities on every attendee but the excluded ones; returns those that changed."""
-        caps = check_capabilities(capabilities)
         excluded = set(excluded_attendee_ids)
         changed = []
         with self._lock:
             state = self._state(meeting_id)
+            caps = check_capabilities(capabilities, state.meeting)
             for aid, old in list(state.attendees.items()):
                 if aid in excluded:
                     continue
@@ -386,11 +437,12 @@ class MediaRegistry:
                 return
             if (attendee_id in state.connected) == connected:
                 return
+            self._touch(state.meeting)
             if connected:
                 state.connected.add(attendee_id)
             else:
                 state.connected.discard(attendee_id)
-            self._recount(state)
+            self._touch(state.meeting)
             meeting = state.meeting
         self._emit([self._attendee_event(meeting, attendee, event_type)])
 
@@ -399,12 +451,27 @@ class MediaRegistry:
             state = self._meetings.get(meeting_id)
             return set(state.connected) if state else set()
 
-    def _recount(self, state: _MeetingState) -> None:
+    def _touch(self, meeting: Meeting) -> None:
+        """Note the time if the session (a primary and its replicas) has >= 1 or >= 2 connections.
+
+        Called before and after every connection change, and by tick(). Counting the replicas'
+        connections with the primary's is our reading: a stage whose audience sits in
+        replicas is not a meeting with fewer than two connections.
+        """
+        primary_id = meeting.primary_meeting_id or meeting.meeting_id
+        primary = self._meetings.get(primary_id)
+        if primary is None:
+            return
+        count = sum(
+            len(s.connected)
+            for s in self._meetings.values()
+            if primary_id in (s.meeting.meeting_id, s.meeting.primary_meeting_id)
+        )
         now = self.clock()
-        if len(state.connected) >= 1:
-            state.last_any_audio = now
-        if len(state.connected) >= 2:
-            state.last_two_audio = now
+        if count >= 1:
+            primary.last_any_audio = now
+        if count >= 2:
+            primary.last_two_audio = now
 
     # ------------------------------------------------------------------ auto-end
 
@@ -418,11 +485,11 @@ class MediaRegistry:
             for mid, state in self._meetings.items():
                 if state.meeting.primary_meeting_id is not None:
                     continue  # replicas end with their primary
-                self._recount(state)
+                self._touch(state.meeting)
                 if (
-                    now - state.meeting.created_at >= MAX_MEETING_DURATION
-                    or now - state.last_any_audio >= NO_AUDIO_TIMEOUT
-                    or now - state.last_two_audio >= ONE_AUDIO_TIMEOUT
+                    now - state.meeting.created_at >= self.max_duration
+                    or now - state.last_any_audio >= self.no_audio_timeout
+                    or now - state.last_two_audio >= self.one_audio_timeout
                 ):
                     expired.append(mid)
         ended: list[Meeting] = []
