@@ -43,7 +43,6 @@ class Settings:
     auth_issuer: str
     auth_audience: str
     auth_jwks_url: str
-    media_adapter: str
     host_grace_seconds: int
     listener_count_interval_seconds: float
     connection_ttl_seconds: int
@@ -99,7 +98,6 @@ def from_environment() -> Settings:
         auth_issuer=issuer,
         auth_audience=os.environ.get("AUTH_AUDIENCE", ""),
         auth_jwks_url=os.environ.get("AUTH_JWKS_URL") or (issuer.rstrip("/") + "/.well-known/jwks.json"),
-        media_adapter=os.environ.get("MEDIA_ADAPTER", "chime"),
         host_grace_seconds=_int("HOST_GRACE_SECONDS", 120),
         listener_count_interval_seconds=_float("LISTENER_COUNT_INTERVAL_SECONDS", 2.0),
         connection_ttl_seconds=_int("CONNECTION_TTL_SECONDS", 2 * 60 * 60 + 600),

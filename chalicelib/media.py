@@ -3,9 +3,10 @@
 sohbet never carries audio. A space owns a Chime meeting (plus replica meetings
 past 250 attendees); each participant gets an attendee whose Audio capability
 follows their role, so a listener or a host-muted speaker cannot send audio even
-with a modified client. Two adapters implement the port: `ChimeMediaAdapter`
-(production) and `LocalMediaAdapter` (the local stack and tests). boto3 is
-imported lazily so that a cold start that never touches media does not pay for it.
+with a modified client. `ChimeMediaAdapter` implements the port everywhere: the
+local stack serves Chime's API itself (devstack/media) and points the client there
+with AWS_ENDPOINT_URL_CHIME_SDK_MEETINGS, so this code path is the production one.
+boto3 is imported lazily so that a cold start that never touches media does not pay for it.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import secrets
 import threading
-import uuid
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
@@ -262,7 +261,10 @@ def _from_client_error(exc: ClientError, operation: str) -> MediaError:
 
 
 def make_chime_client(region: str) -> Any:
-    """A chime-sdk-meetings client with short timeouts: a join must not hang a Lambda."""
+    """A chime-sdk-meetings client with short timeouts: a join must not hang a Lambda.
+
+    Its endpoint is AWS's unless AWS_ENDPOINT_URL_CHIME_SDK_MEETINGS says otherwise (the local stack).
+    """
     import boto3
     from botocore.config import Config
 
@@ -356,172 +358,6 @@ class ChimeMediaAdapter:
         )
 
 
-# --------------------------------------------------------------------------- local adapter
-
-_LOCAL_HOST = "media.local.invalid"  # RFC 2606 .invalid: can never resolve
-
-
-@dataclass
-class _LocalMeeting:
-    meeting: Meeting
-    token: str
-    max_attendees: int
-    attendees: dict[str, Attendee]
-
-
-class LocalMediaAdapter:
-    """In-memory MediaPort with Chime's observable behaviour, for the local stack and tests.
-
-    Mirrors: UUID ids, the MaxCount cap (attendees count until deleted),
-    ExternalUserId and ClientRequestToken idempotency, NotFound on unknown ids,
-    replicas ending with their primary. `calls` logs every call, failed or not.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._meetings: dict[str, _LocalMeeting] = {}
-        self._failures: dict[str, bool] = {}
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    # ---- test hooks
-
-    def fail_next(self, operation: str, retryable: bool = True) -> None:
-        """Make the next call of `operation` raise MediaError before it changes anything."""
-        if operation not in OPERATIONS:
-            raise ValueError(f"unknown operation {operation!r}; expected one of {OPERATIONS}")
-        with self._lock:
-            self._failures[operation] = retryable
-
-    def attendees(self, meeting_id: str) -> dict[str, Attendee]:
-        with self._lock:
-            entry = self._meetings.get(meeting_id)
-            return dict(entry.attendees) if entry else {}
-
-    def meeting_exists(self, meeting_id: str) -> bool:
-        with self._lock:
-            return meeting_id in self._meetings
-
-    def meetings(self) -> dict[str, Meeting]:
-        with self._lock:
-            return {mid: entry.meeting for mid, entry in self._meetings.items()}
-
-    def reset(self) -> None:
-        with self._lock:
-            self._meetings.clear()
-            self._failures.clear()
-            self.calls.clear()
-
-    # ---- internals (call with the lock held)
-
-    def _begin(self, operation: str, params: dict[str, Any]) -> None:
-        self.calls.append((operation, params))
-        if operation in self._failures:
-            retryable = self._failures.pop(operation)
-            raise MediaError(
-                f"injected failure in {operation}",
-                retryable=retryable,
-                code="ServiceUnavailable" if retryable else "BadRequest",
-                operation=operation,
-            )
-
-    def _meeting(self, meeting_id: str, operation: str) -> _LocalMeeting:
-        entry = self._meetings.get(meeting_id)
-        if entry is None:
-            raise MediaError("meeting not found", retryable=False, code="NotFound", operation=operation)
-        return entry
-
-    # ---- MediaPort
-
-    def create_meeting(
-        self, space_id: str, *, max_attendees: int, primary_meeting_id: str | None = None
-    ) -> Meeting:
-        params = {
-            "space_id": space_id,
-            "max_attendees": max_attendees,
-            "primary_meeting_id": primary_meeting_id,
-        }
-        with self._lock:
-            self._begin("create_meeting", params)
-            _check_meeting_args(space_id, max_attendees)
-            if primary_meeting_id is not None:
-                self._meeting(primary_meeting_id, "create_meeting")
-            token = client_request_token(space_id, primary_meeting_id)
-            for entry in self._meetings.values():
-                if entry.token == token:
-                    return entry.meeting
-            meeting_id = str(uuid.uuid4())
-            meeting = Meeting(
-                meeting_id=meeting_id,
-                external_meeting_id=space_id,
-                media_region="local",
-                media_placement={
-                    "AudioHostUrl": f"{_LOCAL_HOST}:3478",
-                    "AudioFallbackUrl": f"wss://{_LOCAL_HOST}/calls/{meeting_id}",
-                    "SignalingUrl": f"wss://{_LOCAL_HOST}/control/{meeting_id}",
-                    "TurnControlUrl": f"https://{_LOCAL_HOST}/v2/turn_sessions",
-                    "EventIngestionUrl": f"https://{_LOCAL_HOST}/v1/client-events",
-                },
-                primary_meeting_id=primary_meeting_id,
-            )
-            self._meetings[meeting_id] = _LocalMeeting(meeting, token, max_attendees, {})
-            return meeting
-
-    def delete_meeting(self, meeting_id: str) -> None:
-        with self._lock:
-            self._begin("delete_meeting", {"meeting_id": meeting_id})
-            self._meetings.pop(meeting_id, None)
-            for replica_id in [
-                mid for mid, e in self._meetings.items() if e.meeting.primary_meeting_id == meeting_id
-            ]:
-                del self._meetings[replica_id]
-
-    def create_attendee(self, meeting_id: str, user_id: str, audio: str) -> Attendee:
-        params = {"meeting_id": meeting_id, "user_id": user_id, "audio": audio}
-        with self._lock:
-            self._begin("create_attendee", params)
-            _check_audio(audio, "create_attendee")
-            entry = self._meeting(meeting_id, "create_attendee")
-            external = external_user_id(user_id)
-            for attendee in entry.attendees.values():
-                if attendee.external_user_id == external:
-                    updated = replace(attendee, audio=audio)
-                    entry.attendees[attendee.attendee_id] = updated
-                    return updated
-            if len(entry.attendees) >= entry.max_attendees:
-                raise MediaError(
-                    "meeting full", retryable=False, code="LimitExceeded", operation="create_attendee"
-                )
-            attendee = Attendee(
-                attendee_id=str(uuid.uuid4()),
-                external_user_id=external,
-                join_token=secrets.token_urlsafe(32),
-                meeting_id=meeting_id,
-                audio=audio,
-            )
-            entry.attendees[attendee.attendee_id] = attendee
-            return attendee
-
-    def update_attendee_audio(self, meeting_id: str, attendee_id: str, audio: str) -> None:
-        params = {"meeting_id": meeting_id, "attendee_id": attendee_id, "audio": audio}
-        with self._lock:
-            self._begin("update_attendee_audio", params)
-            _check_audio(audio, "update_attendee_audio")
-            entry = self._meeting(meeting_id, "update_attendee_audio")
-            attendee = entry.attendees.get(attendee_id)
-            if attendee is None:
-                raise MediaError(
-                    "attendee not found", retryable=False, code="NotFound", operation="update_attendee_audio"
-                )
-            entry.attendees[attendee_id] = replace(attendee, audio=audio)
-
-    def delete_attendee(self, meeting_id: str, attendee_id: str) -> None:
-        with self._lock:
-            self._begin("delete_attendee", {"meeting_id": meeting_id, "attendee_id": attendee_id})
-            entry = self._meetings.get(meeting_id)
-            if entry is not None:
-                entry.attendees.pop(attendee_id, None)
-
-
 # --------------------------------------------------------------------------- selection
 
 _media: MediaPort | None = None
@@ -529,17 +365,12 @@ _media_lock = threading.Lock()
 
 
 def get_media() -> MediaPort:
-    """The process-wide adapter chosen by MEDIA_ADAPTER ("chime" or "local"), built on first use."""
+    """The process-wide Chime adapter, built on first use."""
     global _media
     with _media_lock:
         if _media is None:
             settings = get_settings()
-            if settings.media_adapter == "local":
-                _media = LocalMediaAdapter()
-            elif settings.media_adapter == "chime":
-                _media = ChimeMediaAdapter(make_chime_client(settings.region), media_region=settings.region)
-            else:
-                raise ValueError(f"unknown MEDIA_ADAPTER {settings.media_adapter!r}; expected chime or local")
+            _media = ChimeMediaAdapter(make_chime_client(settings.region), media_region=settings.region)
         return _media
 
 

@@ -25,12 +25,18 @@ from devstack.gateway import GatewaySettings, WebSocketGateway
 from devstack.idp import LocalIdentityProvider
 from devstack.idp import routes as idp_routes
 from devstack.lambdas import Scheduler, SqsPoller, rate_seconds
+from devstack.media.chime_api import PREFIX as CHIME_PREFIX
+from devstack.media.chime_api import ChimeMeetingsEmulator, ChimeRules
+from devstack.media.events import EventBus
+from devstack.media.registry import MediaRegistry
 from devstack.rest import RestGateway
 from devstack.stats import AWS_CALLS, cpu_seconds, install_call_counter
 
 log = logging.getLogger("devstack")
 
 LOCAL_AUDIENCE = "sohbet-local-client"
+
+_RUNNING: list[LocalStack] = []
 
 
 @dataclass
@@ -46,6 +52,12 @@ class StackOptions:
     idle_timeout_seconds: float = 600.0
     max_connection_seconds: float = 7200.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The Chime emulator's request rules (rate limits, CreateMeeting conflicts): off unless
+    # switched on here or with LOCAL_CHIME_RATE_LIMITS=1 (see ChimeRules.from_env).
+    media_rules: ChimeRules = field(default_factory=lambda: ChimeRules.from_env())
+    # Meetings end on their own as Chime's do (no audio for 5 min, ...); checked this often.
+    media_auto_end: bool = True
+    media_tick_seconds: float = 5.0
 
 
 def _chalice_environment(stage: str) -> dict[str, str]:
@@ -111,6 +123,22 @@ class LocalStack:
         self._socket: socket.socket | None = None
         self.port = 0
         self.env: dict[str, str] = {}
+        # The embedded media server: Chime's state (`media`, shared with the audio side), its
+        # REST API (`chime`) and the EventBridge events it sends (`media_events`).
+        self.media_events = EventBus(self.executor)
+        self.media = MediaRegistry(
+            region=REGION, event_sink=self.media_events.put, auto_end=self.options.media_auto_end
+        )
+        self.chime = ChimeMeetingsEmulator(self.media, lambda: self.base_url, self.options.media_rules)
+        self._media_ticker: threading.Thread | None = None
+        self._media_stop = threading.Event()
+
+    @staticmethod
+    def running() -> LocalStack:
+        """The one stack started in this process (test helpers reach its media server through it)."""
+        if len(_RUNNING) != 1:
+            raise RuntimeError(f"expected one running local stack in this process, found {len(_RUNNING)}")
+        return _RUNNING[0]
 
     @property
     def base_url(self) -> str:
@@ -143,7 +171,9 @@ class LocalStack:
                 "AUTH_ISSUER": issuer,
                 "AUTH_AUDIENCE": LOCAL_AUDIENCE,
                 "AUTH_JWKS_URL": f"{issuer}/.well-known/jwks.json",
-                "MEDIA_ADAPTER": "local",
+                # The app's own ChimeMediaAdapter, pointed at the emulator with AWS's standard
+                # service-specific endpoint variable: chalicelib's code path is the production one.
+                "AWS_ENDPOINT_URL_CHIME_SDK_MEETINGS": self.base_url + CHIME_PREFIX,
                 "POWERTOOLS_TRACE_DISABLED": "true",
                 "POWERTOOLS_METRICS_DISABLED": "true",
                 "POWERTOOLS_DEV": "false",
@@ -163,6 +193,7 @@ class LocalStack:
         self._build_server()
         self._start_event_sources()
         self.ready_seconds = time.perf_counter() - started
+        _RUNNING.append(self)
         return self
 
     def _build_server(self) -> None:
@@ -195,6 +226,7 @@ class LocalStack:
             Route("/dev/stats", self._stats, methods=["GET"]),
             Route("/openapi.yaml", _openapi_yaml, methods=["GET"]),
             Route("/openapi.json", _openapi_json, methods=["GET"]),
+            *self.chime.routes(),
             *self.gateway.routes(),
         ]
         routes.append(
@@ -270,11 +302,28 @@ class LocalStack:
             ):
                 every = self.options.schedule_seconds or rate_seconds(source.schedule_expression)
                 jobs.append((source.name, handler, every))
+            elif isinstance(source, CloudWatchEventConfig):
+                # An EventBridge rule: the media server's Chime events go to it when they match.
+                self.media_events.add_rule(
+                    source.name, source.event_pattern, handler, LambdaContextFactory(source.name)
+                )
         if jobs:
             self.scheduler = Scheduler(jobs, LambdaContextFactory("schedule"), REGION)
             self.scheduler.start()
+        self._media_ticker = threading.Thread(target=self._tick_media, name="media-auto-end", daemon=True)
+        self._media_ticker.start()
+
+    def _tick_media(self) -> None:
+        while not self._media_stop.wait(self.options.media_tick_seconds):
+            try:
+                self.media.tick()
+            except Exception:
+                log.exception("media auto-end tick failed")
 
     def stop(self) -> None:
+        if self in _RUNNING:
+            _RUNNING.remove(self)
+        self._media_stop.set()
         for poller in self.pollers:
             poller.stop()
         if self.scheduler is not None:

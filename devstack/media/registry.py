@@ -275,6 +275,10 @@ class MediaRegistry:
         with self._lock:
             return self._state(meeting_id).meeting
 
+    def meeting_exists(self, meeting_id: str) -> bool:
+        with self._lock:
+            return meeting_id in self._meetings
+
     def meetings(self) -> dict[str, Meeting]:
         with self._lock:
             return {mid: s.meeting for mid, s in self._meetings.items()}

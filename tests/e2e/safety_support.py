@@ -153,12 +153,13 @@ def wait_for_case(
 
 
 def attendees_of(space_id: str) -> dict[str, Any]:
-    """The attendees the local media adapter holds for the space's meeting."""
-    from chalicelib import media, spaces
+    """The attendees the media service (the stack's Chime emulator) holds for the space's meeting."""
+    from chalicelib import spaces
+    from devstack.stack import LocalStack
 
     meeting_id = spaces.get_space(space_id).meeting_id
     assert meeting_id
-    return media.get_media().attendees(meeting_id)  # type: ignore[attr-defined,no-any-return]
+    return LocalStack.running().media.attendees(meeting_id)
 
 
 def has_attendee(space_id: str, user_id: str) -> bool:

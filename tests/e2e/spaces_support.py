@@ -25,6 +25,9 @@ from asyncapi_check import validate_server_message
 from conftest import http
 
 from chalicelib import media
+from devstack.media.chime_api import ChimeMeetingsEmulator
+from devstack.media.registry import MediaRegistry
+from devstack.stack import LocalStack
 from devstack.stats import AWS_CALLS
 from sohbet_client import SohbetClient, SohbetError
 
@@ -115,14 +118,18 @@ def entry(space: dict[str, Any], user: str) -> dict[str, Any] | None:
 # -- media ---------------------------------------------------------------------
 
 
-def local_media() -> media.LocalMediaAdapter:
-    port = media.get_media()
-    assert isinstance(port, media.LocalMediaAdapter)
-    return port
+def local_media() -> MediaRegistry:
+    """What the embedded media server (the stack's Chime) holds: meetings and attendees."""
+    return LocalStack.running().media
+
+
+def chime() -> ChimeMeetingsEmulator:
+    """The stack's Chime API: fault injection (`fail_next`, `failing`) and the calls it served."""
+    return LocalStack.running().chime
 
 
 def audio(meeting_id: str, user: str) -> str | None:
-    """The Audio capability of `user`'s attendee at the (local) media service; None: no attendee."""
+    """The Audio capability of `user`'s attendee at the media service; None: no attendee."""
     external = media.external_user_id(user)
     for attendee in local_media().attendees(meeting_id).values():
         if attendee.external_user_id == external:

@@ -1,4 +1,6 @@
-"""The media port: Chime adapter against the real botocore model (Stubber), local adapter, pure rules.
+"""The media port: Chime adapter against the real botocore model (Stubber), pure rules.
+
+(The same adapter against the local stack's Chime emulator: tests/e2e/test_media_chime_api.py.)
 
 Stubber validates parameter names, types, required members and lengths; it does
 not check enums or regex patterns, so a hook checks every request we send
@@ -8,7 +10,6 @@ against the model's enums and patterns as well.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +26,6 @@ from chalicelib.media import (
     AUDIO_CAPABILITIES,
     Attendee,
     ChimeMediaAdapter,
-    LocalMediaAdapter,
     MediaError,
     Meeting,
     audio_capability,
@@ -454,161 +454,6 @@ def test_credentials_shape_is_valid_chime_json(chime_client: Any) -> None:
     }
 
 
-# --------------------------------------------------------------------------- local adapter
-
-
-@pytest.fixture
-def local() -> LocalMediaAdapter:
-    return LocalMediaAdapter()
-
-
-def test_local_meeting_shape(local: LocalMediaAdapter, chime_client: Any) -> None:
-    meeting = local.create_meeting(SPACE_ID, max_attendees=250)
-    attendee = local.create_attendee(meeting.meeting_id, "alice", "SendReceive")
-    model = chime_client.meta.service_model
-    creds = credentials(meeting, attendee)
-    for key in ("Meeting", "Attendee"):
-        assert not ParamValidator().validate(creds[key], model.shape_for(key)).has_errors()
-        assert _model_violations(model.shape_for(key), creds[key], key) == []
-    assert all(".invalid" in url for url in meeting.media_placement.values())
-    assert local.meeting_exists(meeting.meeting_id)
-    # ClientRequestToken idempotency, as in Chime.
-    assert local.create_meeting(SPACE_ID, max_attendees=250) == meeting
-
-
-def test_local_cap_of_250(local: LocalMediaAdapter) -> None:
-    meeting = local.create_meeting(SPACE_ID, max_attendees=250)
-    ids = [local.create_attendee(meeting.meeting_id, f"user{i}", "Receive").attendee_id for i in range(250)]
-
-    with pytest.raises(MediaError, match="meeting full") as info:
-        local.create_attendee(meeting.meeting_id, "user250", "Receive")
-    assert info.value.retryable is False
-    # Rejoining with the same user id is not a new seat; leaving frees one.
-    assert local.create_attendee(meeting.meeting_id, "user7", "Receive").attendee_id == ids[7]
-    local.delete_attendee(meeting.meeting_id, ids[0])
-    local.create_attendee(meeting.meeting_id, "user250", "Receive")
-    assert len(local.attendees(meeting.meeting_id)) == 250
-
-
-def test_local_cap_holds_under_concurrency(local: LocalMediaAdapter) -> None:
-    meeting = local.create_meeting(SPACE_ID, max_attendees=10)
-    outcomes: list[str] = []
-    barrier = threading.Barrier(30)
-
-    def join(i: int) -> None:
-        barrier.wait()
-        try:
-            local.create_attendee(meeting.meeting_id, f"user{i}", "Receive")
-            outcomes.append("ok")
-        except MediaError:
-            outcomes.append("full")
-
-    threads = [threading.Thread(target=join, args=(i,)) for i in range(30)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(outcomes).count("ok") == 10
-    assert len(local.attendees(meeting.meeting_id)) == 10
-
-
-def test_local_capability_bookkeeping(local: LocalMediaAdapter) -> None:
-    meeting = local.create_meeting(SPACE_ID, max_attendees=250)
-    speaker = local.create_attendee(meeting.meeting_id, "s", audio_capability("speaker", False))
-    listener = local.create_attendee(meeting.meeting_id, "l", audio_capability("listener", False))
-
-    local.update_attendee_audio(meeting.meeting_id, speaker.attendee_id, audio_capability("speaker", True))
-
-    audio = {a.external_user_id: a.audio for a in local.attendees(meeting.meeting_id).values()}
-    assert audio == {"u:s": "Receive", "u:l": "Receive"}
-    # A rejoin by the same user gets the same attendee, with the capability asked for now.
-    rejoined = local.create_attendee(meeting.meeting_id, "l", "SendReceive")
-    assert (rejoined.attendee_id, rejoined.audio) == (listener.attendee_id, "SendReceive")
-    assert [op for op, _ in local.calls] == [
-        "create_meeting",
-        "create_attendee",
-        "create_attendee",
-        "update_attendee_audio",
-        "create_attendee",
-    ]
-
-
-@pytest.mark.parametrize(
-    ("call", "code"),
-    [
-        (lambda m, a: m.create_attendee(MEETING_ID, "alice", "Receive"), "NotFound"),
-        (lambda m, a: m.update_attendee_audio(MEETING_ID, ATTENDEE_ID, "Receive"), "NotFound"),
-        (
-            lambda m, a: m.create_meeting(SPACE_ID, max_attendees=10, primary_meeting_id=MEETING_ID),
-            "NotFound",
-        ),
-        (lambda m, a: m.create_attendee(a.meeting_id, "alice", "receive"), "BadRequest"),
-    ],
-    ids=["attendee-in-unknown-meeting", "update-unknown", "replica-of-unknown", "bad-audio"],
-)
-def test_local_refusals(local: LocalMediaAdapter, call: Any, code: str) -> None:
-    meeting = local.create_meeting(SPACE_ID, max_attendees=10)
-    attendee = local.create_attendee(meeting.meeting_id, "bob", "Receive")
-    with pytest.raises(MediaError) as info:
-        call(local, attendee)
-    assert (info.value.code, info.value.retryable) == (code, False)
-
-
-def test_local_deletes_are_idempotent_and_end_replicas(local: LocalMediaAdapter) -> None:
-    primary = local.create_meeting(SPACE_ID, max_attendees=250)
-    replica = local.create_meeting(SPACE_ID + "#r1", max_attendees=250, primary_meeting_id=primary.meeting_id)
-    attendee = local.create_attendee(primary.meeting_id, "alice", "Receive")
-    for _ in range(2):
-        local.delete_attendee(primary.meeting_id, attendee.attendee_id)
-    assert local.attendees(primary.meeting_id) == {}
-    for _ in range(2):
-        local.delete_meeting(primary.meeting_id)
-    assert not local.meeting_exists(primary.meeting_id)
-    assert not local.meeting_exists(replica.meeting_id)
-    local.delete_attendee(primary.meeting_id, attendee.attendee_id)
-
-
-@pytest.mark.parametrize(
-    ("operation", "retryable"),
-    [
-        ("create_meeting", True),
-        ("create_attendee", False),
-        ("update_attendee_audio", True),
-        ("delete_attendee", True),
-        ("delete_meeting", False),
-    ],
-)
-def test_local_fail_next_leaves_nothing_changed(
-    local: LocalMediaAdapter, operation: str, retryable: bool
-) -> None:
-    meeting = local.create_meeting(SPACE_ID, max_attendees=250)
-    attendee = local.create_attendee(meeting.meeting_id, "alice", "Receive")
-    calls: dict[str, Any] = {
-        "create_meeting": lambda: local.create_meeting("other-space", max_attendees=250),
-        "create_attendee": lambda: local.create_attendee(meeting.meeting_id, "bob", "Receive"),
-        "update_attendee_audio": lambda: local.update_attendee_audio(
-            meeting.meeting_id, attendee.attendee_id, "SendReceive"
-        ),
-        "delete_attendee": lambda: local.delete_attendee(meeting.meeting_id, attendee.attendee_id),
-        "delete_meeting": lambda: local.delete_meeting(meeting.meeting_id),
-    }
-    before = (local.meetings(), local.attendees(meeting.meeting_id))
-    local.fail_next(operation, retryable=retryable)
-
-    with pytest.raises(MediaError) as info:
-        calls[operation]()
-
-    assert info.value.retryable is retryable
-    assert (local.meetings(), local.attendees(meeting.meeting_id)) == before
-    assert local.calls[-1][0] == operation
-    calls[operation]()  # only the next call fails
-
-
-def test_local_fail_next_rejects_unknown_operation(local: LocalMediaAdapter) -> None:
-    with pytest.raises(ValueError):
-        local.fail_next("create_meetings")
-
-
 # --------------------------------------------------------------------------- selection
 
 
@@ -622,16 +467,18 @@ def fresh_media(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]
     reset_media()
 
 
-@pytest.mark.parametrize(("name", "kind"), [("local", LocalMediaAdapter), ("chime", ChimeMediaAdapter)])
-def test_get_media_selects_and_caches(fresh_media: pytest.MonkeyPatch, name: str, kind: type) -> None:
-    fresh_media.setenv("MEDIA_ADAPTER", name)
-    fresh_media.setenv("AWS_REGION", "us-east-1")
+def test_get_media_builds_one_chime_adapter(fresh_media: pytest.MonkeyPatch) -> None:
+    fresh_media.setenv("AWS_REGION", "eu-west-2")
     port = get_media()
-    assert isinstance(port, kind)
+    assert isinstance(port, ChimeMediaAdapter)
     assert get_media() is port
 
 
-def test_get_media_rejects_unknown_adapter(fresh_media: pytest.MonkeyPatch) -> None:
-    fresh_media.setenv("MEDIA_ADAPTER", "ivs")
-    with pytest.raises(ValueError):
-        get_media()
+def test_the_chime_client_honours_the_service_endpoint_variable(fresh_media: pytest.MonkeyPatch) -> None:
+    """How the local stack points the app's unchanged adapter at its Chime emulator."""
+    fresh_media.delenv("AWS_ENDPOINT_URL_CHIME_SDK_MEETINGS", raising=False)
+    assert (
+        make_chime_client("us-east-1").meta.endpoint_url == "https://meetings-chime.us-east-1.amazonaws.com"
+    )
+    fresh_media.setenv("AWS_ENDPOINT_URL_CHIME_SDK_MEETINGS", "http://127.0.0.1:9/_aws/chime-sdk-meetings")
+    assert make_chime_client("us-east-1").meta.endpoint_url == "http://127.0.0.1:9/_aws/chime-sdk-meetings"
