@@ -151,7 +151,9 @@ class LocalStack:
     def start(self) -> LocalStack:
         started = time.perf_counter()
         opts = self.options
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
+        # without it every response written in two parts waits ~40 ms for a delayed ACK (Nagle).
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((opts.host, opts.port))
         self.port = self._socket.getsockname()[1]

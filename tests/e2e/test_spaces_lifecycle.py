@@ -211,6 +211,8 @@ def test_a_failed_capability_change_leaves_the_stage_as_it_was(stack) -> None:
         asker, _ = await clients.join(uid("asker"), sid)
         speaker, _ = await clients.join(uid("s"), sid)
         await promote(host, sid, speaker, "speaker")
+        # the promotion's broadcast reaches the asker before the mark below, not after it
+        await until(lambda: any(entry(e, speaker.user) for e in asker.events("stage.changed")))
         await asker.send("hand.raise", space_id=sid)
         before = await asyncio.to_thread(get_space, stack, sid)
         mark = asker.mark
