@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+import asyncapi_check
 import pytest
 from conftest import http
 from spaces_support import (
@@ -107,7 +108,12 @@ def test_join_gives_role_snapshot_and_media_credentials(stack) -> None:
             {"user_id": host_id, "role": "host", "present": True, "muted": True, "muted_by": "self"}
         ]
         assert set(snap["media"]) == {"Meeting", "Attendee"}
+        assert asyncapi_check.errors("MediaCredentials", snap["media"]) == []
         meeting_id = snap["media"]["Meeting"]["MeetingId"]
+        # the local stack's media placement: an http SignalingUrl, the embedded server's WHIP endpoint
+        assert snap["media"]["Meeting"]["MediaPlacement"]["SignalingUrl"] == (
+            f"{stack.base_url}/media/whip/{meeting_id}"
+        )
         assert snap["media"]["Attendee"]["Capabilities"]["Audio"] == SEND_RECEIVE
         assert snap["media"]["Attendee"]["JoinToken"]
         assert audio(meeting_id, host_id) == SEND_RECEIVE

@@ -166,7 +166,21 @@ EVENT_PAYLOADS: dict[str, dict[str, Any]] = {
     "participant.removed": {},
     "session.replaced": {},
     "user.warned": {"reason": "spam"},
-    "media.moved": {"media": {"meeting_id": "m1", "attendee_id": "a1", "join_token": "x"}},
+    "media.moved": {
+        "media": {
+            "Meeting": {
+                "MeetingId": "m1",
+                "MediaRegion": "us-east-1",
+                "MediaPlacement": {"SignalingUrl": "http://127.0.0.1:8000/media/whip/m1"},
+            },
+            "Attendee": {
+                "AttendeeId": "a1",
+                "ExternalUserId": "u:bob",
+                "JoinToken": "x",
+                "Capabilities": {"Audio": "Receive", "Video": "None", "Content": "None"},
+            },
+        }
+    },
 }
 
 
@@ -237,6 +251,23 @@ BAD_SERVER_MESSAGES: list[tuple[str, Any]] = [
     ("grace_deadline string", _event("host.away", grace_deadline="soon")),
     ("speaker.invited without by", {k: v for k, v in _event("speaker.invited").items() if k != "by"}),
     ("media not object", _event("media.moved", media="m")),
+    (
+        "media without Attendee",
+        _event("media.moved", media={"Meeting": EVENT_PAYLOADS["media.moved"]["media"]["Meeting"]}),
+    ),
+    (
+        "media signaling over ftp",
+        _event(
+            "media.moved",
+            media={
+                **EVENT_PAYLOADS["media.moved"]["media"],
+                "Meeting": {
+                    **EVENT_PAYLOADS["media.moved"]["media"]["Meeting"],
+                    "MediaPlacement": {"SignalingUrl": "ftp://x"},
+                },
+            },
+        ),
+    ),
 ]
 
 
