@@ -24,12 +24,14 @@ def main() -> None:
     stack = LocalStack(StackOptions(host=args.host, port=args.port, stage=args.stage)).start()
     ready = time.perf_counter() - began
     base = stack.base_url
+    limits = "on" if stack.chime.rules.rate_limits else "off; LOCAL_CHIME_RATE_LIMITS=1 for Chime's"
     print(
         f"""
 sohbet local stack ready in {ready:.1f}s
   WebSocket   {stack.ws_url}?token=TOKEN
   REST        {base}/            (e.g. GET {base}/whoami with Authorization: Bearer TOKEN)
   @connections {base}/@connections/{{connection_id}}
+  Chime SDK Meetings API {base}/_aws/chime-sdk-meetings  (rate limits {limits})
   embedded AWS (moto) {stack.aws.endpoint}
 
 Get a token:

@@ -553,6 +553,9 @@ def test_the_host_ends_the_space_and_then_everything_is_refused(stack) -> None:
         space = await room.get()
         assert space["state"] == "ended" and space["ended_at"]
         assert not local_media().meeting_exists(room.meeting_id)
+        # as Chime does, the media service announces it on EventBridge
+        (ended_event,) = stack.media_events.of_type("chime:MeetingEnded", room.meeting_id)
+        assert ended_event["detail"]["externalMeetingId"] == sid
 
         attempts = [
             refused(client.send(action, space_id=sid, **_fields(action, target)), "space_ended")
