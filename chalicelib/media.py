@@ -43,14 +43,6 @@ _AUDIO_ONLY_FEATURES: dict[str, Any] = {
     "Content": {"MaxResolution": "None"},
 }
 
-OPERATIONS = (
-    "create_meeting",
-    "delete_meeting",
-    "create_attendee",
-    "update_attendee_audio",
-    "delete_attendee",
-)
-
 # What a client SDK needs to join: {"Meeting": {...}, "Attendee": {...}}.
 JoinCredentials: TypeAlias = dict[str, dict[str, Any]]
 
