@@ -12,8 +12,9 @@ from chalice import Response
 from pydantic import BaseModel, ValidationError
 
 from chalicelib import auth
+from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.observability import logger
-from chalicelib.protocol import ID_PATTERN, CommandError, ErrorCode
+from chalicelib.protocol import ID_PATTERN
 
 M = TypeVar("M", bound=BaseModel)
 P = ParamSpec("P")

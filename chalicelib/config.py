@@ -60,8 +60,25 @@ def _table(name: str) -> str:
     return os.environ.get(name, "")
 
 
+_override: Settings | None = None
+
+
+def override(settings: Settings | None) -> None:
+    """Use these settings instead of the environment's (None: back to the environment).
+    Tests reach this through clients.override(settings=...)."""
+    global _override
+    _override = settings
+    get_settings.cache_clear()
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    if _override is not None:
+        return _override
+    return from_environment()
+
+
+def from_environment() -> Settings:
     issuer = os.environ.get("AUTH_ISSUER", "")
     return Settings(
         stage=os.environ.get("SOHBET_STAGE", "dev"),

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pynamodb.constants import ALL_OLD
 from pynamodb.exceptions import DoesNotExist
 
+from chalicelib import clients
 from chalicelib.auth import Identity
 from chalicelib.config import get_settings
 from chalicelib.models import Connection
@@ -84,14 +85,13 @@ def sweep_stale(on_gone: Callable[[str], None], older_than_seconds: int = 300) -
     Each shard is a Query for records not checked for a while; API Gateway is
     asked about each, and the ones it no longer knows are cleaned up.
     """
-    from chalicelib.push import get_pusher
 
     now = int(time.time())
     cutoff = now - older_than_seconds
     gone = 0
     for shard in range(SWEEP_SHARDS):
         for record in Connection.by_last_seen.query(str(shard), Connection.last_seen < cutoff, limit=200):
-            if get_pusher().info(record.connection_id) is None:
+            if clients.pusher().info(record.connection_id) is None:
                 on_gone(record.connection_id)
                 gone += 1
             else:

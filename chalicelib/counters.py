@@ -21,15 +21,15 @@ from pynamodb.exceptions import UpdateError
 from pynamodb.models import Model
 
 from chalicelib.config import get_settings
+from chalicelib.models import FromSettings
 
 SHARDS = 16
-_settings = get_settings()
 
 
 class SpaceCounter(Model):
     class Meta:
-        table_name = _settings.spaces_table
-        region = _settings.region
+        table_name = FromSettings("spaces_table")
+        region = FromSettings("region")
 
     space_id = UnicodeAttribute(hash_key=True)  # "{space_id}#n{k}" or "{space_id}#seq"
     listeners = NumberAttribute(null=True)

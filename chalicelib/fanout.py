@@ -12,14 +12,28 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from chalicelib import counters, protocol
+from chalicelib import clients, counters, protocol, shards
 from chalicelib.config import get_settings
 from chalicelib.models import Member
 from chalicelib.observability import logger
-from chalicelib.push import Delivery, encode, get_pusher
+from chalicelib.push import Delivery, encode
 
-# Set by the spaces service: what to do with a connection that turned out gone.
-on_gone: Callable[[str], None] = lambda connection_id: None  # noqa: E731
+OnGone = Callable[[str], None]
+
+
+def _ignore(connection_id: str) -> None:
+    return None
+
+
+# What to do with a connection that turned out gone (410). Fan-out sits below the spaces
+# service that knows (a gone socket leaves its space, which sends events), so the
+# composition root hands it down once: handlers.py calls handle_gone_with().
+_on_gone: OnGone = _ignore
+
+
+def handle_gone_with(callback: OnGone) -> None:
+    global _on_gone
+    _on_gone = callback
 
 
 _held: ContextVar[list[Callable[[], Any]] | None] = ContextVar("held_events", default=None)
@@ -70,7 +84,7 @@ def recipients(space_id: str) -> list[str]:
 
 def cleanup_gone(connection_id: str) -> None:
     try:
-        on_gone(connection_id)
+        _on_gone(connection_id)
     except Exception:
         logger.exception("cleanup of a gone connection failed", extra={"connection_id": connection_id})
 
@@ -80,11 +94,9 @@ def deliver(connection_ids: Iterable[str], message: dict[str, Any]) -> Delivery:
     settings = get_settings()
     ids = list(dict.fromkeys(connection_ids))
     if len(ids) > settings.fanout_shard_threshold and not settings.naive_fanout:
-        from chalicelib import shards
-
         shards.enqueue(ids, encode(message))
         return Delivery(queued=len(ids))
-    result = get_pusher().send_many(ids, message)
+    result = clients.pusher().send_many(ids, message)
     for connection_id in result.gone:
         cleanup_gone(connection_id)
     if result.failed:
@@ -115,4 +127,4 @@ def disconnect(connection_id: str) -> None:
     """Close a client's socket (after any events held for it)."""
     if _later(lambda: disconnect(connection_id)):
         return
-    get_pusher().close(connection_id)
+    clients.pusher().close(connection_id)

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from typing import Any
 
 from chalice import Response
 
-from chalicelib import api, auth, commands, connections, fanout, protocol, relations, schemas, spaces
+from chalicelib import (
+    admin,
+    api,
+    auth,
+    clients,
+    commands,
+    connections,
+    fanout,
+    idempotency,
+    moderation,
+    protocol,
+    relations,
+    schemas,
+    shards,
+    spaces,
+)
+from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.observability import logger
-from chalicelib.protocol import CommandError, ErrorCode
-from chalicelib.push import get_pusher
+
+# A socket that answers 410 to an event is gone: forget it and its membership.
+fanout.handle_gone_with(commands.connection_gone)
 
 # -- WebSocket ---------------------------------------------------------------
 
@@ -39,7 +55,7 @@ def ws_message(event: Any) -> None:
     raw = event.to_dict()
     with fanout.held() as events:
         answer = _answer(connection_id, raw, event.body)
-    if not get_pusher().send(connection_id, answer):
+    if not clients.pusher().send(connection_id, answer):
         commands.connection_gone(connection_id)
     events.flush()
 
@@ -76,34 +92,24 @@ def ws_disconnect(event: Any) -> None:
 
 def moderation_batch(event: Any) -> Any:
     """Triage reports: each record alone; a failed one returns to the queue (then the DLQ)."""
-    from chalicelib import moderation
-
     return moderation.moderation_batch(event.to_dict(), event.context)
 
 
 def fanout_batch(event: Any) -> Any:
     """Post the shards of big broadcasts; a shard that raises returns to the queue alone."""
+    # cold start: Powertools' batch utility loads in the SQS consumers only
     from aws_lambda_powertools.utilities.batch import process_partial_response
 
     return process_partial_response(
         event=event.to_dict(),
         record_handler=_post_shard,
-        processor=_fanout_processor(),
+        processor=clients.batch_processor("fanout"),
         context=event.context,
     )
 
 
 def _post_shard(record: Any) -> None:
-    from chalicelib import shards
-
     shards.post_shard(record.body, fanout.cleanup_gone)
-
-
-@functools.lru_cache(maxsize=1)
-def _fanout_processor() -> Any:
-    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-
-    return BatchProcessor(event_type=EventType.SQS)
 
 
 def sweep(event: Any) -> dict[str, int]:
@@ -213,7 +219,7 @@ def put_relation(request: Any, kind: str, other: str) -> dict[str, Any]:
     user = api.caller(request)
     relation = relations.put(user.user_id, kind, api.path_id(other, "user"))
     if kind == "block":
-        relations.enforce_block(user.user_id, other)
+        spaces.enforce_block(user.user_id, other)
     return relations.view(relation)
 
 
@@ -242,10 +248,8 @@ def relation(request: Any, kind: str, other: str) -> Any:
 
 @api.endpoint
 def file_report(request: Any) -> Response:
-    from chalicelib import idempotency, moderation
-
     user = api.caller(request)
-    body = api.body_as(request, moderation.FileReport)
+    body = api.body_as(request, protocol.ReportFields)
     key = (request.headers or {}).get(idempotency.HEADER)
     result = moderation.file_report_rest(user.user_id, body, key, request.lambda_context)
     return Response(body=result, status_code=202)
@@ -253,24 +257,18 @@ def file_report(request: Any) -> Response:
 
 @api.endpoint
 def admin_list_cases(request: Any) -> dict[str, Any]:
-    from chalicelib import admin
-
     api.admin(request)
     return admin.list_cases(api.query_as(request, admin.CasesQuery))
 
 
 @api.endpoint
 def admin_get_case(request: Any, case_id: str) -> dict[str, Any]:
-    from chalicelib import admin
-
     api.admin(request)
     return admin.case_detail(api.path_id(case_id, "case"), api.query_as(request, admin.ReportsQuery))
 
 
 @api.endpoint
 def admin_case_action(request: Any, case_id: str) -> dict[str, Any]:
-    from chalicelib import admin, idempotency
-
     identity = api.admin(request)
     body = api.body_as(request, admin.CaseAction)
     key = (request.headers or {}).get(idempotency.HEADER)
@@ -279,7 +277,5 @@ def admin_case_action(request: Any, case_id: str) -> dict[str, Any]:
 
 @api.endpoint
 def admin_list_audit(request: Any) -> dict[str, Any]:
-    from chalicelib import admin
-
     api.admin(request)
     return admin.list_audit(api.query_as(request, admin.AuditQuery))

@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from chalicelib.config import get_settings
-from chalicelib.protocol import CommandError, ErrorCode
+from chalicelib.errors import CommandError, ErrorCode
 
 HEADER = "Idempotency-Key"
 KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -24,6 +24,7 @@ EXPIRES_AFTER_SECONDS = 24 * 60 * 60
 @lru_cache(maxsize=8)
 def _persistence(scope: str) -> Any:
     """One store per scope: Powertools keeps the key prefix on the store while it handles a call."""
+    # cold start: Powertools' idempotency utility (and its DynamoDB client) load on the first keyed request
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
     from botocore.config import Config
 
@@ -42,6 +43,7 @@ def _run(*, request: dict[str, Any], call: Callable[[], dict[str, Any]]) -> dict
 
 
 def _runner(scope: str, lambda_context: Any) -> Callable[..., Any]:
+    # cold start: as above
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 
     config = IdempotencyConfig(
@@ -79,6 +81,7 @@ def once(
     lambda_context: Any = None,
 ) -> dict[str, Any]:
     """`call()`, or, if this caller already made this request with this key, its first result."""
+    # cold start: as above
     from aws_lambda_powertools.utilities.idempotency.exceptions import (
         IdempotencyAlreadyInProgressError,
         IdempotencyValidationError,

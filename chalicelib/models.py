@@ -1,7 +1,9 @@
 """PynamoDB models of the tables in infra/template.yaml (docs/data-model.md).
 
-Table names and the region come from the environment when this module is
-imported; the endpoint comes from botocore's own configuration
+Table names and the region come from the settings each time a model is used
+(PynamoDB reconnects when a model's table name changes), not when this module is
+imported: tests import the models before the local stack has set its environment.
+The endpoint comes from botocore's own configuration
 (AWS_ENDPOINT_URL_*), so the local stack needs no code path of its own.
 """
 
@@ -20,11 +22,20 @@ from pynamodb.models import Model
 
 from chalicelib.config import get_settings
 
-_settings = get_settings()
+
+class FromSettings:
+    """A Meta attribute read from the settings when PynamoDB asks for it."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def __get__(self, instance: object, owner: type | None = None) -> str:
+        value: str = getattr(get_settings(), self.field)
+        return value
 
 
 class _Meta:
-    region = _settings.region
+    region = FromSettings("region")
     connect_timeout_seconds = 2
     read_timeout_seconds = 5
     max_retry_attempts = 4
@@ -55,7 +66,7 @@ class Connection(Model):
     """One live WebSocket connection and the user it was verified as."""
 
     class Meta(_Meta):
-        table_name = _settings.connections_table
+        table_name = FromSettings("connections_table")
 
     connection_id = UnicodeAttribute(hash_key=True)
     user_id = UnicodeAttribute()
@@ -111,7 +122,7 @@ class SpacesByGrace(GlobalSecondaryIndex["Space"]):
 
 class Space(Model):
     class Meta(_Meta):
-        table_name = _settings.spaces_table
+        table_name = FromSettings("spaces_table")
 
     space_id = UnicodeAttribute(hash_key=True)
     state = UnicodeAttribute()  # scheduled | live | ended
@@ -172,7 +183,7 @@ class Member(Model):
     """A user's place in one space: role, mic, hand, connection and attendee."""
 
     class Meta(_Meta):
-        table_name = _settings.members_table
+        table_name = FromSettings("members_table")
 
     space_id = UnicodeAttribute(hash_key=True)
     user_id = UnicodeAttribute(range_key=True)
@@ -198,7 +209,7 @@ class Member(Model):
 
 class User(Model):
     class Meta(_Meta):
-        table_name = _settings.users_table
+        table_name = FromSettings("users_table")
 
     user_id = UnicodeAttribute(hash_key=True)
     suspended_until = NumberAttribute(null=True)  # epoch s
@@ -218,7 +229,7 @@ class Relation(Model):
     """`ada` blocks/follows `bob`: user_id=ada, rel=block#bob, inverse_rel=block#ada."""
 
     class Meta(_Meta):
-        table_name = _settings.relations_table
+        table_name = FromSettings("relations_table")
 
     user_id = UnicodeAttribute(hash_key=True)
     rel = UnicodeAttribute(range_key=True)
@@ -246,7 +257,7 @@ class Report(Model):
     """One report as triage stored it, with the snapshot taken when it was filed."""
 
     class Meta(_Meta):
-        table_name = _settings.reports_table
+        table_name = FromSettings("reports_table")
 
     report_id = UnicodeAttribute(hash_key=True)
     case_id = UnicodeAttribute()
@@ -294,7 +305,7 @@ class Case(Model):
     """The reports about one target, grouped for an admin; `version` rises with every change."""
 
     class Meta(_Meta):
-        table_name = _settings.cases_table
+        table_name = FromSettings("cases_table")
 
     case_id = UnicodeAttribute(hash_key=True)
     target_key = UnicodeAttribute()
@@ -334,7 +345,7 @@ class OpenCase(Model):
     """
 
     class Meta(_Meta):
-        table_name = _settings.cases_table
+        table_name = FromSettings("cases_table")
 
     case_id = UnicodeAttribute(hash_key=True)
     open_case_id = UnicodeAttribute()
@@ -353,7 +364,7 @@ class Audit(Model):
     """One admin action: partitioned by UTC day, sorted by time (`audit_sk` = `{at}#{audit_id}`)."""
 
     class Meta(_Meta):
-        table_name = _settings.audit_table
+        table_name = FromSettings("audit_table")
 
     audit_day = UnicodeAttribute(hash_key=True)
     audit_sk = UnicodeAttribute(range_key=True)

@@ -1,4 +1,4 @@
-"""Safety: suspensions, filing reports (snapshot, queue) and triaging them into cases (the consumer)."""
+"""Safety: filing reports (snapshot, queue) and triaging them into cases (the consumer)."""
 
 from __future__ import annotations
 
@@ -6,75 +6,44 @@ import json
 import time
 import uuid
 from datetime import datetime
-from functools import lru_cache
 from typing import Annotated, Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib import idempotency
+from chalicelib import clients, idempotency, suspensions
 from chalicelib import triage as triage_rules
+from chalicelib.clock import now_iso
 from chalicelib.config import get_settings
-from chalicelib.models import Case, Member, OpenCase, Report, Space, User
+from chalicelib.db import dynamo, is_conflict
+from chalicelib.errors import CommandError, ErrorCode
+from chalicelib.models import Case, Member, OpenCase, Report, Space
 from chalicelib.observability import logger
-from chalicelib.protocol import CommandError, ErrorCode, ReportCategory, SpaceId, UserId
-
-
-def suspended_until(user_id: str) -> float | None:
-    try:
-        user = User.get(user_id)
-    except DoesNotExist:
-        return None
-    until = user.suspended_until
-    return float(until) if until and until > time.time() else None
-
-
-def suspension_refusal(user_id: str) -> CommandError | None:
-    until = suspended_until(user_id)
-    if until is None:
-        return None
-    return CommandError(ErrorCode.NOT_ALLOWED, "this account is suspended", {"suspended_until": until})
-
+from chalicelib.protocol import NOTE_MAX, ReportCategory, ReportFields, SpaceId, UserId
+from chalicelib.spaces.stage import Stage
+from chalicelib.spaces.store import get_member, get_space
 
 # -- filing a report -------------------------------------------------------------
 
 CATEGORIES: tuple[str, ...] = get_args(ReportCategory)
-NOTE_MAX = 500
 
 
-class FileReport(BaseModel):
-    """The body of POST /reports (the same fields as the `report.send` command)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    space_id: SpaceId
-    user_id: UserId | None = None
-    category: ReportCategory
-    note: Annotated[str, Field(max_length=NOTE_MAX)] | None = None
-
-
-def file_report(
-    reporter: str,
-    space_id: str,
-    user_id: str | None,
-    category: str,
-    note: str | None,
-    connection_id: str | None = None,
-) -> dict[str, Any]:
+def file_report(reporter: str, fields: ReportFields, connection_id: str | None = None) -> dict[str, Any]:
     """Take the snapshot, queue the report for triage and give the reporter its id."""
-    report = build_report(reporter, space_id, user_id, category, note, via="ws" if connection_id else "rest")
+    via = "ws" if connection_id else "rest"
+    report = build_report(reporter, fields.space_id, fields.user_id, fields.category, fields.note, via=via)
     enqueue(report)
     return {"report_id": report["report_id"]}
 
 
 def file_report_rest(
-    reporter: str, body: FileReport, idempotency_key: str | None, lambda_context: Any = None
+    reporter: str, body: ReportFields, idempotency_key: str | None, lambda_context: Any = None
 ) -> dict[str, Any]:
     """POST /reports. Everything is checked (and the snapshot taken) before the idempotency
     record is written, so a refused report leaves nothing behind; a retry with the same
     key returns the first report's id and its fresh snapshot is dropped."""
-    refusal = suspension_refusal(reporter)
+    refusal = suspensions.refusal(reporter)
     if refusal is not None:
         raise refusal
     idempotency.check_key(idempotency_key)
@@ -100,23 +69,21 @@ def build_report(
     reporter: str, space_id: str, user_id: str | None, category: str, note: str | None, via: str = "rest"
 ) -> dict[str, Any]:
     """The report as it goes to the queue: who, what, and what the space looked like right now."""
-    from chalicelib import spaces
-
     _check_report_input(reporter, user_id, category, note)
-    space = spaces.get_space(space_id)
-    stage: dict[str, dict[str, Any]] = space.stage or {}
-    reporter_member = spaces.get_member(space_id, reporter)
+    space = get_space(space_id)
+    stage = Stage.from_stored(space.stage)
+    reporter_member = get_member(space_id, reporter)
     if reporter not in stage and reporter_member is None:
         raise CommandError(ErrorCode.NOT_ALLOWED, "only people who joined the space can report it")
     target = None
     if user_id is not None:
-        target_member = spaces.get_member(space_id, user_id)
+        target_member = get_member(space_id, user_id)
         if user_id not in stage and target_member is None:
             raise CommandError(ErrorCode.NOT_FOUND, "that person is not in this space")
         target = _person(stage, user_id, target_member)
     now = time.time()
     report_id = uuid.uuid4().hex
-    created_at = spaces.now_iso(now)
+    created_at = now_iso(now)
     return {
         "v": 1,
         "report_id": report_id,
@@ -138,27 +105,29 @@ def build_report(
                 "listener_count": int(space.listener_count or 0),
                 "speak_policy": space.speak_policy,
             },
-            "stage": [
-                dict(entry, since=stage.get(entry["user_id"], {}).get("since"))
-                for entry in spaces.stage_list(space.stage)
-            ],
+            "stage": [dict(entry, since=_since(stage, entry["user_id"])) for entry in stage.public()],
             "reporter": _person(stage, reporter, reporter_member),
             "target": target,
         },
     }
 
 
-def _person(stage: dict[str, dict[str, Any]], user_id: str, member: Member | None) -> dict[str, Any]:
+def _since(stage: Stage, user_id: str) -> str | None:
+    entry = stage.get(user_id)
+    return (entry.since or None) if entry else None
+
+
+def _person(stage: Stage, user_id: str, member: Member | None) -> dict[str, Any]:
     """A participant as the snapshot shows them: role, presence, and time on stage."""
     entry = stage.get(user_id)
     if entry is not None:
-        since = entry.get("since")
+        since = entry.since or None
         return {
             "user_id": user_id,
-            "role": entry["role"],
-            "present": bool(entry.get("present")),
+            "role": entry.role.value,
+            "present": entry.present,
             "removed": False,
-            "muted": bool(entry.get("muted")),
+            "muted": entry.muted,
             "on_stage_since": since,
             "on_stage_seconds": _seconds_since(since),
         }
@@ -183,20 +152,8 @@ def _seconds_since(iso: str | None) -> float | None:
     return round(max(time.time() - then, 0.0), 3)
 
 
-@lru_cache(maxsize=1)
-def _sqs() -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.session.Session().client(
-        "sqs",
-        region_name=get_settings().region,
-        config=Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=2, read_timeout=5),
-    )
-
-
 def enqueue(report: dict[str, Any]) -> None:
-    _sqs().send_message(
+    clients.sqs().send_message(
         QueueUrl=get_settings().moderation_queue_url,
         MessageBody=json.dumps(report, separators=(",", ":")),
         MessageAttributes={"kind": {"DataType": "String", "StringValue": "report"}},
@@ -238,8 +195,6 @@ def triage_record(body: str) -> str:
 
 
 def triage(report: ReportMessage) -> str:
-    from chalicelib import spaces
-
     if _report_exists(report.report_id):
         return "duplicate"
     try:
@@ -250,7 +205,7 @@ def triage(report: ReportMessage) -> str:
     for _ in range(TRIAGE_RETRIES):
         case = _open_case(key)
         try:
-            with TransactWrite(connection=spaces.dynamo()) as tx:
+            with TransactWrite(connection=dynamo()) as tx:
                 if case is None:
                     case_id = _new_case(tx, key, report)
                 else:
@@ -265,12 +220,6 @@ def triage(report: ReportMessage) -> str:
             continue  # the case changed (or was opened or closed) under us: read again
         return "new_case" if case is None else "counted"
     raise RuntimeError("the case kept changing; the report goes back to the queue")
-
-
-def is_conflict(exc: TransactWriteError) -> bool:
-    """Did a transaction fail because another writer got there first (not an outage)?"""
-    reasons = getattr(exc, "cancellation_reasons", None) or []
-    return any(r is not None and r.code in ("ConditionalCheckFailed", "TransactionConflict") for r in reasons)
 
 
 def _report_exists(report_id: str) -> bool:
@@ -297,8 +246,6 @@ def _open_case(target: str) -> Case | None:
 
 
 def _new_case(tx: TransactWrite, key: str, report: ReportMessage) -> str:
-    from chalicelib import spaces
-
     target_type, target_id = triage_rules.split_target(key)
     recent = triage_rules.add_recent([], report.created_ts, report.reporter_id)
     priority = triage_rules.priority_for([report.category], recent)
@@ -317,7 +264,7 @@ def _new_case(tx: TransactWrite, key: str, report: ReportMessage) -> str:
         recent=recent,
         first_seen_at=report.created_at,
         last_seen_at=report.created_at,
-        opened_at=spaces.now_iso(),
+        opened_at=now_iso(),
         latest_space_id=report.space_id,
         latest_report_id=report.report_id,
         actions=[],
@@ -357,8 +304,6 @@ def _count_into(tx: TransactWrite, case: Case, report: ReportMessage) -> None:
 
 
 def _report_item(report: ReportMessage, case_id: str, key: str) -> Report:
-    from chalicelib import spaces
-
     return Report(
         report.report_id,
         case_id=case_id,
@@ -370,24 +315,20 @@ def _report_item(report: ReportMessage, case_id: str, key: str) -> Report:
         category=report.category,
         note=report.note,
         snapshot=report.snapshot,
-        stored_at=spaces.now_iso(),
+        stored_at=now_iso(),
     )
-
-
-@lru_cache(maxsize=1)
-def _processor() -> Any:
-    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-
-    # An all-failed batch is answered with every record listed, like a partly failed one.
-    return BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def moderation_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """The SQS consumer: each record alone; failed ones are reported back (partial batch response)."""
+    # cold start: Powertools' batch utility loads in the SQS consumer only
     from aws_lambda_powertools.utilities.batch import process_partial_response
 
     response = process_partial_response(
-        event=event, record_handler=_record_handler, processor=_processor(), context=context
+        event=event,
+        record_handler=_record_handler,
+        processor=clients.batch_processor("moderation"),
+        context=context,
     )
     return dict(response)
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from pynamodb.exceptions import UpdateError
+
 from chalicelib import media, rules
 from chalicelib.config import get_settings
+from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Space
 from chalicelib.observability import logger
-from chalicelib.protocol import CommandError, ErrorCode
 
 MAX_REPLICAS = 40
 PAST_PRIMARY = 1 << 30  # a listener count that sends `place` straight to the replicas
@@ -74,8 +76,6 @@ def place(
 
 def open_replica(space: Space, index: int) -> media.Meeting:
     """Replica number `index` of the space; two joins racing to open it agree on one."""
-    from pynamodb.exceptions import UpdateError
-
     if index >= MAX_REPLICAS:
         raise CommandError(ErrorCode.LIMIT_REACHED, "this space is full")
     assert space.meeting_id is not None

@@ -7,35 +7,15 @@ message the server sends against it.
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, ValidationError
 
+from chalicelib.errors import CommandError, ErrorCode
+from chalicelib.rules import SpeakPolicyName
+
 MAX_REF_LENGTH = 64
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
-
-
-class ErrorCode(StrEnum):
-    BAD_REQUEST = "bad_request"
-    UNAUTHORIZED = "unauthorized"
-    NOT_ALLOWED = "not_allowed"
-    NOT_FOUND = "not_found"
-    CONFLICT = "conflict"
-    LIMIT_REACHED = "limit_reached"
-    RATE_LIMITED = "rate_limited"
-    SPACE_ENDED = "space_ended"
-    INTERNAL = "internal"
-
-
-class CommandError(Exception):
-    """A refusal with a stable code; nothing was changed."""
-
-    def __init__(self, code: ErrorCode, message: str, data: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
 
 
 # -- commands ----------------------------------------------------------------
@@ -140,7 +120,7 @@ class CohostRemove(TargetCommand):
 
 class SettingsUpdate(SpaceCommand):
     action: Literal["settings.update"]
-    speak_policy: Literal["everyone", "following", "invited"] | None = None
+    speak_policy: SpeakPolicyName | None = None
     handover: StrictBool | None = None
     title: Annotated[str, Field(min_length=1, max_length=70)] | None = None
 
@@ -155,11 +135,22 @@ ReportCategory = Literal[
 ]
 
 
-class ReportSend(SpaceCommand):
-    action: Literal["report.send"]
+NOTE_MAX = 500
+
+
+class ReportFields(BaseModel):
+    """What a report says: the body of POST /reports, and the fields of `report.send`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    space_id: SpaceId
     user_id: UserId | None = None
     category: ReportCategory
-    note: Annotated[str, Field(max_length=500)] | None = None
+    note: Annotated[str, Field(max_length=NOTE_MAX)] | None = None
+
+
+class ReportSend(Command, ReportFields):
+    action: Literal["report.send"]
 
 
 AnyCommand = Annotated[
@@ -258,7 +249,3 @@ def event(name: str, space_id: str | None, seq: int | None, **payload: Any) -> d
         frame["seq"] = seq
     frame.update(payload)
     return frame
-
-
-def encode(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":"), default=str).encode()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.models import Member, Relation
-from chalicelib.protocol import CommandError, ErrorCode
-from chalicelib.rules import MODERATORS, Role, SpaceState
+from chalicelib.clock import now_iso
+from chalicelib.errors import CommandError, ErrorCode
+from chalicelib.models import Relation
 from chalicelib.schemas import decode_cursor, encode_cursor
 
 KINDS = ("follow", "block")
@@ -16,8 +16,6 @@ CURSOR_KEYS = {"user_id", "rel"}
 def put(user_id: str, kind: str, other: str) -> Relation:
     if other == user_id:
         raise CommandError(ErrorCode.BAD_REQUEST, f"you cannot {kind} yourself")
-    from chalicelib.spaces import now_iso
-
     relation = Relation(
         user_id,
         f"{kind}#{other}",
@@ -51,25 +49,3 @@ def view(relation: Relation) -> dict[str, Any]:
 
 def blocked_by(user_id: str) -> list[str]:
     return [r.other_id for r in Relation.query(user_id, Relation.rel.startswith("block#"))]
-
-
-def enforce_block(blocker: str, blocked: str) -> int:
-    """Remove `blocked` from every live space where `blocker` is host or co-host. Returns how many."""
-    from chalicelib import spaces
-
-    removed = 0
-    for mine in Member.by_user.query(blocker):
-        if mine.role not in MODERATORS:
-            continue
-        target = spaces.get_member(mine.space_id, blocked)
-        if target is None or not target.present or target.removed:
-            continue
-        space = spaces.get_space(mine.space_id)
-        stage = space.stage or {}
-        if space.state != SpaceState.LIVE or stage.get(blocker, {}).get("role") not in MODERATORS:
-            continue
-        if stage.get(blocked, {}).get("role") in (Role.HOST, Role.COHOST):
-            continue  # a block does not demote a moderator of the space
-        spaces.expel(space, target, "removed", by=blocker)
-        removed += 1
-    return removed

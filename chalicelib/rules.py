@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, Literal, get_args
 
-from chalicelib.protocol import CommandError, ErrorCode
+from chalicelib.errors import CommandError, ErrorCode
 
 MAX_COHOSTS = 2
 MAX_STAGE = 13
@@ -37,8 +38,13 @@ class SpeakPolicy(StrEnum):
     INVITED = "invited"  # only people a moderator invites
 
 
+# The same values for pydantic models (a Literal keeps the JSON schemas of the API documents as they are).
+SpeakPolicyName = Literal["everyone", "following", "invited"]
+assert set(get_args(SpeakPolicyName)) == set(SpeakPolicy)
+
+
 RANK = {Role.HOST: 3, Role.COHOST: 2, Role.SPEAKER: 1, Role.LISTENER: 0}
-MODERATORS = frozenset({Role.HOST, Role.COHOST})
+MODERATORS = frozenset({Role.HOST, Role.COHOST})  # the one place that says who moderates
 ON_STAGE = frozenset({Role.HOST, Role.COHOST, Role.SPEAKER})
 
 
@@ -97,6 +103,58 @@ def check_hand_raise(role: Role, policy: SpeakPolicy, *, host_follows_caller: bo
         raise refuse(ErrorCode.NOT_ALLOWED, "in this space only invited people can speak")
 
 
+def check_join(*, removed: bool, blocked_by_moderator: bool) -> None:
+    if removed:
+        raise refuse(ErrorCode.NOT_ALLOWED, "you were removed from this space")
+    if blocked_by_moderator:
+        # Deliberately the same refusal as any other: a block is not revealed.
+        raise refuse(ErrorCode.NOT_ALLOWED, "you cannot join this space")
+
+
+def check_room(listeners: int, limit: int) -> None:
+    """Refuse a listener past the space's listener limit (the counter shards' own cap backs this up)."""
+    if listeners >= limit:
+        raise refuse(ErrorCode.LIMIT_REACHED, f"this space is full ({limit} listeners)")
+
+
+def require_hand_raised(hand_raised: bool) -> None:
+    if not hand_raised:
+        raise refuse(ErrorCode.CONFLICT, "your hand is not raised")
+
+
+def require_asked_to_speak(hand_raised: bool) -> None:
+    if not hand_raised:
+        raise refuse(ErrorCode.CONFLICT, "that person has not asked to speak")
+
+
+def require_invitation(invited: bool) -> None:
+    if not invited:
+        raise refuse(ErrorCode.CONFLICT, "you have no invitation to speak")
+
+
+def check_invite(actor: Role, target: Role, count: StageCount) -> None:
+    """A moderator invites a listener to speak (the seat is taken when they accept)."""
+    require_moderator(actor)
+    if target != Role.LISTENER:
+        raise refuse(ErrorCode.CONFLICT, "that person is already on stage")
+    require_seat(count)
+
+
+def check_accept_invite(role: Role, *, invited: bool, count: StageCount) -> None:
+    require_invitation(invited)
+    if role != Role.LISTENER:
+        raise refuse(ErrorCode.CONFLICT, "you are already on stage")
+    require_seat(count)
+
+
+def check_approve(actor: Role, target: Role, *, hand_raised: bool, count: StageCount) -> None:
+    """A moderator brings a listener who asked to speak on stage."""
+    require_moderator(actor)
+    if target == Role.LISTENER:
+        require_asked_to_speak(hand_raised)
+    check_promote(actor, target, count)
+
+
 def check_promote(actor: Role, target: Role, count: StageCount) -> None:
     """A moderator brings a listener on stage (approving a request, or an accepted invite)."""
     require_moderator(actor)
@@ -150,6 +208,12 @@ def check_cohost_remove(actor: Role, target: Role) -> None:
         raise refuse(ErrorCode.CONFLICT, "that person is not a co-host")
 
 
+def gives_up_seat_on_leave(role: Role) -> bool:
+    """Whether someone on stage who leaves the space gives up their seat (speakers do;
+    the host and co-hosts keep theirs, away, so they can come back to it)."""
+    return role == Role.SPEAKER
+
+
 def validate_title(title: str) -> str:
     cleaned = " ".join(title.split())
     if not 1 <= len(cleaned) <= TITLE_MAX:
@@ -157,16 +221,19 @@ def validate_title(title: str) -> str:
     return cleaned
 
 
-def reaction_allowed(window_start: int, count: int, now_window: int, limit: int) -> bool:
-    """Fixed-window rate limit: at most `limit` reactions per window."""
-    return window_start != now_window or count < limit
+SETTINGS = ("title", "speak_policy", "handover")
 
 
-def next_host(stage: dict[str, dict], leaving_host: str) -> str | None:
-    """Who takes over when the host does not come back: the longest-serving present co-host."""
-    candidates = [
-        (entry.get("since", ""), user_id)
-        for user_id, entry in stage.items()
-        if user_id != leaving_host and entry.get("role") == Role.COHOST and entry.get("present")
-    ]
-    return min(candidates)[1] if candidates else None
+def settings_change(changes: dict[str, Any]) -> dict[str, Any]:
+    """The host's settings change, title cleaned; refused when it changes nothing."""
+    cleaned = {k: v for k, v in changes.items() if k in SETTINGS}
+    if "title" in cleaned:
+        cleaned["title"] = validate_title(cleaned["title"])
+    if not cleaned:
+        raise refuse(ErrorCode.BAD_REQUEST, "nothing to change")
+    return cleaned
+
+
+def check_reaction(emoji: str) -> None:
+    if emoji not in REACTIONS:
+        raise CommandError(ErrorCode.BAD_REQUEST, "unknown reaction", {"allowed": sorted(REACTIONS)})

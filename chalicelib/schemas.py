@@ -6,15 +6,14 @@ import base64
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from chalicelib.protocol import ID_PATTERN, CommandError, ErrorCode
-from chalicelib.rules import TITLE_MAX
+from chalicelib.errors import CommandError, ErrorCode
+from chalicelib.rules import TITLE_MAX, SpeakPolicyName
 
 MAX_SCHEDULE_AHEAD = timedelta(days=30)
-UserIdPath = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
 class CreateSpace(BaseModel):
@@ -22,7 +21,7 @@ class CreateSpace(BaseModel):
 
     title: Annotated[str, Field(min_length=1, max_length=TITLE_MAX)]
     scheduled_start: datetime | None = None
-    speak_policy: Literal["everyone", "following", "invited"] = "everyone"
+    speak_policy: SpeakPolicyName = "everyone"
     lang: Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")] | None = None
     handover: bool = False
 
@@ -49,13 +48,25 @@ class CreateSpace(BaseModel):
         return value.astimezone(UTC)
 
 
-def parse_limit(raw: str | None, default: int = 20, maximum: int = 100) -> int:
-    if raw is None:
-        return default
+LIMIT_DEFAULT = 20
+LIMIT_MAX = 100
+
+
+def limit_value(raw: str, maximum: int = LIMIT_MAX) -> int:
+    """A page size from a query string: ASCII digits, 1..maximum; ValueError otherwise."""
     # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
     if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= maximum:
-        raise CommandError(ErrorCode.BAD_REQUEST, f"limit must be an integer from 1 to {maximum}")
+        raise ValueError(f"limit must be an integer from 1 to {maximum}")
     return int(raw)
+
+
+def parse_limit(raw: str | None, default: int = LIMIT_DEFAULT, maximum: int = LIMIT_MAX) -> int:
+    if raw is None:
+        return default
+    try:
+        return limit_value(raw, maximum)
+    except ValueError as exc:
+        raise CommandError(ErrorCode.BAD_REQUEST, str(exc)) from None
 
 
 def encode_cursor(key: dict[str, Any] | None) -> str | None:

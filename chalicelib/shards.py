@@ -11,26 +11,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from functools import lru_cache
-from typing import Any
 
+from chalicelib import clients
 from chalicelib.config import get_settings
 from chalicelib.observability import logger
-from chalicelib.push import Delivery, get_pusher
+from chalicelib.push import Delivery
 
 MAX_ATTEMPTS = 3
 
 
 def split(connection_ids: Sequence[str], size: int) -> list[list[str]]:
     return [list(connection_ids[i : i + size]) for i in range(0, len(connection_ids), size)]
-
-
-@lru_cache(maxsize=1)
-def _sqs() -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client("sqs", config=Config(retries={"mode": "standard", "max_attempts": 5}))
 
 
 def enqueue(connection_ids: Sequence[str], data: bytes, attempt: int = 1, delay_seconds: int = 0) -> int:
@@ -47,7 +38,7 @@ def enqueue(connection_ids: Sequence[str], data: bytes, attempt: int = 1, delay_
         for i, shard in enumerate(shards)
     ]
     for start in range(0, len(entries), 10):
-        response = _sqs().send_message_batch(
+        response = clients.sqs().send_message_batch(
             QueueUrl=settings.fanout_queue_url, Entries=entries[start : start + 10]
         )
         if response.get("Failed"):
@@ -64,7 +55,7 @@ def post_shard(body: str, on_gone: Callable[[str], None]) -> Delivery:
     attempt = int(shard.get("attempt", 1))
     if not isinstance(connection_ids, list) or not all(isinstance(c, str) for c in connection_ids):
         raise ValueError("connection_ids must be a list of strings")
-    result = get_pusher().send_many(connection_ids, data)
+    result = clients.pusher().send_many(connection_ids, data)
     for connection_id in result.gone:
         on_gone(connection_id)
     if result.failed:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from chalicelib.protocol import CommandError, ErrorCode
+from chalicelib.errors import CommandError, ErrorCode
 
 PRIORITIES = ("low", "normal", "high")
 HIGH_SEVERITY = frozenset({"violence", "self_harm"})

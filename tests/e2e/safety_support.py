@@ -176,19 +176,19 @@ def has_attendee(space_id: str, user_id: str) -> bool:
 def report_message(
     space: str, reporter: str, target: str | None, category: str = "spam", **extra: Any
 ) -> dict:
-    from chalicelib import spaces
+    from chalicelib.clock import now_iso
 
     report_id = uuid.uuid4().hex
     return {
         "v": 1,
         "report_id": report_id,
-        "created_at": spaces.now_iso(),
+        "created_at": now_iso(),
         "reporter_id": reporter,
         "space_id": space,
         "user_id": target,
         "category": category,
         "note": None,
-        "snapshot": {"taken_at": spaces.now_iso(), "test": True},
+        "snapshot": {"taken_at": now_iso(), "test": True},
         **extra,
     }
 

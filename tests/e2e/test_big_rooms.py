@@ -138,7 +138,9 @@ def plant_stale_listener(space_id: str) -> tuple[str, str]:
     """A listener whose socket is gone but whose $disconnect never came: records, no connection."""
     from pynamodb.transactions import TransactWrite
 
-    from chalicelib import connections, counters, spaces
+    from chalicelib import connections, counters
+    from chalicelib.clock import now_iso
+    from chalicelib.db import dynamo
     from chalicelib.models import Connection, Member
 
     user = uid("stale")
@@ -153,7 +155,7 @@ def plant_stale_listener(space_id: str) -> tuple[str, str]:
         expires_at=now + 3600,
         space_id=space_id,
     ).save()
-    with TransactWrite(connection=spaces.dynamo()) as tx:
+    with TransactWrite(connection=dynamo()) as tx:
         tx.save(
             Member(
                 space_id,
@@ -162,7 +164,7 @@ def plant_stale_listener(space_id: str) -> tuple[str, str]:
                 present=True,
                 removed=False,
                 connection_id=connection_id,
-                joined_at=spaces.now_iso(),
+                joined_at=now_iso(),
             )
         )
         tx.update(*counters.change(space_id, user, 1))  # as its join counted it

@@ -21,7 +21,8 @@ from asyncapi_check import (
 from jsonschema import Draft7Validator
 
 from chalicelib import protocol
-from chalicelib.protocol import COMMAND_NAMES, CommandError, ErrorCode
+from chalicelib.errors import CommandError, ErrorCode
+from chalicelib.protocol import COMMAND_NAMES
 
 BROADCAST = {
     "stage.changed",

@@ -1,16 +1,16 @@
 """shards.py: splitting, queueing shards on SQS (moto's server on loopback), posting one shard.
 
-The fan-out queue is a queue on a ThreadedMotoServer started here; FANOUT_QUEUE_URL and
-FANOUT_SHARD_SIZE are set in os.environ for the test (get_settings() re-read) and put back
-after. Posting goes to test_push's FakeGateway.
+The fan-out queue is a queue on a ThreadedMotoServer started here; the test's settings
+(queue URL, shard size) and clients (SQS, pusher) are swapped in with clients.override.
+Posting goes to test_push's FakeGateway.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -19,7 +19,7 @@ from botocore.stub import Stubber
 from moto.server import ThreadedMotoServer
 from test_push import KEY, REGION, SECRET, TOKEN, FakeGateway
 
-from chalicelib import shards
+from chalicelib import clients, shards
 from chalicelib.config import get_settings
 from chalicelib.push import Pusher
 
@@ -75,15 +75,6 @@ def moto_endpoint() -> Iterator[str]:
     server.stop()
 
 
-def _set_env(values: dict[str, str | None]) -> None:
-    for name, value in values.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    get_settings.cache_clear()
-
-
 @pytest.fixture
 def queue(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Queue]:
     """A fresh fan-out queue; FANOUT_QUEUE_URL and FANOUT_SHARD_SIZE point at it for this test."""
@@ -99,14 +90,11 @@ def queue(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Queue
     client.meta.events.register(
         "provide-client-params.sqs.SendMessageBatch", lambda params, **_: q.batches.append(params)
     )
-    monkeypatch.setattr(shards, "_sqs", lambda: client)
-    override = {"FANOUT_QUEUE_URL": url, "FANOUT_SHARD_SIZE": "2"}
-    saved = {name: os.environ.get(name) for name in override}
-    _set_env(override)
+    settings = replace(get_settings(), fanout_queue_url=url, fanout_shard_size=2)
     try:
-        yield q
+        with clients.override(sqs=client, settings=settings):
+            yield q
     finally:
-        _set_env(saved)
         client.delete_queue(QueueUrl=url)
 
 
@@ -130,8 +118,7 @@ def test_enqueue_raises_when_sqs_refuses_a_shard(queue: Queue, monkeypatch: pyte
     client = boto3.client(
         "sqs", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
     )
-    monkeypatch.setattr(shards, "_sqs", lambda: client)
-    with Stubber(client) as stub:
+    with clients.override(sqs=client), Stubber(client) as stub:
         stub.add_response(
             "send_message_batch",
             {
@@ -154,7 +141,7 @@ def gateway_server() -> Iterator[FakeGateway]:
 
 
 @pytest.fixture
-def gateway(gateway_server: FakeGateway, monkeypatch: pytest.MonkeyPatch) -> FakeGateway:
+def gateway(gateway_server: FakeGateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGateway]:
     gateway_server.reset()
     for name, value in {
         "AWS_ACCESS_KEY_ID": KEY,
@@ -163,8 +150,8 @@ def gateway(gateway_server: FakeGateway, monkeypatch: pytest.MonkeyPatch) -> Fak
     }.items():
         monkeypatch.setenv(name, value)
     pusher = Pusher(gateway_server.endpoint, REGION, workers=4)
-    monkeypatch.setattr(shards, "get_pusher", lambda: pusher)
-    return gateway_server
+    with clients.override(pusher=pusher):
+        yield gateway_server
 
 
 def shard_body(ids: list[str], data: str, attempt: int = 1) -> str:

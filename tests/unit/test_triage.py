@@ -7,7 +7,8 @@ from typing import get_args
 import pytest
 
 from chalicelib import triage
-from chalicelib.protocol import CommandError, ErrorCode, ReportCategory
+from chalicelib.errors import CommandError, ErrorCode
+from chalicelib.protocol import ReportCategory
 
 MIN = 60.0
 

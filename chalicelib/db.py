@@ -1,0 +1,37 @@
+"""DynamoDB plumbing shared by every module: the low-level connection for transactions,
+and what a failed transaction means."""
+
+from __future__ import annotations
+
+from pynamodb.connection import Connection as DynamoConnection
+from pynamodb.exceptions import TransactWriteError
+
+from chalicelib.config import get_settings
+
+_dynamo: DynamoConnection | None = None
+
+
+def dynamo() -> DynamoConnection:
+    global _dynamo
+    if _dynamo is None:
+        _dynamo = DynamoConnection(region=get_settings().region)
+    return _dynamo
+
+
+def reset() -> None:
+    """Forget the connection (tests that point the settings elsewhere)."""
+    global _dynamo
+    _dynamo = None
+
+
+# A transaction is cancelled with ConditionalCheckFailed when a condition of ours did not
+# hold, and with TransactionConflict when another transaction held one of its items:
+# both mean "someone else got there first", so read again and decide again.
+# https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html
+_CONFLICT_CODES = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
+
+
+def is_conflict(exc: TransactWriteError) -> bool:
+    """Did a transaction fail because another writer got there first (not an outage)?"""
+    reasons = getattr(exc, "cancellation_reasons", None) or []
+    return any(r is not None and r.code in _CONFLICT_CODES for r in reasons)

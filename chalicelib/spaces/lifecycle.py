@@ -1,0 +1,203 @@
+"""A space's life: create, start, cancel, end, and the host's grace period (hand-over or end)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.expressions.condition import Condition
+from pynamodb.transactions import TransactWrite
+
+from chalicelib import clients, counters, fanout, media, placement, rules
+from chalicelib.clock import now_iso
+from chalicelib.config import get_settings
+from chalicelib.db import dynamo
+from chalicelib.errors import CommandError, ErrorCode
+from chalicelib.models import Connection, Member, Space
+from chalicelib.observability import logger
+from chalicelib.rules import Role, SpaceState
+from chalicelib.spaces import decisions, store, transitions
+from chalicelib.spaces.stage import Stage, new_space_stage
+
+
+def create(
+    creator: str,
+    title: str,
+    *,
+    scheduled_start: str | None,
+    speak_policy: str,
+    lang: str | None,
+    handover: bool,
+) -> Space:
+    now = now_iso()
+    space = Space(
+        uuid.uuid4().hex[:16],
+        state=SpaceState.SCHEDULED.value if scheduled_start else SpaceState.LIVE.value,
+        title=title,
+        title_lc=title.lower(),
+        creator_id=creator,
+        host_id=creator,
+        lang=lang,
+        speak_policy=speak_policy,
+        handover=handover,
+        created_at=now,
+        updated_at=now,
+        scheduled_start=scheduled_start,
+        stage=new_space_stage(creator, now).to_stored(),
+        stage_version=0,
+        participant_count=0,
+        listener_count=0,
+    )
+    if not scheduled_start:
+        _open_meeting(space)
+    space.save(condition=Space.space_id.does_not_exist())
+    return space
+
+
+def _open_meeting(space: Space) -> None:
+    meeting = clients.media().create_meeting(
+        space.space_id, max_attendees=get_settings().meeting_max_attendees
+    )
+    space.meeting_id = meeting.meeting_id
+    space.meeting = placement.meeting_record(meeting)
+    space.started_at = now_iso()
+
+
+def _require_creator_host(space: Space, user_id: str, doing: str) -> None:
+    if space.host_id != user_id:
+        raise CommandError(ErrorCode.NOT_ALLOWED, f"only the host can {doing} the space")
+
+
+def start(user_id: str, space_id: str) -> Space:
+    space = store.get_space(space_id)
+    _require_creator_host(space, user_id, "start")
+    if space.state == SpaceState.ENDED:
+        raise CommandError(ErrorCode.SPACE_ENDED, "the space has ended")
+    if space.state == SpaceState.LIVE:
+        raise CommandError(ErrorCode.CONFLICT, "the space is already live")
+    _open_meeting(space)
+    try:
+        space.update(
+            actions=[
+                Space.state.set(SpaceState.LIVE.value),
+                Space.meeting_id.set(space.meeting_id),
+                Space.meeting.set(space.meeting),
+                Space.started_at.set(space.started_at),
+                Space.updated_at.set(now_iso()),
+            ],
+            condition=Space.state == SpaceState.SCHEDULED,
+        )
+    except UpdateError:
+        assert space.meeting_id is not None
+        clients.media().delete_meeting(space.meeting_id)
+        raise CommandError(ErrorCode.CONFLICT, "the space changed; try again") from None
+    return space
+
+
+def cancel(user_id: str, space_id: str) -> Space:
+    space = store.get_space(space_id)
+    _require_creator_host(space, user_id, "cancel")
+    if space.state != SpaceState.SCHEDULED:
+        raise CommandError(ErrorCode.CONFLICT, "only a scheduled space can be cancelled")
+    if not end(space, "cancelled"):
+        raise CommandError(ErrorCode.CONFLICT, "the space changed; try again")
+    return store.get_space(space_id)
+
+
+def end_rest(user_id: str, space_id: str) -> Space:
+    """POST /spaces/{id}/end: the host ends a live or scheduled space."""
+    space = store.get_space(space_id)
+    _require_creator_host(space, user_id, "end")
+    if space.state == SpaceState.ENDED:
+        raise CommandError(ErrorCode.SPACE_ENDED, "the space has already ended")
+    end(space, "ended_by_host")
+    return store.get_space(space_id)
+
+
+def end_by_host(conn: Connection, space_id: str) -> dict[str, Any]:
+    """The `space.end` command: the host, present in the live space, ends it."""
+    ctx = store.load(conn.user_id, conn.connection_id, space_id)
+    rules.require_host(ctx.require_present())
+    end(ctx.space, "ended_by_host")
+    return {"state": SpaceState.ENDED.value}
+
+
+def end(space: Space, reason: str, only_if: Condition | None = None) -> bool:
+    """The one way a space ends: state first, then tell everyone, then the meetings.
+
+    `only_if` is a further condition on the space item (False, nothing done, if it does not hold).
+    """
+    now = now_iso()
+    condition = Space.state != SpaceState.ENDED
+    if only_if is not None:
+        condition &= only_if
+    try:
+        # One transaction with the counter shards, so no listener join lands after the end.
+        with TransactWrite(connection=dynamo()) as tx:
+            tx.update(
+                space,
+                actions=[
+                    Space.state.set(SpaceState.ENDED.value),
+                    Space.ended_at.set(now),
+                    Space.updated_at.set(now),
+                    Space.ended_reason.set(reason),
+                    Space.grace_deadline.remove(),
+                    Space.grace_shard.remove(),
+                ],
+                condition=condition,
+            )
+            for counter, actions in counters.close_updates(space.space_id):
+                tx.update(counter, actions=actions)
+    except TransactWriteError:
+        return False
+    space.state = SpaceState.ENDED.value
+    fanout.broadcast(space.space_id, "space.ended", reason=reason)
+    for meeting_id in placement.all_meetings(space):  # replicas first, then the primary
+        try:
+            clients.media().delete_meeting(meeting_id)
+        except media.MediaError:
+            logger.exception("could not delete meeting", extra={"meeting_id": meeting_id})
+    return True
+
+
+# -- host grace period and hand-over ---------------------------------------------------
+
+
+def expire_grace(now: float | None = None) -> int:
+    """Spaces whose host did not come back in time: hand over to a co-host, or end.
+
+    The host can rejoin at any moment (their join clears grace_deadline in the same
+    write that marks them present), so both outcomes are conditional on the grace
+    period still running out: a host who came back keeps the space.
+    """
+    now = time.time() if now is None else now
+    handled = 0
+    still_expired = Space.grace_deadline <= now
+    for space in Space.by_grace.query(store.GRACE_SHARD, Space.grace_deadline <= now):
+        handled += 1
+        stage = Stage.from_stored(space.stage)
+        host = stage.get(space.host_id)
+        if host is not None and host.present:
+            space.update(actions=[Space.grace_deadline.remove(), Space.grace_shard.remove()])
+            continue
+        if not space.handover or stage.next_host(space.host_id) is None:
+            end(space, "host_left", only_if=still_expired)
+            continue
+        try:
+            _hand_over(space, now)
+        except decisions.HostReturned:
+            continue
+        except CommandError:
+            end(space, "host_left", only_if=still_expired)
+    return handled
+
+
+def _hand_over(space: Space, now: float) -> None:
+    old_host = space.host_id
+    _, change = transitions.run(
+        old_host, None, space.space_id, lambda ctx: decisions.hand_over(ctx, old_host, now)
+    )
+    Member(space.space_id, old_host).update(actions=[Member.role.set(Role.LISTENER.value)])
+    transitions.announce(space.space_id, change.stage, change.reason, change.target)

@@ -1,0 +1,249 @@
+"""Being in a space: join, leave, sync, removal, a socket gone, and the listener count.
+
+Listeners never write the space item (their counter shard says whether the space is
+still on and has room, counters.py); the at most 13 people on stage do, through
+the stage.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
+
+from chalicelib import counters, fanout, media, placement, rules
+from chalicelib.clock import now_iso
+from chalicelib.config import get_settings
+from chalicelib.db import dynamo, is_conflict
+from chalicelib.errors import CommandError, ErrorCode
+from chalicelib.models import Connection, Member, Space
+from chalicelib.rules import MODERATORS, Role, SpaceState
+from chalicelib.spaces import decisions, store, transitions
+from chalicelib.spaces.stage import Stage, audio_of
+from chalicelib.spaces.views import snapshot
+
+
+def join(conn: Connection, space_id: str) -> dict[str, Any]:
+    """A media attendee first, then one DynamoDB transaction; if the write fails the
+    attendee is deleted again."""
+    ctx = store.load(conn.user_id, conn.connection_id, space_id, with_counts=True)
+    space, listeners = ctx.space, ctx.listeners or 0
+    blocked = bool(store.blockers_among(ctx.stage.moderators(), conn.user_id))
+    join = decisions.joining(ctx, blocked_by_moderator=blocked, max_listeners=get_settings().max_listeners)
+    entry, role, already_present, new_listener = join.seat, join.role, join.already_present, join.new_listener
+    meeting, attendee = placement.place(space, conn.user_id, role, audio_of(entry), listeners)
+    now = now_iso()
+    stage = ctx.stage.mark_back(conn.user_id, conn.connection_id) if entry is not None else ctx.stage
+    try:
+        with TransactWrite(connection=dynamo()) as tx:
+            tx.update(
+                Member(space_id, conn.user_id),
+                actions=[
+                    Member.role.set(role.value),
+                    Member.present.set(True),
+                    Member.removed.set(False),
+                    Member.connection_id.set(conn.connection_id),
+                    Member.attendee_id.set(attendee.attendee_id),
+                    Member.meeting_id.set(attendee.meeting_id),
+                    Member.joined_at.set(now),
+                ],
+                condition=Member.removed.does_not_exist() | (Member.removed == False),  # noqa: E712
+            )
+            if entry is not None:
+                # Stage members rejoin through the space item (rare: at most 13 of them).
+                space_actions: list[Any] = [
+                    Space.updated_at.set(now),
+                    Space.stage.set(stage.to_stored()),
+                    Space.stage_version.add(1),
+                ]
+                if role == Role.HOST:
+                    space_actions += [Space.grace_deadline.remove(), Space.grace_shard.remove()]
+                tx.update(
+                    space,
+                    actions=space_actions,
+                    condition=(Space.state == SpaceState.LIVE) & (Space.stage_version == space.stage_version),
+                )
+            elif new_listener:
+                tx.update(*counters.join_update(space_id, conn.user_id))
+            else:
+                tx.condition_check(Space, space_id, condition=Space.state == SpaceState.LIVE)
+            tx.update(Connection(conn.connection_id), actions=[Connection.space_id.set(space_id)])
+    except TransactWriteError as exc:
+        if not already_present:
+            transitions.safe_delete_attendee(attendee.meeting_id, attendee.attendee_id)
+        if is_conflict(exc):
+            if new_listener:
+                rules.check_room(counters.listeners(space_id), get_settings().max_listeners)
+                if store.get_space(space_id).state == SpaceState.ENDED:
+                    raise CommandError(ErrorCode.SPACE_ENDED, "the space has ended") from None
+            raise CommandError(ErrorCode.CONFLICT, "the space changed while you joined; try again") from None
+        raise
+
+    if join.replaced:
+        fanout.send_private([join.replaced], "session.replaced", space_id)
+        fanout.disconnect(join.replaced)
+    space.stage = stage.to_stored()
+    if entry is not None:
+        transitions.announce(space_id, stage, "rejoined", conn.user_id)
+        if role == Role.HOST and space.grace_deadline:
+            fanout.broadcast(space_id, "host.back", user_id=conn.user_id)
+    elif new_listener:
+        publish_listener_count(space, last_published=ctx.count_published_at)
+    # The joiner's snapshot: the exact count as read with the counters, the joiner included.
+    space.listener_count = listeners + (1 if new_listener else 0)
+    return snapshot(space, conn.user_id, role, ctx.seq, media.credentials(meeting, attendee))
+
+
+def sync(conn: Connection, space_id: str) -> dict[str, Any]:
+    ctx = store.load(conn.user_id, conn.connection_id, space_id)
+    role = ctx.require_present()
+    ctx.space.listener_count = counters.listeners(space_id)
+    return snapshot(ctx.space, conn.user_id, role, ctx.seq)
+
+
+def leave(user_id: str, space_id: str, connection_id: str | None, reason: str = "left") -> bool:
+    """The user leaves (or their socket dropped). Only the connection that joined can leave."""
+    try:
+        ctx = store.load(user_id, connection_id, space_id)
+    except CommandError:
+        return False
+    member = ctx.member
+    if member is None or not member.present:
+        return False
+    if connection_id is not None and member.connection_id != connection_id:
+        return False  # replaced by a newer device
+    space = ctx.space
+    entry = ctx.stage.get(user_id)
+    if entry is None or space.state != SpaceState.LIVE:
+        try:
+            with TransactWrite(connection=dynamo()) as tx:
+                tx.update(
+                    member,
+                    actions=store.exit_actions(False),
+                    condition=Member.connection_id == member.connection_id,
+                )
+                if entry is None:
+                    tx.update(*counters.change(space_id, user_id, -1))
+        except TransactWriteError:
+            return False
+        transitions.safe_delete_attendee(member.meeting_id, member.attendee_id)
+        if entry is None and space.state == SpaceState.LIVE:
+            publish_listener_count(space)
+        return True
+
+    grace_until = time.time() + get_settings().host_grace_seconds
+    try:
+        transitions.run_and_announce(
+            user_id, connection_id, space_id, lambda c: decisions.leave_seat(c, user_id, reason, grace_until)
+        )
+    except CommandError:
+        return False
+    transitions.safe_delete_attendee(member.meeting_id, member.attendee_id)
+    if entry.role == Role.HOST:
+        fresh = store.get_space(space_id)
+        fanout.broadcast(space_id, "host.away", user_id=user_id, grace_deadline=fresh.grace_deadline)
+    return True
+
+
+def on_connection_gone(connection_id: str, record: Connection | None) -> None:
+    if record is not None and record.space_id:
+        leave(record.user_id, record.space_id, connection_id, reason="disconnected")
+
+
+def expel(space: Space, member: Member, reason: str, by: str) -> None:
+    """Remove a member for the rest of the space: attendee deleted first (its join token dies
+    with it), then the membership is marked removed."""
+    user_id = member.user_id
+    transitions.safe_delete_attendee(member.meeting_id, member.attendee_id)
+    on_stage = user_id in Stage.from_stored(space.stage)
+    if on_stage:
+        _, change = transitions.run(by, None, space.space_id, lambda c: decisions.expel(c, user_id, reason))
+    else:
+        with TransactWrite(connection=dynamo()) as tx:
+            tx.update(
+                Member(space.space_id, user_id),
+                actions=[*store.exit_actions(True), Member.role.set("listener")],
+            )
+            if member.present:
+                tx.update(*counters.change(space.space_id, user_id, -1))
+    fanout.send_private([member.connection_id or ""], "participant.removed", space.space_id, reason=reason)
+    if on_stage:
+        transitions.announce(space.space_id, change.stage, change.reason, change.target)
+    elif member.present:
+        publish_listener_count(space)
+
+
+def expel_if_blocked(space: Space, blocker: str, blocked: str) -> bool:
+    """A moderator's block takes effect at once: the blocked person leaves the space,
+    unless they moderate it too (a block does not demote a moderator)."""
+    target = store.get_member(space.space_id, blocked)
+    if target is None or not target.present or target.removed:
+        return False
+    if Stage.from_stored(space.stage).role_of(blocked) in MODERATORS:
+        return False
+    expel(space, target, "removed", by=blocker)
+    return True
+
+
+def enforce_block(blocker: str, blocked: str) -> int:
+    """Remove `blocked` from every live space where `blocker` is host or co-host. Returns how many."""
+    removed = 0
+    for mine in Member.by_user.query(blocker):
+        if mine.role not in MODERATORS:
+            continue
+        space = store.get_space(mine.space_id)
+        if (
+            space.state != SpaceState.LIVE
+            or Stage.from_stored(space.stage).role_of(blocker) not in MODERATORS
+        ):
+            continue
+        removed += expel_if_blocked(space, blocker, blocked)
+    return removed
+
+
+# -- the listener count ------------------------------------------------------------
+
+
+def participants(listeners: int, stage: Stage) -> int:
+    return listeners + stage.present_count()
+
+
+def publish_listener_count(space: Space, force: bool = False, last_published: float | None = None) -> bool:
+    """At most one listeners.count event per space per interval; the sweep publishes what is left.
+
+    `last_published`, when the caller read it already, spares the conditional write while
+    the interval is still running (most joins of a storm).
+    """
+    settings = get_settings()
+    # Big rooms get fewer count events (a count event is one post per person present):
+    # at most ~25 posts a second per space up to 1,500 listeners, then one event a minute.
+    interval = min(60.0, max(settings.listener_count_interval_seconds, int(space.listener_count or 0) / 25))
+    # The naive baseline (benchmark only) tells everyone about every join and leave.
+    if not force and not settings.naive_fanout:
+        if last_published is not None and time.time() - last_published < interval:
+            return False
+        if not counters.claim_publication(space.space_id, interval):
+            return False
+    listeners = counters.listeners(space.space_id)
+    count = participants(listeners, Stage.from_stored(space.stage))
+    try:
+        space.update(
+            actions=[Space.participant_count.set(count), Space.listener_count.set(listeners)],
+            condition=Space.state == SpaceState.LIVE,
+        )
+    except UpdateError:
+        return False
+    fanout.broadcast(space.space_id, "listeners.count", listener_count=listeners, participant_count=count)
+    return True
+
+
+def publish_pending_counts() -> int:
+    """Listener counts that changed since their last event (the coalescing's tail)."""
+    published = 0
+    for space in Space.by_state.query(SpaceState.LIVE.value):
+        count = participants(counters.listeners(space.space_id), Stage.from_stored(space.stage))
+        if count != int(space.participant_count or 0) and publish_listener_count(space):
+            published += 1
+    return published

@@ -1,0 +1,191 @@
+"""Reading a space and writing its stage changes: the only module of the package that
+talks to DynamoDB for the stage. The stored stage format is converted here
+(Stage.from_stored in Ctx, Stage.to_stored on write)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist
+from pynamodb.expressions.condition import Condition
+from pynamodb.transactions import TransactGet, TransactWrite
+
+from chalicelib import counters
+from chalicelib.clock import now_iso
+from chalicelib.db import dynamo
+from chalicelib.errors import CommandError, ErrorCode
+from chalicelib.models import Member, Relation, Space
+from chalicelib.rules import Role, SpaceState
+from chalicelib.spaces.decisions import Change, Ctx
+
+GRACE_SHARD = "grace"
+
+
+def not_found(what: str = "space") -> CommandError:
+    return CommandError(ErrorCode.NOT_FOUND, f"{what} not found")
+
+
+def get_space(space_id: str) -> Space:
+    try:
+        return Space.get(space_id, consistent_read=True)
+    except DoesNotExist:
+        raise not_found() from None
+
+
+def get_member(space_id: str, user_id: str) -> Member | None:
+    try:
+        return Member.get(space_id, user_id, consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def load(
+    user_id: str,
+    connection_id: str | None,
+    space_id: str,
+    *,
+    target: str | None = None,
+    with_counts: bool = False,
+) -> Ctx:
+    """The space, the caller's membership, the target's (if any) and the space's event seq in
+    one TransactGetItems call; with_counts adds the listener counter shards (19 items, well
+    under the 100 a call takes)."""
+    with TransactGet(connection=dynamo()) as tx:
+        space_future = tx.get(Space, space_id)
+        member_future = tx.get(Member, space_id, user_id)
+        target_future = tx.get(Member, space_id, target) if target and target != user_id else None
+        seq_future = tx.get(counters.SpaceCounter, counters.seq_key(space_id))
+        shard_futures = (
+            [tx.get(counters.SpaceCounter, key) for key in counters.shard_keys(space_id)]
+            if with_counts
+            else []
+        )
+    try:
+        space = space_future.get()
+    except Space.DoesNotExist:
+        raise not_found() from None
+    ctx = Ctx(user_id, connection_id, space, _member(member_future))
+    if target_future is not None:
+        ctx.target = _member(target_future)
+    try:
+        seq_item = seq_future.get()
+        ctx.seq, ctx.count_published_at = int(seq_item.seq or 0), float(seq_item.published_at or 0)
+    except counters.SpaceCounter.DoesNotExist:
+        pass
+    if with_counts:
+        ctx.listeners = sum(_shard_value(f) for f in shard_futures)
+    return ctx
+
+
+def _member(future: Any) -> Member | None:
+    try:
+        member: Member = future.get()
+    except Member.DoesNotExist:
+        return None
+    return member
+
+
+def _shard_value(future: Any) -> int:
+    try:
+        return int(future.get().listeners or 0)
+    except counters.SpaceCounter.DoesNotExist:
+        return 0
+
+
+def blockers_among(candidates: list[str], user_id: str) -> set[str]:
+    """Which of these users block user_id (key lookups, one BatchGetItem)."""
+    keys = [(c, f"block#{user_id}") for c in candidates if c != user_id]
+    return {r.user_id for r in Relation.batch_get(keys)} if keys else set()
+
+
+def follows(user_id: str, other: str) -> bool:
+    try:
+        Relation.get(user_id, f"follow#{other}")
+    except DoesNotExist:
+        return False
+    return True
+
+
+# -- a stage change as conditional writes -------------------------------------------
+
+_LEAVE_ACTIONS = (
+    Member.present.set(False),
+    Member.connection_id.remove(),
+    Member.hand_raised_at.remove(),
+    Member.invited_at.remove(),
+    Member.attendee_id.remove(),
+)
+
+
+def exit_actions(removed: bool) -> list[Any]:
+    """The member item of someone who leaves the space (or is removed from it for good)."""
+    return [*_LEAVE_ACTIONS, Member.removed.set(True)] if removed else list(_LEAVE_ACTIONS)
+
+
+def _member_writes(change: Change) -> tuple[list[Any], Condition]:
+    actions: list[Any] = []
+    condition: Condition = Member.user_id.exists()
+    if change.role is not None:
+        actions.append(Member.role.set(change.role.value))
+    if change.promoted:
+        actions += [Member.hand_raised_at.remove(), Member.invited_at.remove()]
+        condition = (Member.present == True) & (Member.removed == False)  # noqa: E712
+    if change.exit is not None:
+        actions += exit_actions(change.exit == "removed")
+    return actions, condition
+
+
+def _space_actions(change: Change) -> list[Any]:
+    if change.grace_deadline is not None:
+        return [Space.grace_shard.set(GRACE_SHARD), Space.grace_deadline.set(change.grace_deadline)]
+    if change.new_host is not None:
+        return [Space.host_id.set(change.new_host), Space.grace_deadline.remove(), Space.grace_shard.remove()]
+    return []
+
+
+def commit(ctx: Ctx, change: Change) -> None:
+    """One transaction, conditional on the stage the decision was made on (stage_version);
+    a TransactWriteError with a conflict means: read again and decide again."""
+    space = ctx.space
+    with TransactWrite(connection=dynamo()) as tx:
+        tx.update(
+            space,
+            actions=[
+                Space.stage.set(change.stage.to_stored()),
+                Space.stage_version.add(1),
+                Space.updated_at.set(now_iso()),
+                *_space_actions(change),
+            ],
+            condition=(Space.stage_version == space.stage_version) & (Space.state == SpaceState.LIVE),
+        )
+        member_actions, member_condition = _member_writes(change)
+        if member_actions:
+            tx.update(
+                Member(space.space_id, change.target), actions=member_actions, condition=member_condition
+            )
+        if change.listener_delta:
+            tx.update(*counters.change(space.space_id, change.target, change.listener_delta))
+
+
+def revert(ctx: Ctx, change: Change) -> None:
+    """Put the stage and the target's member item back (the media service refused the change)."""
+    space = ctx.space
+    with TransactWrite(connection=dynamo()) as tx:
+        tx.update(
+            space,
+            actions=[Space.stage.set(ctx.stage.to_stored()), Space.stage_version.add(1)],
+            condition=Space.stage_version == space.stage_version + 1,
+        )
+        if change.listener_delta:
+            tx.update(*counters.change(space.space_id, change.target, -change.listener_delta))
+        member_actions, _ = _member_writes(change)
+        if member_actions:
+            old_role = ctx.stage.role_of(change.target) or Role.LISTENER
+            undo: list[Any] = [Member.role.set(old_role.value)]
+            before = ctx.member_of(change.target)
+            if change.promoted and before is not None:
+                if before.hand_raised_at:
+                    undo.append(Member.hand_raised_at.set(before.hand_raised_at))
+                if before.invited_at:
+                    undo.append(Member.invited_at.set(before.invited_at))
+            tx.update(Member(space.space_id, change.target), actions=undo)
