@@ -301,7 +301,7 @@ class Bench:
             self.row(
                 "first step with underruns",
                 f"{bad['listeners']} listeners: the worst got {bad['worst_fraction']:.0%} of its frames, "
-                f"{bad['late_ticks']} late mixer ticks, {bad['dropped']} frames dropped before encoding "
+                f"{bad['late_ticks']} late mixer ticks, {bad['dropped']} packets dropped in queues "
                 f"(server {bad['server_cpu']:.0%}, clients {bad['client_cpu']:.0%})",
             )
 

@@ -43,14 +43,6 @@ _AUDIO_ONLY_FEATURES: dict[str, Any] = {
     "Content": {"MaxResolution": "None"},
 }
 
-OPERATIONS = (
-    "create_meeting",
-    "delete_meeting",
-    "create_attendee",
-    "update_attendee_audio",
-    "delete_attendee",
-)
-
 # What a client SDK needs to join: {"Meeting": {...}, "Attendee": {...}}.
 JoinCredentials: TypeAlias = dict[str, dict[str, Any]]
 
@@ -268,43 +260,35 @@ def make_chime_client(region: str) -> Any:
     import boto3
     from botocore.config import Config
 
-    # botocore's own retries off: ours (standard mode, 5 attempts in all) are registered below.
-    config = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=5)
+    config = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5)
     client = boto3.client("chime-sdk-meetings", region_name=region, config=config)
-    _register_retries(client, attempts=CHIME_ATTEMPTS)
+    _spare_limit_exceeded(client)
     return client
 
 
-CHIME_ATTEMPTS = 5
-
-
-def _register_retries(client: Any, attempts: int) -> None:
+def _spare_limit_exceeded(client: Any) -> None:
     """botocore's standard retries, except for LimitExceededException.
 
-    Standard mode counts LimitExceededException as throttling and backs off up to ~30 s, but
-    from Chime it means a full meeting or a used-up quota (replicas): retrying cannot help, and
-    the caller must place the user elsewhere now. (Found by the local stack's Chime emulator.)
+    Standard mode counts LimitExceededException as throttling and backs off for up to ~15 s, but
+    from Chime it means a full meeting or a used-up replica quota: waiting cannot help, and the
+    caller must place the user elsewhere now. (Found by the local stack's Chime emulator.) The
+    handler botocore registered is swapped for the same handler behind a filter.
     """
-    from botocore.retries import quota, standard
+    from botocore.retries import standard
 
-    class Conditions(standard.StandardRetryConditions):
-        def is_retryable(self, context: Any) -> bool:
-            return bool(
-                context.get_error_code() != "LimitExceededException" and super().is_retryable(context)
-            )
+    event, unique_id = "needs-retry.chime-sdk-meetings", "retry-config-chime-sdk-meetings"
+    client.meta.events.unregister(event, unique_id=unique_id)
+    handler = standard.register_retry_handler(
+        client, max_attempts=client.meta.config.retries["total_max_attempts"]
+    )
+    client.meta.events.unregister(event, unique_id=unique_id)
 
-    retry_quota = standard.RetryQuotaChecker(quota.RetryQuota())
-    handler = standard.RetryHandler(
-        retry_policy=standard.RetryPolicy(
-            retry_checker=Conditions(max_attempts=attempts), retry_backoff=standard.ExponentialBackoff()
-        ),
-        retry_event_adapter=standard.RetryEventAdapter(),
-        retry_quota=retry_quota,
-    )
-    client.meta.events.register("after-call.chime-sdk-meetings", retry_quota.release_retry_quota)
-    client.meta.events.register(
-        "needs-retry.chime-sdk-meetings", handler.needs_retry, unique_id="sohbet-retries"
-    )
+    def needs_retry(response: Any = None, **kwargs: Any) -> Any:
+        if response is not None and response[1].get("Error", {}).get("Code") == "LimitExceededException":
+            return None
+        return handler.needs_retry(response=response, **kwargs)
+
+    client.meta.events.register(event, needs_retry, unique_id="sohbet-chime-retries")
 
 
 class ChimeMediaAdapter:

@@ -58,6 +58,10 @@ OPUS_BITRATE = 48_000  # mono voice
 # A tick more than this late (a stalled loop) resets the clock instead of bursting to catch up.
 MAX_LATENESS = 0.2
 
+# Volume indicator: RMS of full scale (a full-scale sine is 0.707), rising at once, falling
+# by this factor per 20 ms tick (about -26 dB per second).
+LEVEL_DECAY = 0.85
+
 SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
 SILENCE.setflags(write=False)
 
@@ -196,10 +200,12 @@ class Mono48k:
 class Participant:
     """One attendee's audio in a room: what they send (jitter queue) and what they hear (track)."""
 
-    def __init__(self, attendee_id: str, audio: str, *, replica: bool) -> None:
+    def __init__(self, attendee_id: str, audio: str, *, replica: bool, external_user_id: str = "") -> None:
         self.attendee_id = attendee_id
+        self.external_user_id = external_user_id
         self.audio = audio
         self.replica = replica
+        self.level = 0.0  # what this attendee contributes to the mix, 0..1 (see LEVEL_DECAY)
         self.inbound = JitterQueue()
         self.outbound = MixTrack()
         self._encoder: OpusStream | None = None  # only for who needs a mix of their own
@@ -311,8 +317,11 @@ class Room:
         frames: dict[str, np.ndarray] = {}
         for attendee_id, participant in self.participants.items():
             pcm = participant.inbound.pop()
+            level = 0.0
             if pcm is not None and participant.may_send:
                 frames[attendee_id] = pcm
+                level = float(np.sqrt(np.mean(np.square(pcm, dtype=np.float32)))) / 32768.0
+            participant.level = max(level, participant.level * LEVEL_DECAY)
         total: Any = None
         mixed_all: np.ndarray = SILENCE
         if frames:
@@ -333,6 +342,14 @@ class Room:
                 participant.outbound.push(participant.encode(heard))
             else:
                 participant.outbound.push(participant.encode(mixed_all))
+
+    def volumes(self) -> list[dict[str, Any]]:
+        """Who is heard and how loud: the senders of this room, as Chime's volume indicators tell."""
+        return [
+            {"AttendeeId": p.attendee_id, "ExternalUserId": p.external_user_id, "Volume": round(p.level, 4)}
+            for p in self.participants.values()
+            if p.may_send
+        ]
 
     def stats(self) -> dict[str, Any]:
         return {

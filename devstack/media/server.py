@@ -165,7 +165,9 @@ class MediaServer:
         from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
         replica = meeting.primary_meeting_id is not None
-        participant = Participant(attendee.attendee_id, attendee.audio, replica=replica)
+        participant = Participant(
+            attendee.attendee_id, attendee.audio, replica=replica, external_user_id=attendee.external_user_id
+        )
         pc = RTCPeerConnection(rtc_configuration())
 
         @pc.on("track")
@@ -210,6 +212,13 @@ class MediaServer:
         if session is None or session.meeting_id != meeting_id:
             raise WhipError(404, "not_found", "no such WHIP session (it ended or was replaced)")
         await self._end(session, dropped=False)
+
+    async def volumes(self, meeting_id: str, session_id: str) -> list[dict[str, Any]]:
+        """The volume of each attendee who may send in the session's room (the primary's stage)."""
+        session = self._sessions.get(session_id)
+        if session is None or session.meeting_id != meeting_id:
+            raise WhipError(404, "not_found", "no such WHIP session (it ended or was replaced)")
+        return session.room.volumes()
 
     def _authorize(self, meeting_id: str, token: str | None) -> Attendee:
         if not token:

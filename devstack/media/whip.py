@@ -4,6 +4,10 @@
                                                 Authorization: Bearer <JoinToken>
            -> 201 Created, SDP answer, Location: /media/whip/{MeetingId}/{SessionId}
     DELETE /media/whip/{MeetingId}/{SessionId}  -> 200, the session ends
+    GET    /media/whip/{MeetingId}/{SessionId}  -> 200 {"Volumes": [{AttendeeId, ExternalUserId,
+                                                Volume}]}: who is heard and how loud (the local
+                                                stand-in for Chime's volume indicators; the mix
+                                                is one track, so a client cannot tell otherwise)
 
 A new POST with the same token replaces that attendee's session (WHIP has no
 renegotiation: a listener promoted to the stage re-POSTs with a microphone).
@@ -25,7 +29,7 @@ PREFIX = "/media/whip"
 
 CORS = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
+    "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
     "Access-Control-Expose-Headers": "Location, Link, ETag",
     "Access-Control-Max-Age": "600",
@@ -46,7 +50,7 @@ def _bearer(request: Any) -> str | None:
 
 
 def routes(server: MediaServer) -> list[Any]:
-    from starlette.responses import Response
+    from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
     async def endpoint(request: Any) -> Any:
@@ -79,13 +83,20 @@ def routes(server: MediaServer) -> list[Any]:
         session_id = request.path_params["session_id"]
         if request.method == "OPTIONS":
             return Response(status_code=204, headers=CORS)
+        if request.method == "GET":
+            try:
+                volumes = await server.run(server.volumes(meeting_id, session_id))
+            except WhipError as err:
+                return _error(err.status, err.code, err.message)
+            return JSONResponse({"Volumes": volumes}, headers={**CORS, "Cache-Control": "no-store"})
         if request.method == "PATCH":
             # RFC 9725 §4.3: no trickle ICE or ICE restarts: 405.
             return _error(
-                405, "bad_request", "trickle ICE is not supported: POST a new offer", {"Allow": "DELETE"}
+                405, "bad_request", "trickle ICE is not supported: POST a new offer", {"Allow": "GET, DELETE"}
             )
         if request.method != "DELETE":
-            return _error(405, "bad_request", f"{request.method} is not supported here", {"Allow": "DELETE"})
+            allow = {"Allow": "GET, DELETE"}
+            return _error(405, "bad_request", f"{request.method} is not supported here", allow)
         try:
             await server.run(server.leave(meeting_id, session_id))
         except WhipError as err:

@@ -175,6 +175,13 @@ class WhipPeer:
         await self.close()
         return response
 
+    async def volumes(self) -> dict[str, float]:
+        """GET the session: {AttendeeId: Volume} of everyone heard in the room."""
+        assert self.location, "not joined"
+        response = await asyncio.to_thread(whip_request, self.base_url + self.location, "GET")
+        assert response.status == 200, (response.status, response.body)
+        return {v["AttendeeId"]: v["Volume"] for v in json.loads(response.body)["Volumes"]}
+
     async def close(self) -> None:
         if self._reader is not None:
             self._reader.cancel()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from audio_support import attendee, close_all, connect, meeting, set_audio, stays, until
 
-from devstack.media.whip_client import WhipPeer
+from devstack.media.whip_client import WhipPeer, whip_request
 
 pytestmark = pytest.mark.e2e
 
@@ -218,5 +218,44 @@ def test_the_mixer_keeps_time_when_a_sender_stalls(stack: Any) -> None:
             assert time.monotonic() - started < 1.5
         finally:
             await close_all(a, b, listener)
+
+    run(scenario)
+
+
+def test_volumes_say_who_is_heard_and_how_loud(stack: Any) -> None:
+    """GET on the session: the local stand-in for Chime's volume indicators (the mix is one track)."""
+
+    async def scenario() -> None:
+        room = meeting(stack)
+        loud_one, quiet_one = attendee(stack, room), attendee(stack, room)
+        loud = await connect(stack, loud_one, tone=440)
+        quiet = await connect(stack, quiet_one, tone=660)
+        assert quiet.mic is not None
+        quiet.mic.set(None)  # a microphone on, in a silent room
+        listener_one = attendee(stack, room, "Receive")
+        listener = await connect(stack, listener_one)
+        try:
+            await until(lambda: listener.hears(440), what="the loud speaker")
+
+            async def volumes_until(check: Any, what: str) -> dict[str, float]:
+                deadline = time.monotonic() + 3.0
+                while not check(volumes := await listener.volumes()):
+                    assert time.monotonic() < deadline, f"{what}: {volumes}"
+                    await asyncio.sleep(0.05)
+                return volumes
+
+            volumes = await volumes_until(
+                lambda v: v.get(loud_one.attendee_id, 0) > 0.1, "the loud speaker's volume"
+            )
+            assert set(volumes) == {loud_one.attendee_id, quiet_one.attendee_id}  # senders only
+            assert volumes[quiet_one.attendee_id] < 0.01, volumes
+            set_audio(stack, loud_one, "Receive")  # host mute: no longer heard, no longer listed
+            await volumes_until(lambda v: loud_one.attendee_id not in v, "the muted speaker unlisted")
+            gone = await listener.leave()
+            assert gone is not None and gone.status == 200
+            stale = whip_request(stack.base_url + (listener.location or ""), "GET")
+            assert stale.status == 404 and stale.error["code"] == "not_found"
+        finally:
+            await close_all(loud, quiet, listener)
 
     run(scenario)

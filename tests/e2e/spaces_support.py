@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import os
 import threading
 import time
@@ -126,6 +127,19 @@ def local_media() -> MediaRegistry:
 def chime() -> ChimeMeetingsEmulator:
     """The stack's Chime API: fault injection (`fail_next`, `failing`) and the calls it served."""
     return LocalStack.running().chime
+
+
+@contextlib.contextmanager
+def chime_rules(**changes: Any) -> Iterator[None]:
+    """Switch Chime's request rules on for a block, e.g. chime_rules(rate_limits=True, rates={...})."""
+    emulator = chime()
+    saved = emulator.rules
+    emulator.rules = dataclasses.replace(saved, **changes)
+    emulator.reset()  # fresh rate-limit buckets
+    try:
+        yield
+    finally:
+        emulator.rules = saved
 
 
 def audio(meeting_id: str, user: str) -> str | None:

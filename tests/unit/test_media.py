@@ -379,9 +379,9 @@ def test_make_chime_client_config() -> None:
     config = client.meta.config
     assert client.meta.region_name == "eu-central-1"
     assert client.meta.service_model.service_name == "chime-sdk-meetings"
-    # botocore's own retries are off; media._register_retries adds standard ones that spare
-    # LimitExceededException (tests/e2e/test_media_chime_api.py counts the attempts).
-    assert config.retries == {"mode": "standard", "total_max_attempts": 1}
+    # botocore's max_attempts counts retries: 4 becomes 5 attempts in all. LimitExceededException
+    # is not retried (tests/e2e/test_media_chime_api.py counts the attempts at the emulator).
+    assert config.retries == {"mode": "standard", "total_max_attempts": 5}
     assert (config.connect_timeout, config.read_timeout) == (2, 5)
 
 
@@ -478,6 +478,7 @@ def test_get_media_builds_one_chime_adapter(fresh_media: pytest.MonkeyPatch) -> 
 def test_the_chime_client_honours_the_service_endpoint_variable(fresh_media: pytest.MonkeyPatch) -> None:
     """How the local stack points the app's unchanged adapter at its Chime emulator."""
     fresh_media.delenv("AWS_ENDPOINT_URL_CHIME_SDK_MEETINGS", raising=False)
+    fresh_media.delenv("AWS_ENDPOINT_URL", raising=False)  # set to moto by any stack started earlier
     assert (
         make_chime_client("us-east-1").meta.endpoint_url == "https://meetings-chime.us-east-1.amazonaws.com"
     )
