@@ -1,35 +1,16 @@
-"""Shared fixtures: one local stack per test session, started on free loopback ports.
-
-Before anything else (no thread may have started yet) the session moves into a private,
-loopback-only network namespace: see tests/netns.py.
-"""
+"""Shared fixtures: one local stack per test session, started on free loopback ports."""
 
 from __future__ import annotations
-
-import pytest
-from netns import NetworkIsolationError, enter_private_network
-
-try:
-    _NETWORK = enter_private_network()
-except NetworkIsolationError as _err:
-    pytest.exit(f"cannot isolate the test network: {_err}", returncode=4)
 
 import json
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from devstack.stack import LocalStack, StackOptions
 from devstack.stats import AWS_CALLS, AwsCallCounter, install_call_counter
-
-
-def pytest_report_header() -> str:
-    return f"network: {_NETWORK}"
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _NETWORK.startswith("HOST NETWORK"):  # said at the end too: -q hides the header
-        terminalreporter.write_sep("!", _NETWORK, red=True, bold=True)
 
 
 @pytest.fixture(scope="session")
