@@ -108,7 +108,7 @@ class SohbetClient:
     def __init__(
         self,
         url: str,
-        token: str,
+        token: str | None,
         *,
         timeout: float = DEFAULT_TIMEOUT,
         auto_resync: bool = True,
@@ -152,7 +152,8 @@ class SohbetClient:
     async def connect(self) -> SohbetClient:
         if self._ws is not None:
             raise RuntimeError("already connected")
-        self._ws = await ws_connect(with_token(self.url, self.token), open_timeout=self.open_timeout)
+        url = self.url if self.token is None else with_token(self.url, self.token)  # None: see the refusal
+        self._ws = await ws_connect(url, open_timeout=self.open_timeout)
         self._reader = asyncio.create_task(self._read(self._ws), name="sohbet-client-reader")
         return self
 

@@ -492,7 +492,7 @@ class Client(SohbetClient):
     """sohbet_client's client as a test uses it: typed commands (`send`), the raw answer frame
     (`call`), events by name with waiting (`event`), and raw frames in and out (`recv`, `command`)."""
 
-    def __init__(self, url: str, token: str, user: str, *, check: bool = True) -> None:
+    def __init__(self, url: str, token: str | None, user: str, *, check: bool = True) -> None:
         super().__init__(url, token, keep_frames=True)
         self.user = user
         self.check = check  # whether its frames are checked against docs/asyncapi.yaml
@@ -580,11 +580,21 @@ class Clients:
         self.all: list[Client] = []
 
     def client(
-        self, user: str = "ada", *, token: str | None = None, stage: bool = False, check: bool = True
+        self,
+        user: str = "ada",
+        *,
+        token: str | None = None,
+        no_token: bool = False,
+        stage: bool = False,
+        check: bool = True,
     ) -> Client:
-        """A client not connected yet (connect() it, or use it as `async with`)."""
+        """A client not connected yet (connect() it), with a token minted for `user` unless given.
+
+        `no_token`: connect without one (to see the refusal); `stage`: the /{stage} URL, as in production.
+        """
         url = self.stack.ws_url + (self.stack.options.stage if stage else "")
-        client = Client(url, token if token is not None else self.stack.mint_token(user), user, check=check)
+        minted = None if no_token else token if token is not None else self.stack.mint_token(user)
+        client = Client(url, minted, user, check=check)
         self.all.append(client)
         return client
 
