@@ -310,10 +310,10 @@ def audio(meeting_id: str, user: str) -> str | None:
 
 
 def stored_space(space_id: str) -> Any:
-    """The space's stored record, read through the app's model."""
-    from chalicelib import spaces
+    """The space's stored record (a strongly consistent read through the app's model)."""
+    from chalicelib.models import Space
 
-    return spaces.get_space(space_id)
+    return Space.get(space_id, consistent_read=True)
 
 
 def attendees_of(space_id: str) -> dict[str, Any]:
