@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from spaces_support import (
+from conftest import (
     Client,
     Clients,
     alive,
@@ -17,16 +18,14 @@ from spaces_support import (
     entry,
     get_space,
     local_media,
-    no_scan,  # noqa: F401  (autouse: no Scan during any test here)
     refused,
     roles,
-    run,
     schedules_paused,
     uid,
     until,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_scan")]  # no Scan during any test here
 
 GRACE = 2.0
 ENDS_WITHIN = GRACE + 4.0  # the grace period, the 0.5 s sweep, and a slow machine
@@ -115,165 +114,156 @@ async def cohost_takes_over(stack: Any, clients: Clients) -> None:
     assert await cohost.send("space.end", space_id=sid) == {"state": "ended"}
 
 
-def test_when_the_host_drops_the_space_waits_then_ends_or_passes_to_a_cohost(stack) -> None:
-    async def body(clients: Clients) -> None:
-        await asyncio.gather(
-            host_does_not_come_back(stack, clients),
-            host_comes_back_in_time(stack, clients),
-            cohost_takes_over(stack, clients),
-        )
+async def test_when_the_host_drops_the_space_waits_then_ends_or_passes_to_a_cohost(
+    stack, clients: Clients
+) -> None:
+    await asyncio.gather(
+        host_does_not_come_back(stack, clients),
+        host_comes_back_in_time(stack, clients),
+        cohost_takes_over(stack, clients),
+    )
 
-    run(stack, body)
 
+async def test_cohosts_get_their_role_back_and_speakers_give_up_their_seat(stack, clients: Clients) -> None:
+    sid, host, _ = await open_room(clients)
+    cohost, _ = await clients.join(uid("c"), sid)
+    speaker, _ = await clients.join(uid("s"), sid)
+    watcher, _ = await clients.join(uid("w"), sid)
+    await promote(host, sid, cohost, "cohost")
+    await promote(host, sid, speaker, "speaker")
 
-def test_cohosts_get_their_role_back_and_speakers_give_up_their_seat(stack) -> None:
-    async def body(clients: Clients) -> None:
-        sid, host, _ = await open_room(clients)
-        cohost, _ = await clients.join(uid("c"), sid)
-        speaker, _ = await clients.join(uid("s"), sid)
-        watcher, _ = await clients.join(uid("w"), sid)
-        await promote(host, sid, cohost, "cohost")
-        await promote(host, sid, speaker, "speaker")
+    await cohost.close()
+    changed = await watcher.event("stage.changed", reason="disconnected", user_id=cohost.user)
+    assert entry(changed, cohost.user)["present"] is False  # the seat is kept
+    again, snapshot = await clients.join(cohost.user, sid)
+    assert snapshot["role"] == "cohost" and "hands" in snapshot
+    await watcher.event("stage.changed", reason="rejoined", user_id=cohost.user)
 
-        await cohost.close()
-        changed = await watcher.event("stage.changed", reason="disconnected", user_id=cohost.user)
-        assert entry(changed, cohost.user)["present"] is False  # the seat is kept
-        again, snapshot = await clients.join(cohost.user, sid)
-        assert snapshot["role"] == "cohost" and "hands" in snapshot
-        await watcher.event("stage.changed", reason="rejoined", user_id=cohost.user)
-
-        await speaker.close()
-        changed = await watcher.event("stage.changed", reason="disconnected", user_id=speaker.user)
-        assert entry(changed, speaker.user) is None
-        _, snapshot = await clients.join(speaker.user, sid)
-        assert snapshot["role"] == "listener"
-        space = await asyncio.to_thread(get_space, stack, sid)
-        assert roles(space) == {host.user: "host", cohost.user: "cohost"}
-        assert space["listener_count"] == 2
-        await alive(again)
-
-    run(stack, body)
+    await speaker.close()
+    changed = await watcher.event("stage.changed", reason="disconnected", user_id=speaker.user)
+    assert entry(changed, speaker.user) is None
+    _, snapshot = await clients.join(speaker.user, sid)
+    assert snapshot["role"] == "listener"
+    space = await asyncio.to_thread(get_space, stack, sid)
+    assert roles(space) == {host.user: "host", cohost.user: "cohost"}
+    assert space["listener_count"] == 2
+    await alive(again)
 
 
 @pytest.mark.parametrize("role", ["listener", "host"])
-def test_a_second_device_replaces_the_first(stack, role: str) -> None:
-    async def body(clients: Clients) -> None:
-        sid, host, _ = await open_room(clients)
-        watcher, _ = await clients.join(uid("w"), sid)
-        first = host if role == "host" else (await clients.join(uid("l"), sid))[0]
-        count = (await asyncio.to_thread(get_space, stack, sid))["listener_count"]
+async def test_a_second_device_replaces_the_first(stack, clients: Clients, role: str) -> None:
+    sid, host, _ = await open_room(clients)
+    watcher, _ = await clients.join(uid("w"), sid)
+    first = host if role == "host" else (await clients.join(uid("l"), sid))[0]
+    count = (await asyncio.to_thread(get_space, stack, sid))["listener_count"]
 
-        second, snapshot = await clients.join(first.user, sid)
-        assert snapshot["role"] == role
-        replaced = await first.event("session.replaced")
-        assert replaced["space_id"] == sid and "seq" not in replaced
-        await until(lambda: first.closed_code is not None, what="the first device's socket to close")
-        await alive(second)
-        await asyncio.sleep(0.3)  # the old connection's $disconnect must not take the user out
-        space = await asyncio.to_thread(get_space, stack, sid)
-        assert space["listener_count"] == count
-        if role == "host":
-            assert entry(space, host.user)["present"] is True
-            await second.send("settings.update", space_id=sid, title="from my tablet")
-        assert (await second.send("space.sync", space_id=sid))["role"] == role
-        assert watcher.events("host.away") == []
-
-    run(stack, body)
+    second, snapshot = await clients.join(first.user, sid)
+    assert snapshot["role"] == role
+    replaced = await first.event("session.replaced")
+    assert replaced["space_id"] == sid and "seq" not in replaced
+    await until(lambda: first.closed_code is not None, what="the first device's socket to close")
+    await alive(second)
+    await asyncio.sleep(0.3)  # the old connection's $disconnect must not take the user out
+    space = await asyncio.to_thread(get_space, stack, sid)
+    assert space["listener_count"] == count
+    if role == "host":
+        assert entry(space, host.user)["present"] is True
+        await second.send("settings.update", space_id=sid, title="from my tablet")
+    assert (await second.send("space.sync", space_id=sid))["role"] == role
+    assert watcher.events("host.away") == []
 
 
-def test_a_failed_media_join_leaves_no_membership(stack) -> None:
-    async def body(clients: Clients) -> None:
-        sid, _, meeting_id = await open_room(clients)
-        before = await asyncio.to_thread(get_space, stack, sid)
-        attendees = set(local_media().attendees(meeting_id))
-        late = await clients.open(uid("late"))
-        local_media().fail_next("create_attendee")
-        await refused(late.send("space.join", space_id=sid), "internal")
-        await alive(late)
-        after = await asyncio.to_thread(get_space, stack, sid)
-        assert after["listener_count"] == before["listener_count"] == 0
-        assert set(local_media().attendees(meeting_id)) == attendees
-        await refused(late.send("space.sync", space_id=sid), "not_allowed")  # not a member
-        await refused(late.send("hand.raise", space_id=sid), "not_allowed")
+async def test_a_failed_media_join_leaves_no_membership(stack, clients: Clients) -> None:
+    sid, _, meeting_id = await open_room(clients)
+    before = await asyncio.to_thread(get_space, stack, sid)
+    attendees = set(local_media().attendees(meeting_id))
+    late = await clients.open(uid("late"))
+    local_media().fail_next("create_attendee")
+    await refused(late.send("space.join", space_id=sid), "internal")
+    await alive(late)
+    after = await asyncio.to_thread(get_space, stack, sid)
+    assert after["listener_count"] == before["listener_count"] == 0
+    assert set(local_media().attendees(meeting_id)) == attendees
+    await refused(late.send("space.sync", space_id=sid), "not_allowed")  # not a member
+    await refused(late.send("hand.raise", space_id=sid), "not_allowed")
 
-        snapshot = await late.send("space.join", space_id=sid)  # the next try works
-        assert snapshot["role"] == "listener" and snapshot["listener_count"] == 1
-        assert audio(meeting_id, late.user) == "Receive"
-
-    run(stack, body)
+    snapshot = await late.send("space.join", space_id=sid)  # the next try works
+    assert snapshot["role"] == "listener" and snapshot["listener_count"] == 1
+    assert audio(meeting_id, late.user) == "Receive"
 
 
-def test_a_failed_capability_change_leaves_the_stage_as_it_was(stack) -> None:
-    async def body(clients: Clients) -> None:
-        sid, host, meeting_id = await open_room(clients)
-        asker, _ = await clients.join(uid("asker"), sid)
-        speaker, _ = await clients.join(uid("s"), sid)
-        await promote(host, sid, speaker, "speaker")
-        await asker.send("hand.raise", space_id=sid)
-        before = await asyncio.to_thread(get_space, stack, sid)
-        mark = asker.mark
+async def test_a_failed_capability_change_leaves_the_stage_as_it_was(stack, clients: Clients) -> None:
+    sid, host, meeting_id = await open_room(clients)
+    asker, _ = await clients.join(uid("asker"), sid)
+    speaker, _ = await clients.join(uid("s"), sid)
+    await promote(host, sid, speaker, "speaker")
+    await asker.send("hand.raise", space_id=sid)
+    before = await asyncio.to_thread(get_space, stack, sid)
+    mark = asker.mark
 
-        local_media().fail_next("update_attendee_audio")
-        await refused(host.send("request.approve", space_id=sid, user_id=asker.user), "internal")
-        after = await asyncio.to_thread(get_space, stack, sid)
-        assert after["stage"] == before["stage"] and after["speaker_ids"] == [speaker.user]
-        assert after["listener_count"] == before["listener_count"] == 1
-        assert audio(meeting_id, asker.user) == "Receive"
-        hands = (await host.send("space.sync", space_id=sid))["hands"]
-        assert [h["user_id"] for h in hands] == [asker.user]  # the request is still there
-        assert (await asker.send("space.sync", space_id=sid))["role"] == "listener"
+    local_media().fail_next("update_attendee_audio")
+    await refused(host.send("request.approve", space_id=sid, user_id=asker.user), "internal")
+    after = await asyncio.to_thread(get_space, stack, sid)
+    assert after["stage"] == before["stage"] and after["speaker_ids"] == [speaker.user]
+    assert after["listener_count"] == before["listener_count"] == 1
+    assert audio(meeting_id, asker.user) == "Receive"
+    hands = (await host.send("space.sync", space_id=sid))["hands"]
+    assert [h["user_id"] for h in hands] == [asker.user]  # the request is still there
+    assert (await asker.send("space.sync", space_id=sid))["role"] == "listener"
 
-        local_media().fail_next("update_attendee_audio")
-        await refused(host.send("speaker.mute", space_id=sid, user_id=speaker.user), "internal")
-        local_media().fail_next("update_attendee_audio")
-        await refused(speaker.send("stage.leave", space_id=sid), "internal")
-        after = await asyncio.to_thread(get_space, stack, sid)
-        assert after["stage"] == before["stage"] and after["listener_count"] == 1
-        assert audio(meeting_id, speaker.user) == "SendReceive"
-        assert asker.events("stage.changed", since=mark) == []
+    local_media().fail_next("update_attendee_audio")
+    await refused(host.send("speaker.mute", space_id=sid, user_id=speaker.user), "internal")
+    local_media().fail_next("update_attendee_audio")
+    await refused(speaker.send("stage.leave", space_id=sid), "internal")
+    after = await asyncio.to_thread(get_space, stack, sid)
+    assert after["stage"] == before["stage"] and after["listener_count"] == 1
+    assert audio(meeting_id, speaker.user) == "SendReceive"
+    assert asker.events("stage.changed", since=mark) == []
 
-        await host.send("request.approve", space_id=sid, user_id=asker.user)  # now it goes through
-        assert audio(meeting_id, asker.user) == "SendReceive"
-        after = await asyncio.to_thread(get_space, stack, sid)
-        assert sorted(after["speaker_ids"]) == sorted([speaker.user, asker.user])
-        assert after["listener_count"] == 0
-
-    run(stack, body)
+    await host.send("request.approve", space_id=sid, user_id=asker.user)  # now it goes through
+    assert audio(meeting_id, asker.user) == "SendReceive"
+    after = await asyncio.to_thread(get_space, stack, sid)
+    assert sorted(after["speaker_ids"]) == sorted([speaker.user, asker.user])
+    assert after["listener_count"] == 0
 
 
-def test_a_sweep_that_read_the_space_before_the_host_came_back_changes_nothing(stack, monkeypatch) -> None:
+@pytest.fixture
+def paused(stack) -> Iterator[None]:
+    with schedules_paused(stack):
+        yield
+
+
+async def test_a_sweep_that_read_the_space_before_the_host_came_back_changes_nothing(
+    stack, clients: Clients, monkeypatch, paused: None
+) -> None:
     """The sweep reads the spaces whose grace ran out, then acts: a host who rejoined in between
     keeps the space, with or without handover (both outcomes are conditional writes)."""
     from chalicelib import spaces
     from chalicelib.models import Space
 
-    async def body(clients: Clients) -> None:
-        plain = await open_room(clients)
-        handover = await open_room(clients, handover=True)
-        cohost, _ = await clients.join(uid("c"), handover[0])
-        await promote(handover[1], handover[0], cohost, "cohost")
-        watchers = [(await clients.join(uid("w"), sid))[0] for sid, _, _ in (plain, handover)]
-        for (_, host, _), watcher in zip((plain, handover), watchers, strict=True):
-            await host.close()
-            await watcher.event("host.away", user_id=host.user)
-        # What the sweep read just before the hosts came back.
-        rooms = (plain, handover)
-        stale = [await asyncio.to_thread(Space.get, sid, consistent_read=True) for sid, _, _ in rooms]
-        for sid, host, _ in (plain, handover):
-            _, snapshot = await clients.join(host.user, sid)
-            assert snapshot["role"] == "host"
-        later = max(s.grace_deadline for s in stale) + 1
-        with monkeypatch.context() as patch:
-            patch.setattr(Space.by_grace, "query", lambda *args, **kwargs: iter(stale))
-            assert await asyncio.to_thread(spaces.expire_grace, later) == 2
+    plain = await open_room(clients)
+    handover = await open_room(clients, handover=True)
+    cohost, _ = await clients.join(uid("c"), handover[0])
+    await promote(handover[1], handover[0], cohost, "cohost")
+    watchers = [(await clients.join(uid("w"), sid))[0] for sid, _, _ in (plain, handover)]
+    for (_, host, _), watcher in zip((plain, handover), watchers, strict=True):
+        await host.close()
+        await watcher.event("host.away", user_id=host.user)
+    # What the sweep read just before the hosts came back.
+    rooms = (plain, handover)
+    stale = [await asyncio.to_thread(Space.get, sid, consistent_read=True) for sid, _, _ in rooms]
+    for sid, host, _ in (plain, handover):
+        _, snapshot = await clients.join(host.user, sid)
+        assert snapshot["role"] == "host"
+    later = max(s.grace_deadline for s in stale) + 1
+    with monkeypatch.context() as patch:
+        patch.setattr(Space.by_grace, "query", lambda *args, **kwargs: iter(stale))
+        assert await asyncio.to_thread(spaces.expire_grace, later) == 2
 
-        for (sid, host, _), watcher in zip((plain, handover), watchers, strict=True):
-            space = await asyncio.to_thread(get_space, stack, sid)
-            assert space["state"] == "live", space
-            assert roles(space)[host.user] == "host" and entry(space, host.user)["present"] is True
-            assert watcher.events("space.ended") == []
-            assert watcher.events("stage.changed", reason="host_handover") == []
-        assert roles(await asyncio.to_thread(get_space, stack, handover[0]))[cohost.user] == "cohost"
-
-    with schedules_paused(stack):
-        run(stack, body)
+    for (sid, host, _), watcher in zip((plain, handover), watchers, strict=True):
+        space = await asyncio.to_thread(get_space, stack, sid)
+        assert space["state"] == "live", space
+        assert roles(space)[host.user] == "host" and entry(space, host.user)["present"] is True
+        assert watcher.events("space.ended") == []
+        assert watcher.events("stage.changed", reason="host_handover") == []
+    assert roles(await asyncio.to_thread(get_space, stack, handover[0]))[cohost.user] == "cohost"
