@@ -639,6 +639,70 @@ class Clients:
             self.check_frames()
 
 
+class Room:
+    """A live space with its host joined, and helpers to bring people in and on stage."""
+
+    def __init__(self, clients: Clients, space: dict[str, Any], host: Client, snapshot: dict[str, Any]):
+        self.clients = clients
+        self.stack = clients.stack
+        self.sid: str = space["id"]
+        self.host = host
+        self.snapshot = snapshot  # the host's join reply
+        self.meeting_id: str = snapshot["media"]["Meeting"]["MeetingId"]
+
+    @classmethod
+    async def open(cls, clients: Clients, **fields: Any) -> Room:
+        """Create a space (POST /spaces with these fields) as a new host who then joins it."""
+        host_id = uid("host")
+        space = await asyncio.to_thread(create_space, clients.stack, host_id, **fields)
+        host, snapshot = await clients.join(host_id, space["id"])
+        return cls(clients, space, host, snapshot)
+
+    async def listener(self, prefix: str = "l") -> Client:
+        client, snapshot = await self.clients.join(uid(prefix), self.sid)
+        assert snapshot["role"] == "listener"
+        return client
+
+    async def listeners(self, count: int, prefix: str = "l") -> list[Client]:
+        """`count` new listeners, joined one by one."""
+        return [await self.listener(prefix) for _ in range(count)]
+
+    async def promote(self, client: Client, role: str) -> None:
+        """The host makes a member a co-host, or invites them to speak and they accept."""
+        if role == "cohost":
+            await self.host.send("cohost.add", space_id=self.sid, user_id=client.user)
+        else:
+            await self.host.send("speaker.invite", space_id=self.sid, user_id=client.user)
+            await client.send("invite.accept", space_id=self.sid)
+
+    async def speaker(self, prefix: str = "s") -> Client:
+        client = await self.listener(prefix)
+        await self.promote(client, "speaker")
+        return client
+
+    async def cohost(self, prefix: str = "c") -> Client:
+        client = await self.listener(prefix)
+        await self.promote(client, "cohost")
+        return client
+
+    async def get(self) -> dict[str, Any]:
+        return await asyncio.to_thread(get_space, self.stack, self.sid)
+
+    def audio(self, client: Client) -> str | None:
+        return audio(self.meeting_id, client.user)
+
+    async def unchanged(self, before: dict[str, Any], *still_usable: Client) -> None:
+        """A refused command changed nothing, and the refused connections still answer."""
+        assert settled(await self.get()) == settled(before)
+        for client in still_usable:
+            await alive(client)
+
+
+def settled(space: dict[str, Any]) -> dict[str, Any]:
+    """A space as GET shows it, minus the coalesced participant count (published in the background)."""
+    return {k: v for k, v in space.items() if k != "participant_count"}
+
+
 @pytest.fixture
 async def clients(stack: Any) -> AsyncIterator[Clients]:
     """Open WebSocket clients with `await clients.open(user)`; closed and checked after the test."""

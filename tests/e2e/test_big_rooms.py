@@ -20,6 +20,7 @@ from botocore.stub import Stubber
 from conftest import (
     Client,
     Clients,
+    Room,
     alive,
     audio,
     create_space,
@@ -46,15 +47,8 @@ def fanout_poller(stack: Any) -> Any:
 
 async def open_room(stack: Any, clients: Clients, listeners: int) -> tuple[str, Client, list[Client]]:
     """A live space, its host joined, and `listeners` listeners joined one by one."""
-    host_id = uid("host")
-    space = await asyncio.to_thread(create_space, stack, host_id)
-    host, _ = await clients.join(host_id, space["id"])
-    joined = []
-    for _ in range(listeners):
-        client, snapshot = await clients.join(uid("l"), space["id"])
-        assert snapshot["role"] == "listener"
-        joined.append(client)
-    return space["id"], host, joined
+    room = await Room.open(clients)
+    return room.sid, room.host, await room.listeners(listeners)
 
 
 async def end(stack: Any, host: Client, space_id: str) -> None:

@@ -10,6 +10,7 @@ import pytest
 from conftest import (
     Client,
     Clients,
+    Room,
     alive,
     assert_consecutive,
     audio,
@@ -20,6 +21,7 @@ from conftest import (
     local_media,
     refused,
     roles,
+    settled,
     token,
     uid,
     until,
@@ -31,57 +33,6 @@ from chalicelib import protocol, rules
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_scan")]  # no Scan during any test here
 
 SEND_RECEIVE, RECEIVE = "SendReceive", "Receive"
-
-
-class Room:
-    """A live space with its host joined, and helpers to bring people in and on stage."""
-
-    def __init__(self, clients: Clients, space: dict[str, Any], host: Client, snapshot: dict[str, Any]):
-        self.clients = clients
-        self.stack = clients.stack
-        self.sid = space["id"]
-        self.host = host
-        self.meeting_id = snapshot["media"]["Meeting"]["MeetingId"]
-
-    @classmethod
-    async def open(cls, clients: Clients, **fields: Any) -> Room:
-        host_id = uid("host")
-        space = await asyncio.to_thread(create_space, clients.stack, host_id, **fields)
-        host, snapshot = await clients.join(host_id, space["id"])
-        return cls(clients, space, host, snapshot)
-
-    async def listener(self, prefix: str = "l") -> Client:
-        client, snapshot = await self.clients.join(uid(prefix), self.sid)
-        assert snapshot["role"] == "listener"
-        return client
-
-    async def speaker(self, prefix: str = "s") -> Client:
-        client = await self.listener(prefix)
-        await self.host.send("speaker.invite", space_id=self.sid, user_id=client.user)
-        await client.send("invite.accept", space_id=self.sid)
-        return client
-
-    async def cohost(self, prefix: str = "c") -> Client:
-        client = await self.listener(prefix)
-        await self.host.send("cohost.add", space_id=self.sid, user_id=client.user)
-        return client
-
-    async def get(self) -> dict[str, Any]:
-        return await asyncio.to_thread(get_space, self.stack, self.sid)
-
-    def audio(self, client: Client) -> str | None:
-        return audio(self.meeting_id, client.user)
-
-    async def unchanged(self, before: dict[str, Any], *still_usable: Client) -> None:
-        """A refused command changed nothing, and the refused connections still answer."""
-        assert settled(await self.get()) == settled(before)
-        for client in still_usable:
-            await alive(client)
-
-
-def settled(space: dict[str, Any]) -> dict[str, Any]:
-    """A space as GET shows it, minus the coalesced participant count (published in the background)."""
-    return {k: v for k, v in space.items() if k != "participant_count"}
 
 
 # -- join, sync, leave -------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 from conftest import (
     Client,
     Clients,
+    Room,
     create_space,
     get_space,
     refused,
@@ -39,21 +40,13 @@ async def stage_of(clients: Clients, sid: str) -> dict[str, str]:
 
 async def full_stage_but_one(clients: Clients) -> tuple[str, Client, list[Client], Client]:
     """Host, two co-hosts and nine speakers: 12 of 13 seats taken. Returns (sid, host, cohosts, watcher)."""
-    host_id = uid("host")
-    sid = (await asyncio.to_thread(create_space, clients.stack, host_id))["id"]
-    host, _ = await clients.join(host_id, sid)
-    cohosts = []
-    for _ in range(MAX_COHOSTS):
-        cohost, _ = await clients.join(uid("c"), sid)
-        await host.send("cohost.add", space_id=sid, user_id=cohost.user)
-        cohosts.append(cohost)
+    room = await Room.open(clients)
+    cohosts = [await room.cohost() for _ in range(MAX_COHOSTS)]
     for _ in range(MAX_STAGE - 2 - MAX_COHOSTS):
-        speaker, _ = await clients.join(uid("s"), sid)
-        await host.send("speaker.invite", space_id=sid, user_id=speaker.user)
-        await speaker.send("invite.accept", space_id=sid)
-    watcher, _ = await clients.join(uid("w"), sid)
-    assert len(await stage_of(clients, sid)) == MAX_STAGE - 1
-    return sid, host, cohosts, watcher
+        await room.speaker()
+    watcher = await room.listener("w")
+    assert len(await stage_of(clients, room.sid)) == MAX_STAGE - 1
+    return room.sid, room.host, cohosts, watcher
 
 
 async def test_two_moderators_giving_away_the_last_seat_at_once(stack, clients: Clients) -> None:

@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 from conftest import (
-    Client,
     Clients,
+    Room,
     alive,
     audio,
-    create_space,
     entry,
     get_space,
     local_media,
@@ -31,27 +30,13 @@ GRACE = 2.0
 ENDS_WITHIN = GRACE + 4.0  # the grace period, the 0.5 s sweep, and a slow machine
 
 
-async def open_room(clients: Clients, **fields: Any) -> tuple[str, Client, str]:
-    host_id = uid("host")
-    space = await asyncio.to_thread(create_space, clients.stack, host_id, **fields)
-    host, snapshot = await clients.join(host_id, space["id"])
-    return space["id"], host, snapshot["media"]["Meeting"]["MeetingId"]
-
-
-async def promote(host: Client, sid: str, client: Client, role: str) -> None:
-    if role == "cohost":
-        await host.send("cohost.add", space_id=sid, user_id=client.user)
-    else:
-        await host.send("speaker.invite", space_id=sid, user_id=client.user)
-        await client.send("invite.accept", space_id=sid)
-
-
 # The three outcomes of a host's drop run side by side, so that they wait out one grace period.
 
 
 async def host_does_not_come_back(stack: Any, clients: Clients) -> None:
     """The space ends when the grace period is over, not before."""
-    sid, host, meeting_id = await open_room(clients)
+    room = await Room.open(clients)
+    sid, host, meeting_id = room.sid, room.host, room.meeting_id
     listener, _ = await clients.join(uid("l"), sid)
     dropped_at = time.time()
     await host.close()  # the socket drops; no space.leave
@@ -73,7 +58,8 @@ async def host_does_not_come_back(stack: Any, clients: Clients) -> None:
 
 async def host_comes_back_in_time(stack: Any, clients: Clients) -> None:
     """A host who reconnects within the grace period keeps the space: host.away, then host.back."""
-    sid, host, meeting_id = await open_room(clients)
+    room = await Room.open(clients)
+    sid, host, meeting_id = room.sid, room.host, room.meeting_id
     listener, _ = await clients.join(uid("l"), sid)
     await host.close()
     away = await listener.event("host.away", user_id=host.user)
@@ -95,9 +81,10 @@ async def host_comes_back_in_time(stack: Any, clients: Clients) -> None:
 
 async def cohost_takes_over(stack: Any, clients: Clients) -> None:
     """With handover on, the longest-serving present co-host becomes the host."""
-    sid, host, _ = await open_room(clients, handover=True)
+    room = await Room.open(clients, handover=True)
+    sid, host = room.sid, room.host
     cohost, _ = await clients.join(uid("c"), sid)
-    await promote(host, sid, cohost, "cohost")
+    await room.promote(cohost, "cohost")
     listener, _ = await clients.join(uid("l"), sid)
     await host.close()
 
@@ -125,12 +112,13 @@ async def test_when_the_host_drops_the_space_waits_then_ends_or_passes_to_a_coho
 
 
 async def test_cohosts_get_their_role_back_and_speakers_give_up_their_seat(stack, clients: Clients) -> None:
-    sid, host, _ = await open_room(clients)
+    room = await Room.open(clients)
+    sid, host = room.sid, room.host
     cohost, _ = await clients.join(uid("c"), sid)
     speaker, _ = await clients.join(uid("s"), sid)
     watcher, _ = await clients.join(uid("w"), sid)
-    await promote(host, sid, cohost, "cohost")
-    await promote(host, sid, speaker, "speaker")
+    await room.promote(cohost, "cohost")
+    await room.promote(speaker, "speaker")
 
     await cohost.close()
     changed = await watcher.event("stage.changed", reason="disconnected", user_id=cohost.user)
@@ -152,7 +140,8 @@ async def test_cohosts_get_their_role_back_and_speakers_give_up_their_seat(stack
 
 @pytest.mark.parametrize("role", ["listener", "host"])
 async def test_a_second_device_replaces_the_first(stack, clients: Clients, role: str) -> None:
-    sid, host, _ = await open_room(clients)
+    room = await Room.open(clients)
+    sid, host = room.sid, room.host
     watcher, _ = await clients.join(uid("w"), sid)
     first = host if role == "host" else (await clients.join(uid("l"), sid))[0]
     count = (await asyncio.to_thread(get_space, stack, sid))["listener_count"]
@@ -174,7 +163,8 @@ async def test_a_second_device_replaces_the_first(stack, clients: Clients, role:
 
 
 async def test_a_failed_media_join_leaves_no_membership(stack, clients: Clients) -> None:
-    sid, _, meeting_id = await open_room(clients)
+    room = await Room.open(clients)
+    sid, meeting_id = room.sid, room.meeting_id
     before = await asyncio.to_thread(get_space, stack, sid)
     attendees = set(local_media().attendees(meeting_id))
     late = await clients.open(uid("late"))
@@ -193,10 +183,11 @@ async def test_a_failed_media_join_leaves_no_membership(stack, clients: Clients)
 
 
 async def test_a_failed_capability_change_leaves_the_stage_as_it_was(stack, clients: Clients) -> None:
-    sid, host, meeting_id = await open_room(clients)
+    room = await Room.open(clients)
+    sid, host, meeting_id = room.sid, room.host, room.meeting_id
     asker, _ = await clients.join(uid("asker"), sid)
     speaker, _ = await clients.join(uid("s"), sid)
-    await promote(host, sid, speaker, "speaker")
+    await room.promote(speaker, "speaker")
     await asker.send("hand.raise", space_id=sid)
     before = await asyncio.to_thread(get_space, stack, sid)
     mark = asker.mark
@@ -241,10 +232,10 @@ async def test_a_sweep_that_read_the_space_before_the_host_came_back_changes_not
     from chalicelib import spaces
     from chalicelib.models import Space
 
-    plain = await open_room(clients)
-    handover = await open_room(clients, handover=True)
+    opened = [await Room.open(clients), await Room.open(clients, handover=True)]
+    plain, handover = [(room.sid, room.host, room.meeting_id) for room in opened]
     cohost, _ = await clients.join(uid("c"), handover[0])
-    await promote(handover[1], handover[0], cohost, "cohost")
+    await opened[1].promote(cohost, "cohost")
     watchers = [(await clients.join(uid("w"), sid))[0] for sid, _, _ in (plain, handover)]
     for (_, host, _), watcher in zip((plain, handover), watchers, strict=True):
         await host.close()
