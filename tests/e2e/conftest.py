@@ -10,7 +10,13 @@ Fixtures:
 
 Tests are plain `async def` functions run by pytest-asyncio on one session-wide event loop
 (pyproject.toml), so module-scoped fixtures can hold connections across tests. Helpers that are not
-fixtures are imported from here: `from conftest import http, uid, ...`.
+fixtures are imported from here: `from conftest import Room, http, uid, ...`. For example:
+
+    async def test_a_raised_hand_reaches_the_host(clients: Clients) -> None:
+        room = await Room.open(clients)  # a live space, its host joined
+        listener = await room.listener()
+        await listener.send("hand.raise", space_id=room.sid)
+        await room.host.event("hand.raised", user_id=listener.user)
 
 The few reaches into chalicelib internals (the local media adapter, settings, stored spaces and
 reports) live here too, so a change of chalicelib's layout is fixed in one file.
