@@ -338,9 +338,9 @@ def has_attendee(space_id: str, user_id: str) -> bool:
 
 
 def now_iso() -> str:
-    from chalicelib import spaces
+    from chalicelib.clock import now_iso as app_now_iso
 
-    return str(spaces.now_iso())
+    return str(app_now_iso())
 
 
 def stored_reports(report_ids: list[str]) -> set[str]:
