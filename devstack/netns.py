@@ -1,6 +1,7 @@
 """A private network for tests and benchmarks: loopback only, so nothing they start can leave the machine.
 
-`enter_private_network()` runs first thing in the root conftest (and in `python -m bench.audio`):
+`enter_private_network()` runs first thing in every pytest run (the plugin devstack/pytest_netns.py)
+and in `python -m bench.audio`:
 as root it moves the process into a new network namespace (`unshare(CLONE_NEWNET)`) holding
 only `lo`, brought up. moto, the local stack, aiortc and Chromium all inherit it. Before that it keeps a file
 descriptor of the original namespace, so `run_in_host_netns()` can still run the one kind

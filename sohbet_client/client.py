@@ -108,12 +108,13 @@ class SohbetClient:
     def __init__(
         self,
         url: str,
-        token: str,
+        token: str | None,
         *,
         timeout: float = DEFAULT_TIMEOUT,
         auto_resync: bool = True,
         on_resync: ResyncCallback | None = None,
         open_timeout: float = DEFAULT_TIMEOUT,
+        keep_frames: bool = False,
     ) -> None:
         self.url = url
         self.token = token
@@ -138,6 +139,10 @@ class SohbetClient:
         self._pending: dict[str, _Pending] = {}
         self._refs = itertools.count(1)
         self._events: asyncio.Queue[Frame | None] = asyncio.Queue()  # None: closed
+        # Every incoming frame as it came, for next_frame() (protocol tools and tests); None: closed.
+        self._frames: asyncio.Queue[Frame | str | bytes | None] | None = (
+            asyncio.Queue() if keep_frames else None
+        )
         self._resyncing: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -147,14 +152,22 @@ class SohbetClient:
     async def connect(self) -> SohbetClient:
         if self._ws is not None:
             raise RuntimeError("already connected")
-        self._ws = await ws_connect(with_token(self.url, self.token), open_timeout=self.open_timeout)
+        url = self.url if self.token is None else with_token(self.url, self.token)  # None: see the refusal
+        self._ws = await ws_connect(url, open_timeout=self.open_timeout)
         self._reader = asyncio.create_task(self._read(self._ws), name="sohbet-client-reader")
         return self
 
-    async def close(self) -> None:
-        """Close the socket and wait for the reader to finish; pending commands fail."""
+    async def close(self, code: int | None = 1000, reason: str = "") -> None:
+        """Close the socket and wait for the reader to finish; pending commands fail.
+
+        `code=None` sends a close frame without a status code (the server sees 1005).
+        """
         if self._ws is not None:
-            await self._ws.close()
+            await self._ws.close(code, reason)  # type: ignore[arg-type]  # None: an empty close frame
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection has closed (from either side) and the reader has finished."""
         if self._reader is not None:
             await self._reader
         for task in list(self._tasks):
@@ -163,6 +176,11 @@ class SohbetClient:
             with contextlib.suppress(BaseException):
                 await task
         self._closed = True
+
+    def abort(self) -> None:
+        """Drop the TCP connection without a closing handshake, as a lost network would."""
+        if self._ws is not None:
+            self._ws.transport.abort()
 
     async def __aenter__(self) -> SohbetClient:
         return await self.connect()
@@ -196,6 +214,17 @@ class SohbetClient:
 
     async def request(self, message: Mapping[str, Any], *, timeout: float | None = None) -> Frame:
         """Send a whole command (a ref is added unless it has one) and return the reply's `data`."""
+        answer = await self.answer(message, timeout=timeout)
+        if answer.get("type") == "error":
+            data = answer.get("data")
+            raise SohbetError(
+                str(answer.get("code")), str(answer.get("message")), data if isinstance(data, dict) else None
+            )
+        data = answer.get("data")
+        return data if isinstance(data, dict) else {}
+
+    async def answer(self, message: Mapping[str, Any], *, timeout: float | None = None) -> Frame:
+        """Send a whole command (a ref is added unless it has one) and return its reply or error frame."""
         ws = self._require_open()
         frame = dict(message)
         ref = frame.get("ref")
@@ -216,16 +245,13 @@ class SohbetClient:
             raise self._closed_error() from None
         finally:
             self._pending.pop(ref, None)
-        if answer.get("type") == "error":
-            data = answer.get("data")
-            raise SohbetError(
-                str(answer.get("code")), str(answer.get("message")), data if isinstance(data, dict) else None
-            )
-        data = answer.get("data")
-        return data if isinstance(data, dict) else {}
+        return answer
 
-    async def send_raw(self, message: Mapping[str, Any] | str | bytes) -> None:
-        """Send one frame as it is (a mapping is JSON-encoded) without waiting for anything."""
+    async def send_raw(self, message: Mapping[str, Any] | str | bytes | list[str] | list[bytes]) -> None:
+        """Send one message as it is (a mapping is JSON-encoded) without waiting for anything.
+
+        A list is sent as one message fragmented into those frames.
+        """
         ws = self._require_open()
         payload = json.dumps(dict(message)) if isinstance(message, Mapping) else message
         try:
@@ -274,6 +300,20 @@ class SohbetClient:
                 if (name is None or item.get("event") == name) and (predicate is None or predicate(item)):
                     return item
 
+    async def next_frame(self, timeout: float = 5.0) -> Frame | str | bytes:
+        """The next incoming frame of any kind, as it came (a JSON object parsed), in arrival order.
+
+        Only with `keep_frames=True`. Raises asyncio.TimeoutError, or ConnectionClosed once closed.
+        """
+        if self._frames is None:
+            raise RuntimeError("next_frame() needs SohbetClient(..., keep_frames=True)")
+        async with asyncio.timeout(timeout):
+            item = await self._frames.get()
+        if item is None:
+            self._frames.put_nowait(None)
+            raise self._closed_error()
+        return item
+
     def pending_events(self) -> list[Frame]:
         """Take every event queued so far without waiting."""
         out: list[Frame] = []
@@ -292,6 +332,8 @@ class SohbetClient:
                     frame = json.loads(raw)
                 except ValueError:
                     frame = None
+                if self._frames is not None:
+                    self._frames.put_nowait(frame if isinstance(frame, dict) else raw)
                 if not isinstance(frame, dict):
                     self.invalid_frames.append(raw)
                     continue
@@ -310,6 +352,8 @@ class SohbetClient:
                 if not pending.future.done():
                     pending.future.set_exception(error)
             self._events.put_nowait(None)
+            if self._frames is not None:
+                self._frames.put_nowait(None)
 
     def _dispatch(self, frame: Frame) -> None:
         kind = frame.get("type")

@@ -1,32 +1,32 @@
-"""Helpers shared by the end-to-end tests: WebSocket clients, handler recording, polling."""
+"""Legacy: the e2e helpers moved to tests/e2e/conftest.py (fixtures, and helpers imported from there).
+
+Kept so that tests written against the old helpers still run. New tests use the `clients`
+fixture (a sohbet_client-based `Client`: `ws.command(frame)`, `ws.recv()`, `ws.ping_raw()`,
+`ws.connection_id()`, `clients.serves_others()`, `ws.abort()`, `ws.close(code=None)`).
+The raw-socket helpers below are the old ones; delete this module once no test imports it.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import copy
 import json
-import threading
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-import boto3
 import websockets
-from botocore.config import Config
-
-FIXTURES = Path(__file__).parent / "fixtures"
-TIMEOUT = 5.0
-
-
-def fixture(name: str) -> dict[str, Any]:
-    return json.loads((FIXTURES / name).read_text())
-
-
-def ws_url(stack: Any, token: str | None = None, stage: bool = False) -> str:
-    url = stack.ws_url + (stack.options.stage if stage else "")
-    return url if token is None else f"{url}?token={token}"
+from conftest import (  # noqa: F401  (re-exported under their old names)
+    FIXTURES,
+    TIMEOUT,
+    Recorder,
+    await_until,
+    aws_client,
+    connection_record,
+    fixture,
+    management_client,
+    recording,
+    replaced,
+    wait_until,
+    ws_url,
+)
 
 
 def connect(stack: Any, user: str = "ada", token: str | None = None, **kwargs: Any) -> Any:
@@ -61,95 +61,6 @@ async def serves_others(stack: Any) -> None:
     async with connect(stack, "grace") as ws:
         answer = await ping(ws, "alive")
         assert answer["data"]["user_id"] == "grace"
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 3.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
-async def await_until(predicate: Callable[[], Any], timeout: float = 3.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(interval)
-
-
-class Recorder:
-    """Events passed to one handler while installed, newest last."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-
-    def add(self, event: dict[str, Any]) -> None:
-        with self._lock:
-            self.events.append(copy.deepcopy(event))
-
-    def for_connection(self, conn_id: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [e for e in self.events if e["requestContext"]["connectionId"] == conn_id]
-
-
-@contextlib.contextmanager
-def recording(handlers: dict[str, Any], route_key: str) -> Iterator[Recorder]:
-    """Wrap handlers[route_key] so that every event it gets is recorded; restore on exit."""
-    original = handlers[route_key]
-    recorder = Recorder()
-
-    def wrapper(event: dict[str, Any], context: Any) -> Any:
-        recorder.add(event)
-        return original(event, context)
-
-    handlers[route_key] = wrapper
-    try:
-        yield recorder
-    finally:
-        handlers[route_key] = original
-
-
-@contextlib.contextmanager
-def replaced(handlers: dict[str, Any], route_key: str, handler: Callable[..., Any]) -> Iterator[None]:
-    original = handlers[route_key]
-    handlers[route_key] = handler
-    try:
-        yield
-    finally:
-        handlers[route_key] = original
-
-
-def aws_client(stack: Any, service: str) -> Any:
-    return stack.aws.client(service)
-
-
-def management_client(endpoint: str) -> Any:
-    """boto3's apigatewaymanagementapi client, as the app builds it, pointed at the emulator."""
-    return boto3.client(
-        "apigatewaymanagementapi",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=2, read_timeout=5),
-    )
-
-
-def connection_record(stack: Any, conn_id: str) -> dict[str, Any] | None:
-    """The connection's item in the connections table, read straight from moto (not through the app)."""
-    dynamodb = aws_client(stack, "dynamodb")
-    items = dynamodb.query(
-        TableName=stack.env["CONNECTIONS_TABLE"],
-        KeyConditionExpression="connection_id = :id",
-        ExpressionAttributeValues={":id": {"S": conn_id}},
-        ConsistentRead=True,
-    )["Items"]
-    return items[0] if items else None
 
 
 class RawWebSocket:

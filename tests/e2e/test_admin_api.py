@@ -11,20 +11,19 @@ import uuid
 from typing import Any
 
 import pytest
-import websockets
-from conftest import http
-from safety_support import (
+from conftest import (
+    Clients,
     admin_token,
     has_attendee,
+    http,
     join_all,
     live_space,
-    people,
     report_message,
     send_reports,
-    sync,
     uid,
     wait_for_case,
 )
+from websockets.exceptions import InvalidStatus
 
 pytestmark = pytest.mark.e2e
 
@@ -220,58 +219,55 @@ def test_dismiss_closes_the_case_with_an_audit_record_and_a_new_report_opens_ano
     assert reopened["id"] != case["id"] and reopened["report_count"] == 1
 
 
-@sync
-async def test_warn_reaches_the_users_live_connections(stack, space) -> None:
+async def test_warn_reaches_the_users_live_connections(clients: Clients, stack, space) -> None:
     target = uid("troll")
     case = await asyncio.to_thread(_new_case, stack, space, target)
-    async with people(stack, target, target) as (phone, laptop):
-        status, body = await asyncio.to_thread(
-            _act, stack, case["id"], {"action": "warn", "reason": "keep it civil"}
-        )
-        assert status == 200 and body["case"]["resolution"] == "warn"
-        for device in (phone, laptop):
-            warned = await device.event("user.warned")
-            assert warned["reason"] == "keep it civil" and "seq" not in warned
+    phone, laptop = await clients.people(target, target)
+    status, body = await asyncio.to_thread(
+        _act, stack, case["id"], {"action": "warn", "reason": "keep it civil"}
+    )
+    assert status == 200 and body["case"]["resolution"] == "warn"
+    for device in (phone, laptop):
+        warned = await device.event("user.warned")
+        assert warned["reason"] == "keep it civil" and "seq" not in warned
 
 
-@sync
-async def test_remove_from_space_defaults_to_the_latest_reports_space(stack) -> None:
+async def test_remove_from_space_defaults_to_the_latest_reports_space(clients: Clients, stack) -> None:
     host, target = uid("hana"), uid("troll")
     space = live_space(stack, host)
-    async with people(stack, host, target) as (h, t):
-        await join_all(space, h, t)
-        case = await asyncio.to_thread(_new_case, stack, space, target)
-        assert has_attendee(space, target)
-        status, body = await asyncio.to_thread(
-            _act, stack, case["id"], {"action": "remove_from_space", "reason": "disruptive"}
-        )
-        assert status == 200 and body["action"]["details"] == {"space_id": space}
-        await t.event("participant.removed", space_id=space)
-        assert not has_attendee(space, target)
-        again = await t.call("space.join", space_id=space)
-        assert again["type"] == "error" and again["code"] == "not_allowed"
+    h, t = await clients.people(host, target)
+    await join_all(space, h, t)
+    case = await asyncio.to_thread(_new_case, stack, space, target)
+    assert has_attendee(space, target)
+    status, body = await asyncio.to_thread(
+        _act, stack, case["id"], {"action": "remove_from_space", "reason": "disruptive"}
+    )
+    assert status == 200 and body["action"]["details"] == {"space_id": space}
+    await t.event("participant.removed", space_id=space)
+    assert not has_attendee(space, target)
+    again = await t.call("space.join", space_id=space)
+    assert again["type"] == "error" and again["code"] == "not_allowed"
 
 
-@sync
-async def test_end_space_ends_a_reported_space_for_everyone(stack) -> None:
+async def test_end_space_ends_a_reported_space_for_everyone(clients: Clients, stack) -> None:
     host, guest = uid("hana"), uid("gus")
     space = live_space(stack, host)
-    async with people(stack, host, guest) as (h, g):
-        await join_all(space, h, g)
-        case = await asyncio.to_thread(_new_case, stack, space, None, "violence")
-        status, _ = await asyncio.to_thread(
-            _act, stack, case["id"], {"action": "end_space", "reason": "violent content"}
-        )
-        assert status == 200
-        for person in (h, g):
-            ended = await person.event("space.ended", space_id=space)
-            assert ended["reason"] == "ended_by_admin"
+    h, g = await clients.people(host, guest)
+    await join_all(space, h, g)
+    case = await asyncio.to_thread(_new_case, stack, space, None, "violence")
+    status, _ = await asyncio.to_thread(
+        _act, stack, case["id"], {"action": "end_space", "reason": "violent content"}
+    )
+    assert status == 200
+    for person in (h, g):
+        ended = await person.event("space.ended", space_id=space)
+        assert ended["reason"] == "ended_by_admin"
+    await clients.close()
     status, got = http(stack, "GET", f"/spaces/{space}", token=stack.mint_token(host))
     assert got["state"] == "ended"
 
 
-@sync
-async def test_suspend_then_lift(stack, space) -> None:
+async def test_suspend_then_lift(clients: Clients, stack, space) -> None:
     target = uid("troll")
     case = await asyncio.to_thread(_new_case, stack, space, target)
     status, body = await asyncio.to_thread(
@@ -282,17 +278,17 @@ async def test_suspend_then_lift(stack, space) -> None:
     assert 3590 < until - time.time() <= 3600
     status, refused = http(stack, "POST", "/spaces", {"title": "mine"}, token=stack.mint_token(target))
     assert (status, refused["code"]) == (403, "not_allowed")
-    with pytest.raises(websockets.exceptions.InvalidStatus) as err:
-        async with people(stack, target):
-            pass
+    with pytest.raises(InvalidStatus) as err:
+        await clients.open(target)
     assert err.value.response.status_code == 403
 
     status, body = await asyncio.to_thread(
         _act, stack, case["id"], {"action": "lift_suspension", "reason": "appeal"}
     )
     assert status == 200 and body["case"]["status"] == "closed"  # lifting does not reopen
-    async with people(stack, target) as (t,):
-        await t.ok("ping")
+    [t] = await clients.people(target)
+    await t.send("ping")
+    await clients.close()
     status, _ = http(stack, "POST", "/spaces", {"title": "mine"}, token=stack.mint_token(target))
     assert status == 201
     status, body = _act(stack, case["id"], {"action": "lift_suspension", "reason": "again, other words"})

@@ -9,57 +9,35 @@ The app runs in this process: the tests read its tables and its local media serv
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import types
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from botocore.stub import Stubber
-from spaces_support import (
+from conftest import (
     Client,
     Clients,
+    Room,
     alive,
     audio,
     create_space,
     get_space,
     local_media,
-    no_scan,  # noqa: F401  (autouse: no Scan during any test here)
     refused,
-    run,
     schedules_paused,
+    stored_space,
     uid,
     until,
 )
 
 from chalicelib import media
-from chalicelib.config import get_settings
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_scan")]  # no Scan during any test here
 
-Override = Callable[..., None]
-
-
-@pytest.fixture
-def settings() -> Iterator[Override]:
-    """settings(NAME="value", ...): set for the rest of the test, then put back as they were."""
-    saved: dict[str, str | None] = {}
-
-    def override(**values: str) -> None:
-        for name, value in values.items():
-            saved.setdefault(name, os.environ.get(name))
-            os.environ[name] = value
-        get_settings.cache_clear()
-
-    yield override
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    get_settings.cache_clear()
+Override = Callable[..., None]  # the `settings` fixture (conftest)
 
 
 def fanout_poller(stack: Any) -> Any:
@@ -69,15 +47,8 @@ def fanout_poller(stack: Any) -> Any:
 
 async def open_room(stack: Any, clients: Clients, listeners: int) -> tuple[str, Client, list[Client]]:
     """A live space, its host joined, and `listeners` listeners joined one by one."""
-    host_id = uid("host")
-    space = await asyncio.to_thread(create_space, stack, host_id)
-    host, _ = await clients.join(host_id, space["id"])
-    joined = []
-    for _ in range(listeners):
-        client, snapshot = await clients.join(uid("l"), space["id"])
-        assert snapshot["role"] == "listener"
-        joined.append(client)
-    return space["id"], host, joined
+    room = await Room.open(clients)
+    return room.sid, room.host, await room.listeners(listeners)
 
 
 async def end(stack: Any, host: Client, space_id: str) -> None:
@@ -87,8 +58,8 @@ async def end(stack: Any, host: Client, space_id: str) -> None:
 # --------------------------------------------------------------------------- fan-out shards
 
 
-def test_a_broadcast_past_the_threshold_goes_out_in_shards_once_to_everyone(
-    stack: Any, settings: Override, aws_calls: Any, monkeypatch: pytest.MonkeyPatch
+async def test_a_broadcast_past_the_threshold_goes_out_in_shards_once_to_everyone(
+    stack: Any, clients: Clients, settings: Override, aws_calls: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from chalicelib import shards
 
@@ -106,29 +77,25 @@ def test_a_broadcast_past_the_threshold_goes_out_in_shards_once_to_everyone(
 
     monkeypatch.setattr(shards, "post_shard", recording)
     poller = fanout_poller(stack)
+    sid, host, listeners = await open_room(stack, clients, 7)
+    everyone = [host, *listeners]
+    marks = {c.user: c.mark for c in everyone}
+    batches = poller.batches
+    aws_calls.reset()
 
-    async def scenario(clients: Clients) -> None:
-        sid, host, listeners = await open_room(stack, clients, 7)
-        everyone = [host, *listeners]
-        marks = {c.user: c.mark for c in everyone}
-        batches = poller.batches
-        aws_calls.reset()
+    await host.send("mic.unmute", space_id=sid)
 
-        await host.send("mic.unmute", space_id=sid)
-
-        events = [await c.event("stage.changed", since=marks[c.user], reason="unmuted") for c in everyone]
-        assert len({e["seq"] for e in events}) == 1
-        await asyncio.sleep(0.3)  # a duplicate would have come by now
-        for client in everyone:
-            assert len(client.events("stage.changed", since=marks[client.user], reason="unmuted")) == 1
-        assert aws_calls.snapshot().get("sqs:SendMessageBatch", 0) >= 1
-        assert poller.batches > batches
-        # 8 recipients, shards of 2: four shards, each connection in exactly one
-        assert sorted(len(s) for s in posted) == [2, 2, 2, 2]
-        assert len({c for s in posted for c in s}) == 8
-        await end(stack, host, sid)
-
-    run(stack, scenario)
+    events = [await c.event("stage.changed", since=marks[c.user], reason="unmuted") for c in everyone]
+    assert len({e["seq"] for e in events}) == 1
+    await asyncio.sleep(0.3)  # a duplicate would have come by now
+    for client in everyone:
+        assert len(client.events("stage.changed", since=marks[client.user], reason="unmuted")) == 1
+    assert aws_calls.snapshot().get("sqs:SendMessageBatch", 0) >= 1
+    assert poller.batches > batches
+    # 8 recipients, shards of 2: four shards, each connection in exactly one
+    assert sorted(len(s) for s in posted) == [2, 2, 2, 2]
+    assert len({c for s in posted for c in s}) == 8
+    await end(stack, host, sid)
 
 
 # --------------------------------------------------------------------------- 410 clean-up
@@ -186,39 +153,35 @@ def stale_state(space_id: str, user: str, connection_id: str) -> tuple[bool, boo
 
 
 @pytest.mark.parametrize("path", ["direct", "sharded"])
-def test_a_410_removes_the_lost_connection_and_its_membership(
-    stack: Any, settings: Override, aws_calls: Any, path: str
+async def test_a_410_removes_the_lost_connection_and_its_membership(
+    stack: Any, clients: Clients, settings: Override, aws_calls: Any, path: str
 ) -> None:
     if path == "sharded":
         settings(FANOUT_SHARD_THRESHOLD="3", FANOUT_SHARD_SIZE="2")
+    sid, host, listeners = await open_room(stack, clients, 2)
+    await until(lambda: get_space(stack, sid)["listener_count"] == 2, what="two listeners")
+    with schedules_paused(stack):  # the broadcast below, not a sweep, must find the stale one
+        user, cid = await asyncio.to_thread(plant_stale_listener, sid)
+        assert cid not in stack.gateway.connections
+        assert await asyncio.to_thread(stale_state, sid, user, cid) == (True, True)
+        assert (await asyncio.to_thread(get_space, stack, sid))["listener_count"] == 3
+        marks = {c.user: c.mark for c in (host, *listeners)}
+        aws_calls.reset()
 
-    async def scenario(clients: Clients) -> None:
-        sid, host, listeners = await open_room(stack, clients, 2)
-        await until(lambda: get_space(stack, sid)["listener_count"] == 2, what="two listeners")
-        with schedules_paused(stack):  # the broadcast below, not a sweep, must find the stale one
-            user, cid = await asyncio.to_thread(plant_stale_listener, sid)
-            assert cid not in stack.gateway.connections
-            assert await asyncio.to_thread(stale_state, sid, user, cid) == (True, True)
-            assert (await asyncio.to_thread(get_space, stack, sid))["listener_count"] == 3
-            marks = {c.user: c.mark for c in (host, *listeners)}
-            aws_calls.reset()
+        await host.send("mic.unmute", space_id=sid)
 
-            await host.send("mic.unmute", space_id=sid)
-
-            for client in (host, *listeners):
-                await client.event("stage.changed", since=marks[client.user], reason="unmuted")
-            await until(
-                lambda: stale_state(sid, user, cid) == (False, False), what="the stale connection cleaned up"
-            )
-            queued = aws_calls.snapshot().get("sqs:SendMessageBatch", 0)
-            assert queued >= 1 if path == "sharded" else queued == 0
-        space = await asyncio.to_thread(get_space, stack, sid)
-        assert space["listener_count"] == 2  # the leave took back its count
         for client in (host, *listeners):
-            await alive(client)
-        await end(stack, host, sid)
-
-    run(stack, scenario)
+            await client.event("stage.changed", since=marks[client.user], reason="unmuted")
+        await until(
+            lambda: stale_state(sid, user, cid) == (False, False), what="the stale connection cleaned up"
+        )
+        queued = aws_calls.snapshot().get("sqs:SendMessageBatch", 0)
+        assert queued >= 1 if path == "sharded" else queued == 0
+    space = await asyncio.to_thread(get_space, stack, sid)
+    assert space["listener_count"] == 2  # the leave took back its count
+    for client in (host, *listeners):
+        await alive(client)
+    await end(stack, host, sid)
 
 
 # --------------------------------------------------------------------------- replica meetings
@@ -228,7 +191,9 @@ def meeting_of(snapshot: dict[str, Any]) -> dict[str, Any]:
     return snapshot["media"]["Meeting"]
 
 
-def test_listeners_past_the_primary_seats_go_to_replicas(stack: Any, settings: Override) -> None:
+async def test_listeners_past_the_primary_seats_go_to_replicas(
+    stack: Any, clients: Clients, settings: Override
+) -> None:
     """MEETING_MAX_ATTENDEES=16: the primary keeps 13 seats for the stage, so 3 listeners sit in it;
     then replica 1 takes 16, then replica 2 opens. Ending the space deletes all three meetings."""
     from chalicelib import placement
@@ -236,114 +201,102 @@ def test_listeners_past_the_primary_seats_go_to_replicas(stack: Any, settings: O
     settings(MEETING_MAX_ATTENDEES="16")
     assert placement.primary_listener_seats(16) == 3
     port = local_media()
+    host_id = uid("host")
+    space = await asyncio.to_thread(create_space, stack, host_id)
+    sid = space["id"]
+    host, host_snap = await clients.join(host_id, sid)
+    primary = meeting_of(host_snap)["MeetingId"]
+    assert "PrimaryMeetingId" not in meeting_of(host_snap)
 
-    async def scenario(clients: Clients) -> None:
-        host_id = uid("host")
-        space = await asyncio.to_thread(create_space, stack, host_id)
-        sid = space["id"]
-        host, host_snap = await clients.join(host_id, sid)
-        primary = meeting_of(host_snap)["MeetingId"]
-        assert "PrimaryMeetingId" not in meeting_of(host_snap)
+    snaps = [(await clients.join(uid("l"), sid))[1] for _ in range(3)]
+    assert [meeting_of(s)["MeetingId"] for s in snaps] == [primary] * 3
 
-        snaps = [(await clients.join(uid("l"), sid))[1] for _ in range(3)]
-        assert [meeting_of(s)["MeetingId"] for s in snaps] == [primary] * 3
+    # two joins race to open replica 1: both land in the one replica
+    racing = await asyncio.gather(clients.join(uid("l"), sid), clients.join(uid("l"), sid))
+    replica1 = meeting_of(racing[0][1])["MeetingId"]
+    assert meeting_of(racing[1][1])["MeetingId"] == replica1 != primary
+    for _, snap in racing:
+        assert meeting_of(snap)["PrimaryMeetingId"] == primary
+        assert meeting_of(snap)["ExternalMeetingId"] == f"{sid}-r1"
+        assert snap["media"]["Attendee"]["Capabilities"]["Audio"] == "Receive"
+    assert port.meetings()[replica1].primary_meeting_id == primary
 
-        # two joins race to open replica 1: both land in the one replica
-        racing = await asyncio.gather(clients.join(uid("l"), sid), clients.join(uid("l"), sid))
-        replica1 = meeting_of(racing[0][1])["MeetingId"]
-        assert meeting_of(racing[1][1])["MeetingId"] == replica1 != primary
-        for _, snap in racing:
-            assert meeting_of(snap)["PrimaryMeetingId"] == primary
-            assert meeting_of(snap)["ExternalMeetingId"] == f"{sid}-r1"
-            assert snap["media"]["Attendee"]["Capabilities"]["Audio"] == "Receive"
-        assert port.meetings()[replica1].primary_meeting_id == primary
+    rest = [(await clients.join(uid("l"), sid))[1] for _ in range(14)]
+    assert {meeting_of(s)["MeetingId"] for s in rest} == {replica1}
+    assert len(port.attendees(replica1)) == 16
+    assert len(port.attendees(primary)) == 4  # the host and three listeners
 
-        rest = [(await clients.join(uid("l"), sid))[1] for _ in range(14)]
-        assert {meeting_of(s)["MeetingId"] for s in rest} == {replica1}
-        assert len(port.attendees(replica1)) == 16
-        assert len(port.attendees(primary)) == 4  # the host and three listeners
+    client, snap = await clients.join(uid("l"), sid)
+    replica2 = meeting_of(snap)["MeetingId"]
+    assert replica2 not in (primary, replica1)
+    assert meeting_of(snap)["ExternalMeetingId"] == f"{sid}-r2"
+    assert port.meetings()[replica2].primary_meeting_id == primary
+    assert audio(replica2, client.user) == "Receive"
+    record = await asyncio.to_thread(stored_space, sid)
+    assert [r["meeting_id"] for r in record.replicas] == [replica1, replica2]
+    assert record.replica_count == 2
 
-        client, snap = await clients.join(uid("l"), sid)
-        replica2 = meeting_of(snap)["MeetingId"]
-        assert replica2 not in (primary, replica1)
-        assert meeting_of(snap)["ExternalMeetingId"] == f"{sid}-r2"
-        assert port.meetings()[replica2].primary_meeting_id == primary
-        assert audio(replica2, client.user) == "Receive"
-        record = await asyncio.to_thread(stored_space, sid)
-        assert [r["meeting_id"] for r in record.replicas] == [replica1, replica2]
-        assert record.replica_count == 2
-
-        await end(stack, host, sid)
-        for meeting_id in (primary, replica1, replica2):
-            assert not port.meeting_exists(meeting_id)
-
-    run(stack, scenario)
+    await end(stack, host, sid)
+    for meeting_id in (primary, replica1, replica2):
+        assert not port.meeting_exists(meeting_id)
 
 
-def stored_space(space_id: str) -> Any:
-    from chalicelib.models import Space
-
-    return Space.get(space_id, consistent_read=True)
-
-
-def test_a_listener_promoted_out_of_a_replica_moves_to_the_primary(stack: Any, settings: Override) -> None:
+async def test_a_listener_promoted_out_of_a_replica_moves_to_the_primary(
+    stack: Any, clients: Clients, settings: Override
+) -> None:
     settings(MEETING_MAX_ATTENDEES="16")
     port = local_media()
+    host_id = uid("host")
+    space = await asyncio.to_thread(create_space, stack, host_id)
+    sid = space["id"]
+    host, host_snap = await clients.join(host_id, sid)
+    primary = meeting_of(host_snap)["MeetingId"]
+    for _ in range(3):
+        await clients.join(uid("l"), sid)
+    mover, snap = await clients.join(uid("mover"), sid)
+    replica = meeting_of(snap)["MeetingId"]
+    assert replica != primary
+    old_attendee = snap["media"]["Attendee"]["AttendeeId"]
+    other, other_snap = await clients.join(uid("l"), sid)
+    assert meeting_of(other_snap)["MeetingId"] == replica
+    everyone = [*clients.all]
+    marks = {c.user: c.mark for c in everyone}
 
-    async def scenario(clients: Clients) -> None:
-        host_id = uid("host")
-        space = await asyncio.to_thread(create_space, stack, host_id)
-        sid = space["id"]
-        host, host_snap = await clients.join(host_id, sid)
-        primary = meeting_of(host_snap)["MeetingId"]
-        for _ in range(3):
-            await clients.join(uid("l"), sid)
-        mover, snap = await clients.join(uid("mover"), sid)
-        replica = meeting_of(snap)["MeetingId"]
-        assert replica != primary
-        old_attendee = snap["media"]["Attendee"]["AttendeeId"]
-        other, other_snap = await clients.join(uid("l"), sid)
-        assert meeting_of(other_snap)["MeetingId"] == replica
-        everyone = [*clients.all]
-        marks = {c.user: c.mark for c in everyone}
+    await mover.send("hand.raise", space_id=sid)
+    await host.event("hand.raised", since=marks[host.user], user_id=mover.user)
+    await host.send("request.approve", space_id=sid, user_id=mover.user)
 
-        await mover.send("hand.raise", space_id=sid)
-        await host.event("hand.raised", since=marks[host.user], user_id=mover.user)
-        await host.send("request.approve", space_id=sid, user_id=mover.user)
+    moved = await mover.event("media.moved", since=marks[mover.user])
+    assert "seq" not in moved  # private
+    assert moved["media"]["Meeting"]["MeetingId"] == primary
+    assert "PrimaryMeetingId" not in moved["media"]["Meeting"]
+    attendee = moved["media"]["Attendee"]
+    assert attendee["Capabilities"]["Audio"] == "SendReceive"
+    assert attendee["AttendeeId"] != old_attendee
+    assert attendee["JoinToken"]
+    assert old_attendee not in port.attendees(replica)
+    assert audio(replica, mover.user) is None
+    assert audio(primary, mover.user) == "SendReceive"
+    assert port.attendees(primary)[attendee["AttendeeId"]].external_user_id == attendee["ExternalUserId"]
+    for client in everyone:
+        event = await client.event("stage.changed", since=marks[client.user], reason="request_approved")
+        assert {e["user_id"]: e["role"] for e in event["stage"]}[mover.user] == "speaker"
+    for client in everyone:
+        if client is not mover:
+            assert client.events("media.moved", since=marks[client.user]) == []
+    assert audio(replica, other.user) == "Receive"  # the others stay where they are
 
-        moved = await mover.event("media.moved", since=marks[mover.user])
-        assert "seq" not in moved  # private
-        assert moved["media"]["Meeting"]["MeetingId"] == primary
-        assert "PrimaryMeetingId" not in moved["media"]["Meeting"]
-        attendee = moved["media"]["Attendee"]
-        assert attendee["Capabilities"]["Audio"] == "SendReceive"
-        assert attendee["AttendeeId"] != old_attendee
-        assert attendee["JoinToken"]
-        assert old_attendee not in port.attendees(replica)
-        assert audio(replica, mover.user) is None
-        assert audio(primary, mover.user) == "SendReceive"
-        assert port.attendees(primary)[attendee["AttendeeId"]].external_user_id == attendee["ExternalUserId"]
-        for client in everyone:
-            event = await client.event("stage.changed", since=marks[client.user], reason="request_approved")
-            assert {e["user_id"]: e["role"] for e in event["stage"]}[mover.user] == "speaker"
-        for client in everyone:
-            if client is not mover:
-                assert client.events("media.moved", since=marks[client.user]) == []
-        assert audio(replica, other.user) == "Receive"  # the others stay where they are
+    # Back to the audience: the primary's seat is given back, the listener returns to a replica.
+    mark = mover.mark
+    await host.send("speaker.remove", space_id=sid, user_id=mover.user)
+    back = await mover.event("media.moved", since=mark)
+    assert back["media"]["Meeting"]["MeetingId"] == replica
+    assert back["media"]["Attendee"]["Capabilities"]["Audio"] == "Receive"
+    assert audio(primary, mover.user) is None
+    assert audio(replica, mover.user) == "Receive"
 
-        # Back to the audience: the primary's seat is given back, the listener returns to a replica.
-        mark = mover.mark
-        await host.send("speaker.remove", space_id=sid, user_id=mover.user)
-        back = await mover.event("media.moved", since=mark)
-        assert back["media"]["Meeting"]["MeetingId"] == replica
-        assert back["media"]["Attendee"]["Capabilities"]["Audio"] == "Receive"
-        assert audio(primary, mover.user) is None
-        assert audio(replica, mover.user) == "Receive"
-
-        await end(stack, host, sid)
-        assert not port.meeting_exists(primary) and not port.meeting_exists(replica)
-
-    run(stack, scenario)
+    await end(stack, host, sid)
+    assert not port.meeting_exists(primary) and not port.meeting_exists(replica)
 
 
 # --------------------------------------------------------------------------- MAX_LISTENERS
@@ -370,24 +323,22 @@ def test_the_listener_count_is_read_consistently(stack: Any) -> None:
     )
 
 
-def test_a_full_space_refuses_listeners_until_one_leaves(stack: Any, settings: Override) -> None:
+async def test_a_full_space_refuses_listeners_until_one_leaves(
+    stack: Any, clients: Clients, settings: Override
+) -> None:
     settings(MAX_LISTENERS="5")
+    sid, host, listeners = await open_room(stack, clients, 5)
+    late = await clients.open(uid("late"))
+    err = await refused(late.send("space.join", space_id=sid), "limit_reached")
+    assert "5" in err.message
+    assert (await asyncio.to_thread(get_space, stack, sid))["listener_count"] == 5
 
-    async def scenario(clients: Clients) -> None:
-        sid, host, listeners = await open_room(stack, clients, 5)
-        late = await clients.open(uid("late"))
-        err = await refused(late.send("space.join", space_id=sid), "limit_reached")
-        assert "5" in err.message
-        assert (await asyncio.to_thread(get_space, stack, sid))["listener_count"] == 5
-
-        assert (await listeners[0].send("space.leave", space_id=sid))["left"] is True
-        snapshot = await late.send("space.join", space_id=sid)
-        assert snapshot["role"] == "listener"
-        assert snapshot["listener_count"] == 5
-        await refused(_join_new(clients, sid), "limit_reached")  # full again
-        await end(stack, host, sid)
-
-    run(stack, scenario)
+    assert (await listeners[0].send("space.leave", space_id=sid))["left"] is True
+    snapshot = await late.send("space.join", space_id=sid)
+    assert snapshot["role"] == "listener"
+    assert snapshot["listener_count"] == 5
+    await refused(_join_new(clients, sid), "limit_reached")  # full again
+    await end(stack, host, sid)
 
 
 async def _join_new(clients: Clients, space_id: str) -> Any:

@@ -7,7 +7,6 @@ key by key and type by type, and checked with Powertools' parser models.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from aws_lambda_powertools.utilities.parser.models import (
     APIGatewayWebSocketDisconnectEventModel,
     APIGatewayWebSocketMessageEventModel,
 )
-from e2e_support import RawWebSocket, await_until, connect, fixture, recording, wait_until
+from conftest import Clients, await_until, fixture, recording
 
 pytestmark = pytest.mark.e2e
 
@@ -83,26 +82,21 @@ def test_fixtures_are_valid_powertools_events() -> None:
     APIGatewayWebSocketDisconnectEventModel.model_validate(fixture("apigw_ws_disconnect.json"))
 
 
-def test_connect_message_disconnect_events_match_api_gateway(stack) -> None:
+async def test_connect_message_disconnect_events_match_api_gateway(stack, clients: Clients) -> None:
     handlers = stack.gateway._handlers
     token = stack.mint_token("ada")
-
-    async def scenario() -> str:
-        async with connect(stack, token=token) as ws:
-            await ws.send(json.dumps({"action": "ping", "ref": "shape-1"}))
-            reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
-            await ws.send(b"\x00\xffbinary")
-            await asyncio.wait_for(ws.recv(), 5)
-        conn_id = reply["data"]["connection_id"]
-        assert await await_until(lambda: disconnects.for_connection(conn_id), timeout=3)
-        return conn_id
 
     with (
         recording(handlers, "$connect") as connects,
         recording(handlers, "$default") as messages,
         recording(handlers, "$disconnect") as disconnects,
     ):
-        conn_id = asyncio.run(scenario())
+        ws = await clients.open(token=token)
+        reply = await ws.command({"action": "ping", "ref": "shape-1"})
+        await ws.command(b"\x00\xffbinary")
+        await ws.close()
+        conn_id = reply["data"]["connection_id"]
+        assert await await_until(lambda: disconnects.for_connection(conn_id), timeout=3)
 
     [connect_event] = connects.for_connection(conn_id)
     text_event, binary_event = messages.for_connection(conn_id)
@@ -153,20 +147,14 @@ def test_connect_message_disconnect_events_match_api_gateway(stack) -> None:
     assert len({e["requestContext"]["requestId"] for e in every}) == len(every)
 
 
-def test_disconnect_without_close_code_reports_1005(stack) -> None:
+async def test_disconnect_without_close_code_reports_1005(stack, clients: Clients) -> None:
     """A close frame with no status code: 1005 and API Gateway's reason text."""
     with recording(stack.gateway._handlers, "$disconnect") as disconnects:
-        raw = RawWebSocket(stack, stack.mint_token("ada"))
-        try:
-            assert raw.status == 101
-            raw.send_frame(0x1, b'{"action":"ping","ref":"r"}')
-            _, payload = raw.read_frame()
-            conn_id = json.loads(payload)["data"]["connection_id"]
-            raw.send_frame(0x8)  # close, no status code
-            assert raw.read_frame()[0] == 0x8
-        finally:
-            raw.close()
-        assert wait_until(lambda: disconnects.for_connection(conn_id))
+        ws = await clients.open()
+        conn_id = (await ws.command({"action": "ping", "ref": "r"}))["data"]["connection_id"]
+        await ws.close(code=None)  # a close frame with no status code
+        assert ws.closed_code == 1005  # the server answered with a close frame (echoing no code)
+        assert await await_until(lambda: disconnects.for_connection(conn_id))
     ctx = disconnects.for_connection(conn_id)[0]["requestContext"]
     assert ctx["disconnectStatusCode"] == 1005
     assert ctx["disconnectReason"] == "Client-side close frame status not set"

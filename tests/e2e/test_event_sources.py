@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SqsModel
 from chalice import Rate
-from e2e_support import wait_until
+from conftest import wait_until
 
 from devstack.lambdas import SqsPoller, failed_message_ids, rate_seconds
 

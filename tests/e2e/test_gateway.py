@@ -3,32 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import jwt
 import pytest
-import websockets
+from conftest import Clients, await_until, connection_record, recording, replaced
 from cryptography.hazmat.primitives.asymmetric import rsa
-from e2e_support import (
-    RawWebSocket,
-    command,
-    connect,
-    connection_id,
-    connection_record,
-    ping,
-    recording,
-    recv_json,
-    replaced,
-    serves_others,
-    wait_until,
-    ws_url,
-)
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
 from devstack.gateway import GatewaySettings, WebSocketGateway
+from sohbet_client import ConnectionClosed
 
 pytestmark = pytest.mark.e2e
 
@@ -36,12 +25,9 @@ pytestmark = pytest.mark.e2e
 # -- connect and ping -----------------------------------------------------------
 
 
-def test_ping_replies_with_the_verified_caller(stack) -> None:
-    async def scenario() -> dict[str, Any]:
-        async with connect(stack, "ada") as ws:
-            return await command(ws, {"action": "ping", "ref": "p1"})
-
-    answer = asyncio.run(scenario())
+async def test_ping_replies_with_the_verified_caller(clients: Clients) -> None:
+    ws = await clients.open("ada")
+    answer = await ws.command({"action": "ping", "ref": "p1"})
     assert answer["type"] == "reply"
     assert answer["ref"] == "p1"
     assert answer["ok"] is True
@@ -49,15 +35,10 @@ def test_ping_replies_with_the_verified_caller(stack) -> None:
     assert isinstance(answer["data"]["connection_id"], str)
 
 
-def test_the_stage_path_is_served_too(stack) -> None:
+async def test_the_stage_path_is_served_too(clients: Clients) -> None:
     """Clients connect to wss://…/{stage}; the emulator answers on /{stage} as on /."""
-
-    async def scenario() -> dict[str, Any]:
-        url = ws_url(stack, stack.mint_token("ada"), stage=True)
-        async with websockets.connect(url, open_timeout=5) as ws:
-            return await ping(ws, "staged")
-
-    assert asyncio.run(scenario())["data"]["user_id"] == "ada"
+    ws = await clients.open("ada", stage=True)
+    assert (await ws.ping_raw("staged"))["data"]["user_id"] == "ada"
 
 
 # -- refused upgrades -------------------------------------------------------------
@@ -95,42 +76,30 @@ def _refusal_tokens(stack) -> dict[str, str | None]:
     }
 
 
-def test_bad_tokens_are_refused_with_401_and_the_process_keeps_serving(stack) -> None:
-    async def attempt(token: str | None) -> Any:
-        url = stack.ws_url if token is None else f"{stack.ws_url}?token={token}"
+async def test_bad_tokens_are_refused_with_401_and_the_process_keeps_serving(stack, clients: Clients) -> None:
+    for name, token in _refusal_tokens(stack).items():
+        client = clients.client(token=token, no_token=token is None)
         with pytest.raises(InvalidStatus) as refused:
-            async with websockets.connect(url, open_timeout=5):
-                pass
-        return refused.value.response
-
-    async def scenario() -> None:
-        for name, token in _refusal_tokens(stack).items():
-            response = await attempt(token)
-            assert response.status_code == 401, name
-            body = json.loads(response.body)
-            assert body["code"] == "unauthorized", name
-            assert isinstance(body["message"], str) and body["message"], name
-            await serves_others(stack)
-
-    asyncio.run(scenario())
+            await client.connect()
+        response = refused.value.response
+        assert response.status_code == 401, name
+        body = json.loads(response.body)
+        assert body["code"] == "unauthorized", name
+        assert isinstance(body["message"], str) and body["message"], name
+        await clients.serves_others()
 
 
-def test_a_refused_connection_never_reaches_disconnect(stack) -> None:
+async def test_a_refused_connection_never_reaches_disconnect(stack, clients: Clients) -> None:
     """API Gateway calls $disconnect only for connections that were established."""
     handlers = stack.gateway._handlers
     with recording(handlers, "$connect") as connects, recording(handlers, "$disconnect") as disconnects:
         with pytest.raises(InvalidStatus):
-            asyncio.run(_open_and_close(stack.ws_url + "?token=nope"))
+            await clients.open(token="nope")
         [refused] = connects.events
         conn_id = refused["requestContext"]["connectionId"]
-        time.sleep(0.3)
+        await asyncio.sleep(0.3)
         assert disconnects.for_connection(conn_id) == []
     assert conn_id not in stack.gateway.connections
-
-
-async def _open_and_close(url: str) -> None:
-    async with websockets.connect(url, open_timeout=5):
-        pass
 
 
 # -- bad input ----------------------------------------------------------------------
@@ -152,160 +121,126 @@ BAD_FRAMES: list[tuple[str, Any, str | None]] = [
 ]
 
 
-def test_bad_messages_get_bad_request_frames_and_the_socket_stays_open(stack) -> None:
-    async def scenario() -> None:
-        async with connect(stack) as ws:
-            for name, frame, ref in BAD_FRAMES:
-                answer = await command(ws, frame)
-                assert answer["type"] == "error", name
-                assert answer["code"] == "bad_request", (name, answer)
-                assert answer["ref"] == ref, (name, answer)
-                assert isinstance(answer["message"], str) and answer["message"], name
-                assert "Traceback" not in answer["message"], name
-            answer = await ping(ws, "still-here")
-            assert answer["data"]["user_id"] == "ada"
-
-    asyncio.run(scenario())
+async def test_bad_messages_get_bad_request_frames_and_the_socket_stays_open(clients: Clients) -> None:
+    ws = await clients.open()
+    for name, frame, ref in BAD_FRAMES:
+        answer = await ws.command(frame)
+        assert answer["type"] == "error", name
+        assert answer["code"] == "bad_request", (name, answer)
+        assert answer["ref"] == ref, (name, answer)
+        assert isinstance(answer["message"], str) and answer["message"], name
+        assert "Traceback" not in answer["message"], name
+    answer = await ws.ping_raw("still-here")
+    assert answer["data"]["user_id"] == "ada"
 
 
-def test_a_message_of_exactly_128_kb_in_32_kb_frames_is_accepted(stack) -> None:
+async def test_a_message_of_exactly_128_kb_in_32_kb_frames_is_accepted(clients: Clients) -> None:
     """The quota is 128 KB per message, sent in frames of at most 32 KB."""
     envelope = json.dumps({"action": "ping", "ref": "big", "pad": ""})
     message = envelope[:-2] + "x" * (128 * 1024 - len(envelope)) + '"}'
     assert len(message.encode()) == 128 * 1024
 
-    async def scenario() -> None:
-        async with connect(stack) as ws:
-            await ws.send([message[i : i + 32 * 1024] for i in range(0, len(message), 32 * 1024)])
-            answer = await recv_json(ws)
-            # it reached the app: refused for the extra field, not by the gateway
-            assert (answer["type"], answer["ref"], answer["code"]) == ("error", "big", "bad_request")
-            await ping(ws)
-
-    asyncio.run(scenario())
+    ws = await clients.open()
+    await ws.send_raw([message[i : i + 32 * 1024] for i in range(0, len(message), 32 * 1024)])
+    answer = await ws.recv()
+    # it reached the app: refused for the extra field, not by the gateway
+    assert (answer["type"], answer["ref"], answer["code"]) == ("error", "big", "bad_request")
+    await ws.ping_raw()
 
 
-def test_a_message_over_128_kb_closes_the_socket_with_1009(stack) -> None:
+async def test_a_message_over_128_kb_closes_the_socket_with_1009(stack, clients: Clients) -> None:
     message = json.dumps({"action": "ping", "ref": "huge", "pad": "x" * (128 * 1024)})
 
-    async def scenario() -> str:
-        async with connect(stack) as ws:
-            conn_id = await connection_id(ws)
-            await ws.send(message)
-            with pytest.raises(ConnectionClosed) as closed:
-                await asyncio.wait_for(ws.recv(), 5)
-            assert closed.value.rcvd is not None
-            assert closed.value.rcvd.code == 1009
-        await serves_others(stack)
-        return conn_id
-
     with recording(stack.gateway._handlers, "$disconnect") as disconnects:
-        conn_id = asyncio.run(scenario())
-        assert wait_until(lambda: disconnects.for_connection(conn_id))
+        ws = await clients.open()
+        conn_id = await ws.connection_id()
+        await ws.send_raw(message)
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.code == 1009  # the close frame the server sent
+        await ws.close()
+        await clients.serves_others()
+        assert await await_until(lambda: disconnects.for_connection(conn_id))
     assert disconnects.for_connection(conn_id)[0]["requestContext"]["disconnectStatusCode"] == 1009
-    assert wait_until(lambda: connection_record(stack, conn_id) is None)
+    assert await await_until(lambda: connection_record(stack, conn_id) is None)
 
 
 # -- disconnect clean-up ----------------------------------------------------------
 
 
-def test_closing_the_socket_removes_the_connection_record(stack) -> None:
-    async def scenario() -> str:
-        async with connect(stack) as ws:
-            conn_id = await connection_id(ws)
-            record = connection_record(stack, conn_id)
-            assert record is not None and record["user_id"] == {"S": "ada"}
-        return conn_id
-
-    conn_id = asyncio.run(scenario())
-    assert wait_until(lambda: connection_record(stack, conn_id) is None, timeout=3)
+async def test_closing_the_socket_removes_the_connection_record(stack, clients: Clients) -> None:
+    ws = await clients.open()
+    conn_id = await ws.connection_id()
+    record = connection_record(stack, conn_id)
+    assert record is not None and record["user_id"] == {"S": "ada"}
+    await ws.close()
+    assert await await_until(lambda: connection_record(stack, conn_id) is None, timeout=3)
 
 
-def test_a_dropped_tcp_connection_is_cleaned_up_too(stack) -> None:
+async def test_a_dropped_tcp_connection_is_cleaned_up_too(stack, clients: Clients) -> None:
     """No close frame at all (network loss): $disconnect still runs, with 1006."""
     with recording(stack.gateway._handlers, "$disconnect") as disconnects:
-        raw = RawWebSocket(stack, stack.mint_token("ada"))
-        assert raw.status == 101
-        raw.send_frame(0x1, b'{"action":"ping","ref":"r"}')
-        conn_id = json.loads(raw.read_frame()[1])["data"]["connection_id"]
+        ws = await clients.open()
+        conn_id = (await ws.command({"action": "ping", "ref": "r"}))["data"]["connection_id"]
         assert connection_record(stack, conn_id) is not None
-        raw.close()
-        assert wait_until(lambda: disconnects.for_connection(conn_id))
+        ws.abort()
+        assert await await_until(lambda: disconnects.for_connection(conn_id))
     assert disconnects.for_connection(conn_id)[0]["requestContext"]["disconnectStatusCode"] == 1006
-    assert wait_until(lambda: connection_record(stack, conn_id) is None)
+    assert await await_until(lambda: connection_record(stack, conn_id) is None)
     assert conn_id not in stack.gateway.connections
 
 
 # -- limits: idle timeout and maximum duration ------------------------------------
 
 
-def _closed_by_server(exc: ConnectionClosed) -> int | None:
-    return exc.rcvd.code if exc.rcvd is not None else None
-
-
-def test_an_idle_connection_is_closed_with_1001(stack) -> None:
+@pytest.fixture
+def gateway_settings(stack) -> Iterator[GatewaySettings]:
+    """The emulator's limits, to change for one test; put back afterwards."""
     settings = stack.gateway.settings
-    saved = settings.idle_timeout_seconds
-    settings.idle_timeout_seconds = 1
+    saved = dataclasses.replace(settings)
+    yield settings
+    for field in dataclasses.fields(settings):
+        setattr(settings, field.name, getattr(saved, field.name))
 
-    async def scenario() -> tuple[str, float, int | None]:
-        async with connect(stack) as ws:
-            conn_id = await connection_id(ws)  # the last activity
-            started = time.monotonic()
-            with pytest.raises(ConnectionClosed) as closed:
-                await asyncio.wait_for(ws.recv(), 4)
-            return conn_id, time.monotonic() - started, _closed_by_server(closed.value)
 
-    try:
-        with recording(stack.gateway._handlers, "$disconnect") as disconnects:
-            conn_id, elapsed, code = asyncio.run(scenario())
-            assert wait_until(lambda: disconnects.for_connection(conn_id))
-    finally:
-        settings.idle_timeout_seconds = saved
+async def test_an_idle_connection_is_closed_with_1001(
+    stack, clients: Clients, gateway_settings: GatewaySettings
+) -> None:
+    gateway_settings.idle_timeout_seconds = 1
+    with recording(stack.gateway._handlers, "$disconnect") as disconnects:
+        ws = await clients.open()
+        conn_id = await ws.connection_id()  # the last activity
+        started = time.monotonic()
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv(timeout=4)
+        elapsed, code = time.monotonic() - started, closed.value.code
+        assert await await_until(lambda: disconnects.for_connection(conn_id))
     assert code == 1001
     assert 0.5 <= elapsed <= 2.5
     ctx = disconnects.for_connection(conn_id)[0]["requestContext"]
     assert (ctx["disconnectStatusCode"], ctx["disconnectReason"]) == (1001, "Going away")
-    assert wait_until(lambda: connection_record(stack, conn_id) is None)
+    assert await await_until(lambda: connection_record(stack, conn_id) is None)
 
 
-def test_activity_defers_the_idle_timeout(stack) -> None:
-    settings = stack.gateway.settings
-    saved = settings.idle_timeout_seconds
-    settings.idle_timeout_seconds = 1
-
-    async def scenario() -> None:
-        async with connect(stack) as ws:
-            for i in range(6):  # 1.8 s in all, never idle for 1 s
-                await asyncio.sleep(0.3)
-                await ping(ws, f"keep-{i}")
-
-    try:
-        asyncio.run(scenario())
-    finally:
-        settings.idle_timeout_seconds = saved
+async def test_activity_defers_the_idle_timeout(clients: Clients, gateway_settings: GatewaySettings) -> None:
+    gateway_settings.idle_timeout_seconds = 1
+    ws = await clients.open()
+    for i in range(6):  # 1.8 s in all, never idle for 1 s
+        await asyncio.sleep(0.3)
+        await ws.ping_raw(f"keep-{i}")
 
 
-def test_a_connection_is_closed_with_1001_at_its_maximum_duration(stack) -> None:
-    settings = stack.gateway.settings
-    saved = settings.max_connection_seconds
-    settings.max_connection_seconds = 1.5
-
-    async def scenario() -> tuple[float, int | None]:
-        async with connect(stack) as ws:
-            started = time.monotonic()
-            try:
-                for i in range(20):  # busy, never idle: only the duration limit applies
-                    await ping(ws, f"busy-{i}")
-                    await asyncio.sleep(0.2)
-            except ConnectionClosed as closed:
-                return time.monotonic() - started, _closed_by_server(closed)
-            raise AssertionError("the connection outlived its maximum duration")
-
-    try:
-        elapsed, code = asyncio.run(scenario())
-    finally:
-        settings.max_connection_seconds = saved
+async def test_a_connection_is_closed_with_1001_at_its_maximum_duration(
+    clients: Clients, gateway_settings: GatewaySettings
+) -> None:
+    gateway_settings.max_connection_seconds = 1.5
+    ws = await clients.open()
+    started = time.monotonic()
+    with pytest.raises(ConnectionClosed) as closed:
+        for i in range(20):  # busy, never idle: only the duration limit applies
+            await ws.ping_raw(f"busy-{i}")
+            await asyncio.sleep(0.2)
+    elapsed, code = time.monotonic() - started, closed.value.code
     assert code == 1001
     assert 1.0 <= elapsed <= 3.0
 
@@ -313,32 +248,29 @@ def test_a_connection_is_closed_with_1001_at_its_maximum_duration(stack) -> None
 # -- integration failures -----------------------------------------------------------
 
 
-def test_a_handler_that_raises_gives_api_gateways_error_frame_and_the_socket_stays_open(stack) -> None:
-    def broken(event: dict[str, Any], context: Any) -> Any:
-        raise RuntimeError("simulated Lambda failure")
-
-    async def scenario() -> None:
-        async with connect(stack) as ws:
-            conn_id = await connection_id(ws)
-            with replaced(stack.gateway._handlers, "$default", broken):
-                answer = await command(ws, {"action": "ping", "ref": "doomed"})
-            assert set(answer) == {"message", "connectionId", "requestId"}
-            assert answer["message"] == "Internal server error"
-            assert answer["connectionId"] == conn_id
-            assert isinstance(answer["requestId"], str) and answer["requestId"]
-            await ping(ws, "after")
-
-    asyncio.run(scenario())
+def _broken(event: dict[str, Any], context: Any) -> Any:
+    raise RuntimeError("simulated Lambda failure")
 
 
-def test_a_connect_handler_that_raises_refuses_the_upgrade(stack) -> None:
-    def broken(event: dict[str, Any], context: Any) -> Any:
-        raise RuntimeError("simulated Lambda failure")
+async def test_a_handler_that_raises_gives_api_gateways_error_frame_and_the_socket_stays_open(
+    stack, clients: Clients
+) -> None:
+    ws = await clients.open()
+    conn_id = await ws.connection_id()
+    with replaced(stack.gateway._handlers, "$default", _broken):
+        answer = await ws.command({"action": "ping", "ref": "doomed"})
+    assert set(answer) == {"message", "connectionId", "requestId"}
+    assert answer["message"] == "Internal server error"
+    assert answer["connectionId"] == conn_id
+    assert isinstance(answer["requestId"], str) and answer["requestId"]
+    await ws.ping_raw("after")
 
-    with replaced(stack.gateway._handlers, "$connect", broken), pytest.raises(InvalidStatus) as refused:
-        asyncio.run(_open_and_close(ws_url(stack, stack.mint_token("ada"))))
+
+async def test_a_connect_handler_that_raises_refuses_the_upgrade(stack, clients: Clients) -> None:
+    with replaced(stack.gateway._handlers, "$connect", _broken), pytest.raises(InvalidStatus) as refused:
+        await clients.open()
     assert refused.value.response.status_code >= 500
-    asyncio.run(serves_others(stack))
+    await clients.serves_others()
 
 
 # -- route selection ------------------------------------------------------------------
@@ -394,22 +326,17 @@ def test_custom_route_keys_are_selected_on_the_action_field(body: str, route: st
 # -- throughput ---------------------------------------------------------------------------
 
 
-def test_200_pings_on_one_socket_all_get_their_reply(stack, aws_calls) -> None:
+async def test_200_pings_on_one_socket_all_get_their_reply(clients: Clients, aws_calls) -> None:
     refs = [f"n{i}" for i in range(200)]
-
-    async def scenario() -> dict[str, dict[str, Any]]:
-        async with connect(stack) as ws:
-            await connection_id(ws)
-            aws_calls.reset()
-            for ref in refs:  # pipelined: the gateway invokes the handler per message, concurrently
-                await ws.send(json.dumps({"action": "ping", "ref": ref}))
-            answers: dict[str, dict[str, Any]] = {}
-            while len(answers) < len(refs):
-                answer = await recv_json(ws, timeout=20)
-                answers[answer["ref"]] = answer
-            return answers
-
-    answers = asyncio.run(scenario())
+    ws = await clients.open()
+    await ws.connection_id()
+    aws_calls.reset()
+    for ref in refs:  # pipelined: the gateway invokes the handler per message, concurrently
+        await ws.send_raw({"action": "ping", "ref": ref})
+    answers: dict[str, dict[str, Any]] = {}
+    while len(answers) < len(refs):
+        answer = await ws.recv(timeout=20)
+        answers[answer["ref"]] = answer
     assert sorted(answers) == sorted(refs)
     assert all(a["type"] == "reply" and a["ok"] and a["data"]["user_id"] == "ada" for a in answers.values())
     assert aws_calls.calls["dynamodb:Scan"] == 0

@@ -457,26 +457,27 @@ def test_rate_limits_are_off_by_default(chime: Any) -> None:
 
 
 def test_concurrent_create_meeting_with_one_token_conflicts() -> None:
-    server = ChimeServer(ChimeRules(create_meeting_seconds=0.5))
+    server = ChimeServer(ChimeRules(create_meeting_seconds=2.0))
     try:
-        results: list[Any] = []
+        results: list[str] = []
+        clients = [server.client(), server.client()]
 
-        def create() -> None:
-            client = server.client()
+        def create(client: Any) -> None:
             try:
                 results.append(create_meeting(client, "racing")["MeetingId"])
             except client.exceptions.ConflictException:
                 results.append("conflict")
 
-        threads = [threading.Thread(target=create) for _ in range(2)]
-        for t in threads:
-            t.start()
-            time.sleep(0.1)  # the second arrives while the first is in progress
-        for t in threads:
-            t.join()
-        assert sorted(results, key=str)[-1] == "conflict" and results.count("conflict") == 1
-        winner = next(r for r in results if r != "conflict")
-        assert create_meeting(server.client(), "racing")["MeetingId"] == winner  # a re-read finds it
+        first = threading.Thread(target=create, args=(clients[0],))
+        first.start()
+        deadline = time.monotonic() + 5
+        while server.chime.count("CreateMeeting") == 0:  # the first is now in progress (2 s)
+            assert time.monotonic() < deadline, "the first CreateMeeting never arrived"
+            time.sleep(0.01)
+        create(clients[1])
+        first.join()
+        assert results[0] == "conflict" and results[1] != "conflict"
+        assert create_meeting(server.client(), "racing")["MeetingId"] == results[1]  # a re-read finds it
     finally:
         server.stop()
 
@@ -646,7 +647,7 @@ def test_a_full_meeting_is_not_retried_but_an_outage_is(
     with pytest.raises(media.MediaError) as info:
         adapter.create_attendee(meeting.meeting_id, "second", "Receive")
     assert (info.value.code, info.value.retryable) == ("LimitExceeded", False)
-    assert server.chime.count("CreateAttendee") == 1 and time.monotonic() - started < 1
+    assert server.chime.count("CreateAttendee") == 1 and time.monotonic() - started < 5
 
     server.chime.fail_next("CreateAttendee", "ServiceUnavailable", times=2)
     adapter.delete_meeting(meeting.meeting_id)

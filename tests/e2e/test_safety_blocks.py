@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import http
-from safety_support import bring_on_stage, has_attendee, join_all, live_space, people, sync, uid
+from conftest import Clients, bring_on_stage, has_attendee, http, join_all, live_space, uid
 
 pytestmark = pytest.mark.e2e
 
@@ -60,79 +59,74 @@ def test_another_users_cursor_is_refused(stack) -> None:
     assert (status, body["code"]) == (400, "bad_request")
 
 
-@sync
-async def test_a_blocked_user_cannot_join_and_is_not_told_why(stack) -> None:
+async def test_a_blocked_user_cannot_join_and_is_not_told_why(clients: Clients, stack) -> None:
     host, bob, eve = uid("hana"), uid("bob"), uid("eve")
     space = live_space(stack, host)
     http(stack, "PUT", f"/me/blocks/{bob}", token=stack.mint_token(host))
-    async with people(stack, host, bob, eve) as (h, b, e):
-        await h.ok("space.join", space_id=space)
-        refused = await b.call("space.join", space_id=space)
-        assert refused["type"] == "error" and refused["code"] == "not_allowed"
-        assert "block" not in refused["message"].lower()
-        assert not has_attendee(space, bob)
-        await e.ok("space.join", space_id=space)  # others are not affected
+    h, b, e = await clients.people(host, bob, eve)
+    await h.send("space.join", space_id=space)
+    refused = await b.call("space.join", space_id=space)
+    assert refused["type"] == "error" and refused["code"] == "not_allowed"
+    assert "block" not in refused["message"].lower()
+    assert not has_attendee(space, bob)
+    await e.send("space.join", space_id=space)  # others are not affected
 
 
-@sync
-async def test_a_present_user_is_removed_at_once_when_the_host_blocks_them(stack) -> None:
+async def test_a_present_user_is_removed_at_once_when_the_host_blocks_them(clients: Clients, stack) -> None:
     host, bob = uid("hana"), uid("bob")
     space = live_space(stack, host)
-    async with people(stack, host, bob) as (h, b):
-        await join_all(space, h, b)
-        assert has_attendee(space, bob)
-        status, _ = await asyncio.to_thread(http, stack, "PUT", f"/me/blocks/{bob}", None, h.token)
-        assert status == 200
-        await b.event("participant.removed", space_id=space)
-        assert not has_attendee(space, bob)  # the attendee is gone at the media service too
-        again = await b.call("space.join", space_id=space)
-        assert again["type"] == "error" and again["code"] == "not_allowed"
+    h, b = await clients.people(host, bob)
+    await join_all(space, h, b)
+    assert has_attendee(space, bob)
+    status, _ = await asyncio.to_thread(http, stack, "PUT", f"/me/blocks/{bob}", None, h.token)
+    assert status == 200
+    await b.event("participant.removed", space_id=space)
+    assert not has_attendee(space, bob)  # the attendee is gone at the media service too
+    again = await b.call("space.join", space_id=space)
+    assert again["type"] == "error" and again["code"] == "not_allowed"
 
 
-@sync
-async def test_a_blocked_speaker_is_taken_off_the_stage_too(stack) -> None:
+async def test_a_blocked_speaker_is_taken_off_the_stage_too(clients: Clients, stack) -> None:
     host, bob = uid("hana"), uid("bob")
     space = live_space(stack, host)
-    async with people(stack, host, bob) as (h, b):
-        await join_all(space, h, b)
-        await bring_on_stage(h, b, space)
-        await asyncio.to_thread(http, stack, "PUT", f"/me/blocks/{bob}", None, h.token)
-        await b.event("participant.removed", space_id=space)
-        changed = await h.event("stage.changed", user_id=bob, reason="removed")
-        assert bob not in {s["user_id"] for s in changed["stage"]}
-        assert not has_attendee(space, bob)
+    h, b = await clients.people(host, bob)
+    await join_all(space, h, b)
+    await bring_on_stage(h, b, space)
+    await asyncio.to_thread(http, stack, "PUT", f"/me/blocks/{bob}", None, h.token)
+    await b.event("participant.removed", space_id=space)
+    changed = await h.event("stage.changed", user_id=bob, reason="removed")
+    assert bob not in {s["user_id"] for s in changed["stage"]}
+    assert not has_attendee(space, bob)
 
 
-@sync
-async def test_a_blocked_user_is_removed_when_the_blocker_becomes_cohost(stack) -> None:
+async def test_a_blocked_user_is_removed_when_the_blocker_becomes_cohost(clients: Clients, stack) -> None:
     host, carol, bob = uid("hana"), uid("carol"), uid("bob")
     space = live_space(stack, host)
-    async with people(stack, host, carol, bob) as (h, c, b):
-        await join_all(space, h, c, b)
-        # carol blocks bob as a plain listener: nothing happens to bob yet
-        status, _ = await asyncio.to_thread(http, stack, "PUT", f"/me/blocks/{bob}", None, c.token)
-        assert status == 200
-        await b.ok("space.sync", space_id=space)
-        assert has_attendee(space, bob)
-        await h.ok("cohost.add", space_id=space, user_id=carol)
-        await b.event("participant.removed", space_id=space)
-        assert not has_attendee(space, bob)
+    h, c, b = await clients.people(host, carol, bob)
+    await join_all(space, h, c, b)
+    # carol blocks bob as a plain listener: nothing happens to bob yet
+    status, _ = await asyncio.to_thread(http, stack, "PUT", f"/me/blocks/{bob}", None, c.token)
+    assert status == 200
+    await b.send("space.sync", space_id=space)
+    assert has_attendee(space, bob)
+    await h.send("cohost.add", space_id=space, user_id=carol)
+    await b.event("participant.removed", space_id=space)
+    assert not has_attendee(space, bob)
 
 
-@sync
-async def test_hand_raises_do_not_reach_a_cohost_who_blocks_the_raiser(stack) -> None:
+async def test_hand_raises_do_not_reach_a_cohost_who_blocks_the_raiser(clients: Clients, stack) -> None:
     """bob stays in the space while he is a co-host (a block never demotes a moderator);
     once back in the audience his raised hand reaches the host but not carol."""
     host, carol, bob = uid("hana"), uid("carol"), uid("bob")
     space = live_space(stack, host)
-    async with people(stack, host, carol, bob) as (h, c, b):
-        await join_all(space, h, c, b)
-        await h.ok("cohost.add", space_id=space, user_id=carol)
-        await h.ok("cohost.add", space_id=space, user_id=bob)
-        await asyncio.to_thread(http, stack, "PUT", f"/me/blocks/{bob}", None, c.token)
-        await h.ok("cohost.remove", space_id=space, user_id=bob)
-        await b.ok("stage.leave", space_id=space)
-        await b.ok("hand.raise", space_id=space)
-        await h.event("hand.raised", user_id=bob)
-        events = await c.drain(0.5)
-        assert not [e for e in events if e["event"] == "hand.raised" and e.get("user_id") == bob]
+    h, c, b = await clients.people(host, carol, bob)
+    await join_all(space, h, c, b)
+    await h.send("cohost.add", space_id=space, user_id=carol)
+    await h.send("cohost.add", space_id=space, user_id=bob)
+    await asyncio.to_thread(http, stack, "PUT", f"/me/blocks/{bob}", None, c.token)
+    await h.send("cohost.remove", space_id=space, user_id=bob)
+    await b.send("stage.leave", space_id=space)
+    await b.send("hand.raise", space_id=space)
+    await h.event("hand.raised", user_id=bob)
+    events = await c.drain(0.5)
+    assert not [e for e in events if e["event"] == "hand.raised" and e.get("user_id") == bob]

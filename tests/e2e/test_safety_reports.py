@@ -10,18 +10,17 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import http
-from safety_support import (
+from conftest import (
+    Clients,
     admin_token,
     bring_on_stage,
     case_of,
+    http,
     join_all,
     live_space,
-    people,
     report_message,
     send_reports,
     stored_reports,
-    sync,
     uid,
     wait_for_case,
 )
@@ -43,22 +42,22 @@ def _report(stack: Any, reporter: str, body: dict[str, Any], key: str | None = N
 # -- filing -----------------------------------------------------------------------------
 
 
-@sync
-async def test_a_listener_reports_a_speaker_over_websocket_with_a_snapshot(stack) -> None:
+async def test_a_listener_reports_a_speaker_over_websocket_with_a_snapshot(clients: Clients, stack) -> None:
     host, speaker, listener = uid("hana"), uid("sam"), uid("lale")
     space = live_space(stack, host, "Snapshot room")
-    async with people(stack, host, speaker, listener) as (h, s, li):
-        await join_all(space, h, s, li)
-        await bring_on_stage(h, s, space)
-        await h.ok("speaker.mute", space_id=space, user_id=speaker)
-        await asyncio.sleep(0.3)
-        started = time.monotonic()
-        reply = await li.call(
-            "report.send", space_id=space, user_id=speaker, category="harassment", note="shouting slurs"
-        )
-        assert time.monotonic() - started < 1.0
-        assert reply["type"] == "reply" and set(reply["data"]) == {"report_id"}
-        report_id = reply["data"]["report_id"]
+    h, s, li = await clients.people(host, speaker, listener)
+    await join_all(space, h, s, li)
+    await bring_on_stage(h, s, space)
+    await h.send("speaker.mute", space_id=space, user_id=speaker)
+    await asyncio.sleep(0.3)
+    started = time.monotonic()
+    reply = await li.call(
+        "report.send", space_id=space, user_id=speaker, category="harassment", note="shouting slurs"
+    )
+    assert time.monotonic() - started < 1.0
+    assert reply["type"] == "reply" and set(reply["data"]) == {"report_id"}
+    report_id = reply["data"]["report_id"]
+    await clients.close()
 
     case = await asyncio.to_thread(wait_for_case, stack, "user", speaker, 1)
     assert case["target"] == {"type": "user", "id": speaker}
@@ -80,12 +79,12 @@ async def test_a_listener_reports_a_speaker_over_websocket_with_a_snapshot(stack
     assert 0.3 <= target["on_stage_seconds"] < 30
 
 
-@sync
-async def test_a_space_can_be_reported_over_rest(stack) -> None:
+async def test_a_space_can_be_reported_over_rest(clients: Clients, stack) -> None:
     host, listener = uid("hana"), uid("lale")
     space = live_space(stack, host)
-    async with people(stack, host, listener) as (h, li):
-        await join_all(space, h, li)
+    h, li = await clients.people(host, listener)
+    await join_all(space, h, li)
+    await clients.close()
     status, body = _report(stack, listener, {"space_id": space, "category": "spam"})
     assert status == 202 and set(body) == {"report_id"}
     case = wait_for_case(stack, "space", space, 1)
@@ -95,24 +94,24 @@ async def test_a_space_can_be_reported_over_rest(stack) -> None:
     assert report["snapshot"]["reporter"]["role"] == "listener"  # joined earlier, may have left since
 
 
-@sync
-async def test_a_retried_rest_report_with_the_same_key_is_one_report(stack) -> None:
+async def test_a_retried_rest_report_with_the_same_key_is_one_report(clients: Clients, stack) -> None:
     host, bob, lale = uid("hana"), uid("bob"), uid("lale")
     space = live_space(stack, host)
-    async with people(stack, host, bob, lale) as (h, b, li):
-        await join_all(space, h, b, li)
-        report = {"space_id": space, "user_id": bob, "category": "hate"}
-        key = f"retry-{uuid.uuid4()}"
-        first = await asyncio.to_thread(_report, stack, lale, report, key)
-        again = await asyncio.to_thread(_report, stack, lale, report, key)
-        assert first[0] == again[0] == 202
-        assert first[1]["report_id"] == again[1]["report_id"]
-        # the same key for another request is refused, not answered with the wrong report
-        other = await asyncio.to_thread(_report, stack, lale, dict(report, category="spam"), key)
-        assert other[0] == 400 and other[1]["code"] == "bad_request"
-        # keys belong to their caller: the host's identical key files the host's own report
-        hosts = await asyncio.to_thread(_report, stack, host, report, key)
-        assert hosts[0] == 202 and hosts[1]["report_id"] != first[1]["report_id"]
+    h, b, li = await clients.people(host, bob, lale)
+    await join_all(space, h, b, li)
+    report = {"space_id": space, "user_id": bob, "category": "hate"}
+    key = f"retry-{uuid.uuid4()}"
+    first = await asyncio.to_thread(_report, stack, lale, report, key)
+    again = await asyncio.to_thread(_report, stack, lale, report, key)
+    assert first[0] == again[0] == 202
+    assert first[1]["report_id"] == again[1]["report_id"]
+    # the same key for another request is refused, not answered with the wrong report
+    other = await asyncio.to_thread(_report, stack, lale, dict(report, category="spam"), key)
+    assert other[0] == 400 and other[1]["code"] == "bad_request"
+    # keys belong to their caller: the host's identical key files the host's own report
+    hosts = await asyncio.to_thread(_report, stack, host, report, key)
+    assert hosts[0] == 202 and hosts[1]["report_id"] != first[1]["report_id"]
+    await clients.close()
     case = wait_for_case(stack, "user", bob, 2)
     time.sleep(1.0)
     case = case_of(stack, "user", bob)
@@ -132,16 +131,13 @@ BAD_REPORTS = [
 
 
 @pytest.fixture(scope="module")
-def room(stack) -> dict[str, str]:
+async def room(stack) -> dict[str, str]:
     """A live space with a host and a listener who joined it, and an outsider who did not."""
     host, listener, outsider = uid("hana"), uid("lale"), uid("olga")
     space = live_space(stack, host)
-
-    async def enter() -> None:
-        async with people(stack, host, listener) as (h, li):
-            await join_all(space, h, li)
-
-    asyncio.run(enter())
+    async with Clients(stack) as clients:
+        h, li = await clients.people(host, listener)
+        await join_all(space, h, li)
     return {"space": space, "host": host, "listener": listener, "outsider": outsider}
 
 
@@ -168,12 +164,12 @@ def test_bad_rest_reports_get_stable_codes_and_nothing_is_written_or_sent(
 
 
 @pytest.mark.parametrize(("what", "change", "code", "status"), BAD_REPORTS, ids=[b[0] for b in BAD_REPORTS])
-@sync
 async def test_bad_websocket_reports_get_the_same_codes(
-    stack, room, aws_calls, what: str, change: dict[str, Any], code: str, status: int
+    clients: Clients, stack, room, aws_calls, what: str, change: dict[str, Any], code: str, status: int
 ) -> None:
-    async with people(stack, room["listener"]) as (li,):
-        frame = await li.call("report.send", **_bad(room, change))
+    [li] = await clients.people(room["listener"])
+    frame = await li.call("report.send", **_bad(room, change))
+    await clients.close()
     assert frame["type"] == "error" and frame["code"] == code, frame
     assert aws_calls.calls["sqs:SendMessage"] == 0
 

@@ -8,21 +8,21 @@ from typing import Any
 
 import asyncapi_check
 import pytest
-from conftest import http
-from spaces_support import (
+from conftest import (
     Client,
     Clients,
+    Room,
     alive,
     assert_consecutive,
     audio,
     create_space,
     entry,
     get_space,
+    http,
     local_media,
-    no_scan,  # noqa: F401  (autouse: no Scan during any test here)
     refused,
     roles,
-    run,
+    settled,
     token,
     uid,
     until,
@@ -31,480 +31,395 @@ from spaces_support import (
 
 from chalicelib import protocol, rules
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_scan")]  # no Scan during any test here
 
 SEND_RECEIVE, RECEIVE = "SendReceive", "Receive"
-
-
-class Room:
-    """A live space with its host joined, and helpers to bring people in and on stage."""
-
-    def __init__(self, clients: Clients, space: dict[str, Any], host: Client, snapshot: dict[str, Any]):
-        self.clients = clients
-        self.stack = clients.stack
-        self.sid = space["id"]
-        self.host = host
-        self.meeting_id = snapshot["media"]["Meeting"]["MeetingId"]
-
-    @classmethod
-    async def open(cls, clients: Clients, **fields: Any) -> Room:
-        host_id = uid("host")
-        space = await asyncio.to_thread(create_space, clients.stack, host_id, **fields)
-        host, snapshot = await clients.join(host_id, space["id"])
-        return cls(clients, space, host, snapshot)
-
-    async def listener(self, prefix: str = "l") -> Client:
-        client, snapshot = await self.clients.join(uid(prefix), self.sid)
-        assert snapshot["role"] == "listener"
-        return client
-
-    async def speaker(self, prefix: str = "s") -> Client:
-        client = await self.listener(prefix)
-        await self.host.send("speaker.invite", space_id=self.sid, user_id=client.user)
-        await client.send("invite.accept", space_id=self.sid)
-        return client
-
-    async def cohost(self, prefix: str = "c") -> Client:
-        client = await self.listener(prefix)
-        await self.host.send("cohost.add", space_id=self.sid, user_id=client.user)
-        return client
-
-    async def get(self) -> dict[str, Any]:
-        return await asyncio.to_thread(get_space, self.stack, self.sid)
-
-    def audio(self, client: Client) -> str | None:
-        return audio(self.meeting_id, client.user)
-
-    async def unchanged(self, before: dict[str, Any], *still_usable: Client) -> None:
-        """A refused command changed nothing, and the refused connections still answer."""
-        assert settled(await self.get()) == settled(before)
-        for client in still_usable:
-            await alive(client)
-
-
-def scenario(stack: Any, body: Any) -> Any:
-    return run(stack, body)
-
-
-def settled(space: dict[str, Any]) -> dict[str, Any]:
-    """A space as GET shows it, minus the coalesced participant count (published in the background)."""
-    return {k: v for k, v in space.items() if k != "participant_count"}
 
 
 # -- join, sync, leave -------------------------------------------------------------
 
 
-def test_join_gives_role_snapshot_and_media_credentials(stack) -> None:
-    async def body(clients: Clients) -> None:
-        host_id = uid("host")
-        space = await asyncio.to_thread(create_space, stack, host_id, "join me")
-        sid = space["id"]
-        host, snap = await clients.join(host_id, sid)
-        assert snap["role"] == "host"
-        assert set(snap) >= {"space", "stage", "listener_count", "role", "media", "seq", "hands"}
-        assert snap["hands"] == [] and snap["listener_count"] == 0
-        assert snap["space"]["id"] == sid and snap["space"]["state"] == "live"
-        assert snap["stage"] == [
-            {"user_id": host_id, "role": "host", "present": True, "muted": True, "muted_by": "self"}
-        ]
-        assert set(snap["media"]) == {"Meeting", "Attendee"}
-        assert asyncapi_check.errors("MediaCredentials", snap["media"]) == []
-        meeting_id = snap["media"]["Meeting"]["MeetingId"]
-        # the local stack's media placement: an http SignalingUrl, the embedded server's WHIP endpoint
-        assert snap["media"]["Meeting"]["MediaPlacement"]["SignalingUrl"] == (
-            f"{stack.base_url}/media/whip/{meeting_id}"
-        )
-        assert snap["media"]["Attendee"]["Capabilities"]["Audio"] == SEND_RECEIVE
-        assert snap["media"]["Attendee"]["JoinToken"]
-        assert audio(meeting_id, host_id) == SEND_RECEIVE
+async def test_join_gives_role_snapshot_and_media_credentials(stack, clients: Clients) -> None:
+    host_id = uid("host")
+    space = await asyncio.to_thread(create_space, stack, host_id, "join me")
+    sid = space["id"]
+    host, snap = await clients.join(host_id, sid)
+    assert snap["role"] == "host"
+    assert set(snap) >= {"space", "stage", "listener_count", "role", "media", "seq", "hands"}
+    assert snap["hands"] == [] and snap["listener_count"] == 0
+    assert snap["space"]["id"] == sid and snap["space"]["state"] == "live"
+    assert snap["stage"] == [
+        {"user_id": host_id, "role": "host", "present": True, "muted": True, "muted_by": "self"}
+    ]
+    assert set(snap["media"]) == {"Meeting", "Attendee"}
+    assert asyncapi_check.errors("MediaCredentials", snap["media"]) == []
+    meeting_id = snap["media"]["Meeting"]["MeetingId"]
+    # the local stack's media placement: an http SignalingUrl, the embedded server's WHIP endpoint
+    assert (
+        snap["media"]["Meeting"]["MediaPlacement"]["SignalingUrl"]
+        == f"{stack.base_url}/media/whip/{meeting_id}"
+    )
+    assert snap["media"]["Attendee"]["Capabilities"]["Audio"] == SEND_RECEIVE
+    assert snap["media"]["Attendee"]["JoinToken"]
+    assert audio(meeting_id, host_id) == SEND_RECEIVE
 
-        listener, lsnap = await clients.join(uid("l"), sid)
-        assert lsnap["role"] == "listener" and "hands" not in lsnap
-        assert lsnap["listener_count"] == 1 and lsnap["media"]["Meeting"]["MeetingId"] == meeting_id
-        assert lsnap["media"]["Attendee"]["Capabilities"]["Audio"] == RECEIVE
-        assert audio(meeting_id, listener.user) == RECEIVE
-        assert lsnap["media"]["Attendee"]["AttendeeId"] != snap["media"]["Attendee"]["AttendeeId"]
+    listener, lsnap = await clients.join(uid("l"), sid)
+    assert lsnap["role"] == "listener" and "hands" not in lsnap
+    assert lsnap["listener_count"] == 1 and lsnap["media"]["Meeting"]["MeetingId"] == meeting_id
+    assert lsnap["media"]["Attendee"]["Capabilities"]["Audio"] == RECEIVE
+    assert audio(meeting_id, listener.user) == RECEIVE
+    assert lsnap["media"]["Attendee"]["AttendeeId"] != snap["media"]["Attendee"]["AttendeeId"]
 
-        # The host hears about the audience through a coalesced count, not per join.
-        count = await host.event("listeners.count", listener_count=1)
-        assert count["participant_count"] == 2 and isinstance(count["seq"], int)
-        await until_rest(stack, sid, lambda s: s["participant_count"] == 2, "participant count")
+    # The host hears about the audience through a coalesced count, not per join.
+    count = await host.event("listeners.count", listener_count=1)
+    assert count["participant_count"] == 2 and isinstance(count["seq"], int)
+    await until_rest(stack, sid, lambda s: s["participant_count"] == 2, "participant count")
 
-        synced = await listener.send("space.sync", space_id=sid)
-        assert synced["role"] == "listener" and "media" not in synced and synced["listener_count"] == 1
-        again = await listener.send("space.join", space_id=sid)  # joining twice is harmless
-        assert again["role"] == "listener" and again["listener_count"] == 1
+    synced = await listener.send("space.sync", space_id=sid)
+    assert synced["role"] == "listener" and "media" not in synced and synced["listener_count"] == 1
+    again = await listener.send("space.join", space_id=sid)  # joining twice is harmless
+    assert again["role"] == "listener" and again["listener_count"] == 1
 
-        assert await listener.send("space.leave", space_id=sid) == {"left": True}
-        assert audio(meeting_id, listener.user) is None  # the attendee is gone with the membership
-        assert (await asyncio.to_thread(get_space, stack, sid))["listener_count"] == 0
-        await refused(listener.send("space.sync", space_id=sid), "not_allowed")
-        assert await listener.send("space.leave", space_id=sid) == {"left": False}
-        await host.event("listeners.count", listener_count=0)
-        assert_consecutive(host, sid, snap["seq"])
-
-    scenario(stack, body)
+    assert await listener.send("space.leave", space_id=sid) == {"left": True}
+    assert audio(meeting_id, listener.user) is None  # the attendee is gone with the membership
+    assert (await asyncio.to_thread(get_space, stack, sid))["listener_count"] == 0
+    await refused(listener.send("space.sync", space_id=sid), "not_allowed")
+    assert await listener.send("space.leave", space_id=sid) == {"left": False}
+    await host.event("listeners.count", listener_count=0)
+    assert_consecutive(host, sid, snap["seq"])
 
 
-def test_a_listener_who_leaves_can_come_back(stack) -> None:
-    async def body(clients: Clients) -> None:
-        room = await Room.open(clients)
-        listener = await room.listener()
-        await listener.send("space.leave", space_id=room.sid)
-        snap = await listener.send("space.join", space_id=room.sid)
-        assert snap["role"] == "listener" and snap["listener_count"] == 1
-
-    scenario(stack, body)
+async def test_a_listener_who_leaves_can_come_back(stack, clients: Clients) -> None:
+    room = await Room.open(clients)
+    listener = await room.listener()
+    await listener.send("space.leave", space_id=room.sid)
+    snap = await listener.send("space.join", space_id=room.sid)
+    assert snap["role"] == "listener" and snap["listener_count"] == 1
 
 
 # -- hands ---------------------------------------------------------------------------
 
 
-def test_raised_hands_go_to_the_hosts_only(stack) -> None:
-    async def body(clients: Clients) -> None:
-        room = await Room.open(clients)
-        cohost = await room.cohost()
-        asker, bystander = await room.listener("asker"), await room.listener("bystander")
-        sid = room.sid
+async def test_raised_hands_go_to_the_hosts_only(stack, clients: Clients) -> None:
+    room = await Room.open(clients)
+    cohost = await room.cohost()
+    asker, bystander = await room.listener("asker"), await room.listener("bystander")
+    sid = room.sid
 
-        raised = await asker.send("hand.raise", space_id=sid)
-        assert raised["hand_raised_at"]
-        for moderator in (room.host, cohost):
-            event = await moderator.event("hand.raised", user_id=asker.user)
-            assert event["space_id"] == sid and "seq" not in event
-        assert (await asker.send("hand.raise", space_id=sid)) == raised  # idempotent
-        hands = (await room.host.send("space.sync", space_id=sid))["hands"]
-        assert [h["user_id"] for h in hands] == [asker.user]
-        assert "hands" not in await bystander.send("space.sync", space_id=sid)
+    raised = await asker.send("hand.raise", space_id=sid)
+    assert raised["hand_raised_at"]
+    for moderator in (room.host, cohost):
+        event = await moderator.event("hand.raised", user_id=asker.user)
+        assert event["space_id"] == sid and "seq" not in event
+    assert (await asker.send("hand.raise", space_id=sid)) == raised  # idempotent
+    hands = (await room.host.send("space.sync", space_id=sid))["hands"]
+    assert [h["user_id"] for h in hands] == [asker.user]
+    assert "hands" not in await bystander.send("space.sync", space_id=sid)
 
-        # A broadcast after the hand went up: once the bystander has it, the hand would have arrived too.
-        await asker.send("reaction.send", space_id=sid, emoji="✋")
-        await bystander.event("reaction", user_id=asker.user)
-        assert bystander.events("hand.raised") == [] and asker.events("hand.raised") == []
+    # A broadcast after the hand went up: once the bystander has it, the hand would have arrived too.
+    await asker.send("reaction.send", space_id=sid, emoji="✋")
+    await bystander.event("reaction", user_id=asker.user)
+    assert bystander.events("hand.raised") == [] and asker.events("hand.raised") == []
 
-        await asker.send("hand.lower", space_id=sid)
-        await room.host.event("hand.lowered", user_id=asker.user)
-        await cohost.event("hand.lowered", user_id=asker.user)
-        assert (await room.host.send("space.sync", space_id=sid))["hands"] == []
-        await refused(asker.send("hand.lower", space_id=sid), "conflict")
+    await asker.send("hand.lower", space_id=sid)
+    await room.host.event("hand.lowered", user_id=asker.user)
+    await cohost.event("hand.lowered", user_id=asker.user)
+    assert (await room.host.send("space.sync", space_id=sid))["hands"] == []
+    await refused(asker.send("hand.lower", space_id=sid), "conflict")
 
-        await asker.send("hand.raise", space_id=sid)
-        mark = room.host.mark
-        await cohost.send("request.deny", space_id=sid, user_id=asker.user)
-        denied = await asker.event("hand.denied")
-        assert denied["by"] == cohost.user and "seq" not in denied
-        await room.host.event("hand.lowered", since=mark, user_id=asker.user)
-        await refused(cohost.send("request.deny", space_id=sid, user_id=asker.user), "conflict")
-        await refused(room.host.send("hand.raise", space_id=sid), "conflict")  # already on stage
-        assert bystander.events("hand.denied") == [] and bystander.events("hand.lowered") == []
-        assert (await room.get())["speaker_ids"] == []
-
-    scenario(stack, body)
+    await asker.send("hand.raise", space_id=sid)
+    mark = room.host.mark
+    await cohost.send("request.deny", space_id=sid, user_id=asker.user)
+    denied = await asker.event("hand.denied")
+    assert denied["by"] == cohost.user and "seq" not in denied
+    await room.host.event("hand.lowered", since=mark, user_id=asker.user)
+    await refused(cohost.send("request.deny", space_id=sid, user_id=asker.user), "conflict")
+    await refused(room.host.send("hand.raise", space_id=sid), "conflict")  # already on stage
+    assert bystander.events("hand.denied") == [] and bystander.events("hand.lowered") == []
+    assert (await room.get())["speaker_ids"] == []
 
 
-def test_approving_a_request_brings_the_listener_on_stage_with_a_microphone(stack) -> None:
-    async def body(clients: Clients) -> None:
-        room = await Room.open(clients)
-        asker, other = await room.listener("asker"), await room.listener("other")
-        sid = room.sid
-        await refused(room.host.send("request.approve", space_id=sid, user_id=asker.user), "conflict")
-        await asker.send("hand.raise", space_id=sid)
-        assert (await room.get())["listener_count"] == 2
+async def test_approving_a_request_brings_the_listener_on_stage_with_a_microphone(
+    stack, clients: Clients
+) -> None:
+    room = await Room.open(clients)
+    asker, other = await room.listener("asker"), await room.listener("other")
+    sid = room.sid
+    await refused(room.host.send("request.approve", space_id=sid, user_id=asker.user), "conflict")
+    await asker.send("hand.raise", space_id=sid)
+    assert (await room.get())["listener_count"] == 2
 
-        await room.host.send("request.approve", space_id=sid, user_id=asker.user)
-        for client in (room.host, asker, other):
-            changed = await client.event("stage.changed", reason="request_approved")
-            assert changed["user_id"] == asker.user and isinstance(changed["seq"], int)
-            assert {e["user_id"]: e["role"] for e in changed["stage"]} == {
-                room.host.user: "host",
-                asker.user: "speaker",
-            }
-        assert room.audio(asker) == SEND_RECEIVE
-        space = await room.get()
-        assert space["speaker_ids"] == [asker.user] and space["listener_count"] == 1
-        assert entry(space, asker.user) == {
-            "user_id": asker.user,
-            "role": "speaker",
-            "present": True,
-            "muted": True,
-            "muted_by": "self",
+    await room.host.send("request.approve", space_id=sid, user_id=asker.user)
+    for client in (room.host, asker, other):
+        changed = await client.event("stage.changed", reason="request_approved")
+        assert changed["user_id"] == asker.user and isinstance(changed["seq"], int)
+        assert {e["user_id"]: e["role"] for e in changed["stage"]} == {
+            room.host.user: "host",
+            asker.user: "speaker",
         }
-        assert (await room.host.send("space.sync", space_id=sid))["hands"] == []
-        assert (await asker.send("space.sync", space_id=sid))["role"] == "speaker"
-        await refused(room.host.send("request.approve", space_id=sid, user_id=asker.user), "conflict")
-        await refused(room.host.send("request.approve", space_id=sid, user_id=uid("nobody")), "not_found")
-
-    scenario(stack, body)
+    assert room.audio(asker) == SEND_RECEIVE
+    space = await room.get()
+    assert space["speaker_ids"] == [asker.user] and space["listener_count"] == 1
+    assert entry(space, asker.user) == {
+        "user_id": asker.user,
+        "role": "speaker",
+        "present": True,
+        "muted": True,
+        "muted_by": "self",
+    }
+    assert (await room.host.send("space.sync", space_id=sid))["hands"] == []
+    assert (await asker.send("space.sync", space_id=sid))["role"] == "speaker"
+    await refused(room.host.send("request.approve", space_id=sid, user_id=asker.user), "conflict")
+    await refused(room.host.send("request.approve", space_id=sid, user_id=uid("nobody")), "not_found")
 
 
 # -- invitations -------------------------------------------------------------------
 
 
-def test_invite_then_accept_or_decline(stack) -> None:
-    async def body(clients: Clients) -> None:
-        room = await Room.open(clients, speak_policy="invited")
-        yes, no = await room.listener("yes"), await room.listener("no")
-        sid = room.sid
+async def test_invite_then_accept_or_decline(stack, clients: Clients) -> None:
+    room = await Room.open(clients, speak_policy="invited")
+    yes, no = await room.listener("yes"), await room.listener("no")
+    sid = room.sid
 
-        await room.host.send("speaker.invite", space_id=sid, user_id=yes.user)
-        invited = await yes.event("speaker.invited")
-        assert invited["by"] == room.host.user and "seq" not in invited
-        assert no.events("speaker.invited") == []
-        assert (await room.get())["invited_user_ids"] == [yes.user]
-        assert await yes.send("invite.accept", space_id=sid) == {"role": "speaker"}
-        changed = await no.event("stage.changed", reason="invite_accepted")
-        assert changed["user_id"] == yes.user
-        assert room.audio(yes) == SEND_RECEIVE
-        await refused(room.host.send("speaker.invite", space_id=sid, user_id=yes.user), "conflict")
-        await refused(yes.send("invite.accept", space_id=sid), "conflict")
+    await room.host.send("speaker.invite", space_id=sid, user_id=yes.user)
+    invited = await yes.event("speaker.invited")
+    assert invited["by"] == room.host.user and "seq" not in invited
+    assert no.events("speaker.invited") == []
+    assert (await room.get())["invited_user_ids"] == [yes.user]
+    assert await yes.send("invite.accept", space_id=sid) == {"role": "speaker"}
+    changed = await no.event("stage.changed", reason="invite_accepted")
+    assert changed["user_id"] == yes.user
+    assert room.audio(yes) == SEND_RECEIVE
+    await refused(room.host.send("speaker.invite", space_id=sid, user_id=yes.user), "conflict")
+    await refused(yes.send("invite.accept", space_id=sid), "conflict")
 
-        await room.host.send("speaker.invite", space_id=sid, user_id=no.user)
-        await no.event("speaker.invited")
-        await no.send("invite.decline", space_id=sid)
-        declined = await room.host.event("invite.declined")
-        assert declined["user_id"] == no.user and "seq" not in declined
-        await refused(no.send("invite.accept", space_id=sid), "conflict")
-        await refused(no.send("invite.decline", space_id=sid), "conflict")
-        await refused(room.host.send("speaker.invite", space_id=sid, user_id=uid("ghost")), "not_found")
-        space = await room.get()
-        assert roles(space) == {room.host.user: "host", yes.user: "speaker"}
-        assert room.audio(no) == RECEIVE
-
-    scenario(stack, body)
+    await room.host.send("speaker.invite", space_id=sid, user_id=no.user)
+    await no.event("speaker.invited")
+    await no.send("invite.decline", space_id=sid)
+    declined = await room.host.event("invite.declined")
+    assert declined["user_id"] == no.user and "seq" not in declined
+    await refused(no.send("invite.accept", space_id=sid), "conflict")
+    await refused(no.send("invite.decline", space_id=sid), "conflict")
+    await refused(room.host.send("speaker.invite", space_id=sid, user_id=uid("ghost")), "not_found")
+    space = await room.get()
+    assert roles(space) == {room.host.user: "host", yes.user: "speaker"}
+    assert room.audio(no) == RECEIVE
 
 
 # -- microphones -----------------------------------------------------------------------
 
 
-def test_mute_and_unmute_and_a_host_mute_only_the_speaker_lifts(stack) -> None:
-    async def body(clients: Clients) -> None:
-        room = await Room.open(clients)
-        speaker, listener = await room.speaker(), await room.listener()
-        sid = room.sid
+async def test_mute_and_unmute_and_a_host_mute_only_the_speaker_lifts(stack, clients: Clients) -> None:
+    room = await Room.open(clients)
+    speaker, listener = await room.speaker(), await room.listener()
+    sid = room.sid
 
-        assert await speaker.send("mic.unmute", space_id=sid) == {"muted": False}
-        changed = await listener.event("stage.changed", reason="unmuted", user_id=speaker.user)
-        assert entry(changed, speaker.user)["muted"] is False
-        assert await speaker.send("mic.mute", space_id=sid) == {"muted": True}
-        assert entry(await room.get(), speaker.user)["muted_by"] == "self"
-        assert room.audio(speaker) == SEND_RECEIVE  # a self-mute is the client's own business
-        await speaker.send("mic.unmute", space_id=sid)
+    assert await speaker.send("mic.unmute", space_id=sid) == {"muted": False}
+    changed = await listener.event("stage.changed", reason="unmuted", user_id=speaker.user)
+    assert entry(changed, speaker.user)["muted"] is False
+    assert await speaker.send("mic.mute", space_id=sid) == {"muted": True}
+    assert entry(await room.get(), speaker.user)["muted_by"] == "self"
+    assert room.audio(speaker) == SEND_RECEIVE  # a self-mute is the client's own business
+    await speaker.send("mic.unmute", space_id=sid)
 
-        mark = listener.mark
-        await room.host.send("speaker.mute", space_id=sid, user_id=speaker.user)
-        changed = await listener.event("stage.changed", since=mark, reason="muted", user_id=speaker.user)
-        assert entry(changed, speaker.user)["muted_by"] == "host"
-        assert room.audio(speaker) == RECEIVE  # enforced by the media service
-        # The host has no way to unmute someone: mic.unmute is about the caller's own microphone.
-        await room.host.send("mic.unmute", space_id=sid)
-        space = await room.get()
-        assert entry(space, speaker.user)["muted"] is True and entry(space, room.host.user)["muted"] is False
-        assert room.audio(speaker) == RECEIVE
+    mark = listener.mark
+    await room.host.send("speaker.mute", space_id=sid, user_id=speaker.user)
+    changed = await listener.event("stage.changed", since=mark, reason="muted", user_id=speaker.user)
+    assert entry(changed, speaker.user)["muted_by"] == "host"
+    assert room.audio(speaker) == RECEIVE  # enforced by the media service
+    # The host has no way to unmute someone: mic.unmute is about the caller's own microphone.
+    await room.host.send("mic.unmute", space_id=sid)
+    space = await room.get()
+    assert entry(space, speaker.user)["muted"] is True and entry(space, room.host.user)["muted"] is False
+    assert room.audio(speaker) == RECEIVE
 
-        await speaker.send("mic.unmute", space_id=sid)
-        assert entry(await room.get(), speaker.user) == {
-            "user_id": speaker.user,
-            "role": "speaker",
-            "present": True,
-            "muted": False,
-            "muted_by": None,
-        }
-        assert room.audio(speaker) == SEND_RECEIVE
-        await refused(listener.send("mic.mute", space_id=sid), "not_allowed")
-        await refused(listener.send("mic.unmute", space_id=sid), "not_allowed")
-        await refused(room.host.send("speaker.mute", space_id=sid, user_id=listener.user), "conflict")
-
-    scenario(stack, body)
+    await speaker.send("mic.unmute", space_id=sid)
+    assert entry(await room.get(), speaker.user) == {
+        "user_id": speaker.user,
+        "role": "speaker",
+        "present": True,
+        "muted": False,
+        "muted_by": None,
+    }
+    assert room.audio(speaker) == SEND_RECEIVE
+    await refused(listener.send("mic.mute", space_id=sid), "not_allowed")
+    await refused(listener.send("mic.unmute", space_id=sid), "not_allowed")
+    await refused(room.host.send("speaker.mute", space_id=sid, user_id=listener.user), "conflict")
 
 
 # -- leaving the stage ------------------------------------------------------------------
 
 
-def test_leave_the_stage_or_be_moved_to_the_audience(stack) -> None:
-    async def body(clients: Clients) -> None:
-        room = await Room.open(clients)
-        cohost = await room.cohost()
-        leaver, moved, listener = await room.speaker(), await room.speaker(), await room.listener()
-        sid = room.sid
-        assert (await room.get())["listener_count"] == 1
+async def test_leave_the_stage_or_be_moved_to_the_audience(stack, clients: Clients) -> None:
+    room = await Room.open(clients)
+    cohost = await room.cohost()
+    leaver, moved, listener = await room.speaker(), await room.speaker(), await room.listener()
+    sid = room.sid
+    assert (await room.get())["listener_count"] == 1
 
-        assert await leaver.send("stage.leave", space_id=sid) == {"role": "listener"}
-        await listener.event("stage.changed", reason="left_stage", user_id=leaver.user)
-        assert room.audio(leaver) == RECEIVE
-        assert (await leaver.send("space.sync", space_id=sid))["role"] == "listener"
-        assert (await room.get())["listener_count"] == 2
+    assert await leaver.send("stage.leave", space_id=sid) == {"role": "listener"}
+    await listener.event("stage.changed", reason="left_stage", user_id=leaver.user)
+    assert room.audio(leaver) == RECEIVE
+    assert (await leaver.send("space.sync", space_id=sid))["role"] == "listener"
+    assert (await room.get())["listener_count"] == 2
 
-        await cohost.send("speaker.remove", space_id=sid, user_id=moved.user)
-        changed = await moved.event("stage.changed", reason="moved_to_audience", user_id=moved.user)
-        assert moved.user not in {e["user_id"] for e in changed["stage"]}
-        assert room.audio(moved) == RECEIVE
+    await cohost.send("speaker.remove", space_id=sid, user_id=moved.user)
+    changed = await moved.event("stage.changed", reason="moved_to_audience", user_id=moved.user)
+    assert moved.user not in {e["user_id"] for e in changed["stage"]}
+    assert room.audio(moved) == RECEIVE
 
-        await refused(room.host.send("stage.leave", space_id=sid), "not_allowed")  # the host ends instead
-        await refused(listener.send("stage.leave", space_id=sid), "conflict")
-        await refused(room.host.send("speaker.remove", space_id=sid, user_id=listener.user), "conflict")
-        await refused(room.host.send("speaker.remove", space_id=sid, user_id=cohost.user), "conflict")
-        assert await cohost.send("stage.leave", space_id=sid) == {"role": "listener"}
-        space = await room.get()
-        assert roles(space) == {room.host.user: "host"} and space["listener_count"] == 4
-
-    scenario(stack, body)
+    await refused(room.host.send("stage.leave", space_id=sid), "not_allowed")  # the host ends instead
+    await refused(listener.send("stage.leave", space_id=sid), "conflict")
+    await refused(room.host.send("speaker.remove", space_id=sid, user_id=listener.user), "conflict")
+    await refused(room.host.send("speaker.remove", space_id=sid, user_id=cohost.user), "conflict")
+    assert await cohost.send("stage.leave", space_id=sid) == {"role": "listener"}
+    space = await room.get()
+    assert roles(space) == {room.host.user: "host"} and space["listener_count"] == 4
 
 
 # -- removal ---------------------------------------------------------------------------
 
 
-def test_a_removed_participant_cannot_come_back(stack) -> None:
-    async def body(clients: Clients) -> None:
-        room = await Room.open(clients)
-        cohost = await room.cohost()
-        listener, speaker, witness = await room.listener(), await room.speaker(), await room.listener()
-        sid = room.sid
-        assert (await room.get())["listener_count"] == 2
+async def test_a_removed_participant_cannot_come_back(stack, clients: Clients) -> None:
+    room = await Room.open(clients)
+    cohost = await room.cohost()
+    listener, speaker, witness = await room.listener(), await room.speaker(), await room.listener()
+    sid = room.sid
+    assert (await room.get())["listener_count"] == 2
 
-        await room.host.send("participant.remove", space_id=sid, user_id=listener.user)
-        removed = await listener.event("participant.removed")
-        assert removed["reason"] == "removed" and "seq" not in removed
-        assert room.audio(listener) is None  # its join token died with the attendee
-        assert (await room.get())["listener_count"] == 1
-        await refused(listener.send("hand.raise", space_id=sid), "not_allowed")
-        await refused(listener.send("space.join", space_id=sid), "not_allowed")
-        fresh = await clients.open(listener.user)  # a new token and a new connection
-        await refused(fresh.send("space.join", space_id=sid), "not_allowed")
-        await alive(fresh)
+    await room.host.send("participant.remove", space_id=sid, user_id=listener.user)
+    removed = await listener.event("participant.removed")
+    assert removed["reason"] == "removed" and "seq" not in removed
+    assert room.audio(listener) is None  # its join token died with the attendee
+    assert (await room.get())["listener_count"] == 1
+    await refused(listener.send("hand.raise", space_id=sid), "not_allowed")
+    await refused(listener.send("space.join", space_id=sid), "not_allowed")
+    fresh = await clients.open(listener.user)  # a new token and a new connection
+    await refused(fresh.send("space.join", space_id=sid), "not_allowed")
+    await alive(fresh)
 
-        await cohost.send("participant.remove", space_id=sid, user_id=speaker.user)
-        await witness.event("stage.changed", reason="removed", user_id=speaker.user)
-        await speaker.event("participant.removed")
-        assert room.audio(speaker) is None
-        await refused(speaker.send("space.join", space_id=sid), "not_allowed")
+    await cohost.send("participant.remove", space_id=sid, user_id=speaker.user)
+    await witness.event("stage.changed", reason="removed", user_id=speaker.user)
+    await speaker.event("participant.removed")
+    assert room.audio(speaker) is None
+    await refused(speaker.send("space.join", space_id=sid), "not_allowed")
 
-        await refused(cohost.send("participant.remove", space_id=sid, user_id=room.host.user), "not_allowed")
-        host = room.host
-        await refused(host.send("participant.remove", space_id=sid, user_id=host.user), "not_allowed")
-        await refused(room.host.send("participant.remove", space_id=sid, user_id=listener.user), "not_found")
-        await refused(room.host.send("participant.remove", space_id=sid, user_id=uid("ghost")), "not_found")
-        space = await room.get()
-        assert roles(space) == {room.host.user: "host", cohost.user: "cohost"}
-        assert space["listener_count"] == 1
-        assert witness.events("participant.removed") == []
-
-    scenario(stack, body)
+    await refused(cohost.send("participant.remove", space_id=sid, user_id=room.host.user), "not_allowed")
+    host = room.host
+    await refused(host.send("participant.remove", space_id=sid, user_id=host.user), "not_allowed")
+    await refused(room.host.send("participant.remove", space_id=sid, user_id=listener.user), "not_found")
+    await refused(room.host.send("participant.remove", space_id=sid, user_id=uid("ghost")), "not_found")
+    space = await room.get()
+    assert roles(space) == {room.host.user: "host", cohost.user: "cohost"}
+    assert space["listener_count"] == 1
+    assert witness.events("participant.removed") == []
 
 
 # -- co-hosts ------------------------------------------------------------------------------
 
 
-def test_cohosts_are_added_and_removed_by_the_host_up_to_two(stack) -> None:
-    async def body(clients: Clients) -> None:
-        room = await Room.open(clients)
-        first, speaker, third = await room.listener("c1"), await room.speaker(), await room.listener("c3")
-        sid = room.sid
+async def test_cohosts_are_added_and_removed_by_the_host_up_to_two(stack, clients: Clients) -> None:
+    room = await Room.open(clients)
+    first, speaker, third = await room.listener("c1"), await room.speaker(), await room.listener("c3")
+    sid = room.sid
 
-        await room.host.send("cohost.add", space_id=sid, user_id=first.user)
-        changed = await third.event("stage.changed", reason="cohost_added", user_id=first.user)
-        assert {e["user_id"]: e["role"] for e in changed["stage"]}[first.user] == "cohost"
-        assert room.audio(first) == SEND_RECEIVE
-        snap = await first.send("space.sync", space_id=sid)
-        assert snap["role"] == "cohost" and snap["hands"] == []
-        await room.host.send("cohost.add", space_id=sid, user_id=speaker.user)  # a speaker, promoted
-        space = await room.get()
-        assert sorted(space["host_ids"]) == sorted([room.host.user, first.user, speaker.user])
-        assert space["speaker_ids"] == []
+    await room.host.send("cohost.add", space_id=sid, user_id=first.user)
+    changed = await third.event("stage.changed", reason="cohost_added", user_id=first.user)
+    assert {e["user_id"]: e["role"] for e in changed["stage"]}[first.user] == "cohost"
+    assert room.audio(first) == SEND_RECEIVE
+    snap = await first.send("space.sync", space_id=sid)
+    assert snap["role"] == "cohost" and snap["hands"] == []
+    await room.host.send("cohost.add", space_id=sid, user_id=speaker.user)  # a speaker, promoted
+    space = await room.get()
+    assert sorted(space["host_ids"]) == sorted([room.host.user, first.user, speaker.user])
+    assert space["speaker_ids"] == []
 
-        await refused(room.host.send("cohost.add", space_id=sid, user_id=third.user), "limit_reached")
-        await refused(room.host.send("cohost.add", space_id=sid, user_id=first.user), "conflict")
-        await refused(first.send("cohost.add", space_id=sid, user_id=third.user), "not_allowed")
-        await refused(first.send("cohost.remove", space_id=sid, user_id=speaker.user), "not_allowed")
-        await refused(room.host.send("cohost.remove", space_id=sid, user_id=third.user), "not_found")
-        await room.unchanged(space, room.host, first)
+    await refused(room.host.send("cohost.add", space_id=sid, user_id=third.user), "limit_reached")
+    await refused(room.host.send("cohost.add", space_id=sid, user_id=first.user), "conflict")
+    await refused(first.send("cohost.add", space_id=sid, user_id=third.user), "not_allowed")
+    await refused(first.send("cohost.remove", space_id=sid, user_id=speaker.user), "not_allowed")
+    await refused(room.host.send("cohost.remove", space_id=sid, user_id=third.user), "not_found")
+    await room.unchanged(space, room.host, first)
 
-        await room.host.send("cohost.remove", space_id=sid, user_id=first.user)
-        await third.event("stage.changed", reason="cohost_removed", user_id=first.user)
-        assert roles(await room.get())[first.user] == "speaker"
-        assert room.audio(first) == SEND_RECEIVE
-        await refused(room.host.send("cohost.remove", space_id=sid, user_id=first.user), "conflict")
-        await room.host.send("cohost.add", space_id=sid, user_id=third.user)  # a seat is free again
-        assert roles(await room.get())[third.user] == "cohost"
-
-    scenario(stack, body)
+    await room.host.send("cohost.remove", space_id=sid, user_id=first.user)
+    await third.event("stage.changed", reason="cohost_removed", user_id=first.user)
+    assert roles(await room.get())[first.user] == "speaker"
+    assert room.audio(first) == SEND_RECEIVE
+    await refused(room.host.send("cohost.remove", space_id=sid, user_id=first.user), "conflict")
+    await room.host.send("cohost.add", space_id=sid, user_id=third.user)  # a seat is free again
+    assert roles(await room.get())[third.user] == "cohost"
 
 
 # -- settings --------------------------------------------------------------------------------
 
 
-def test_settings_are_the_hosts_and_decide_who_may_ask_to_speak(stack) -> None:
-    async def body(clients: Clients) -> None:
-        room = await Room.open(clients)
-        cohost, friend, stranger = await room.cohost(), await room.listener("friend"), await room.listener()
-        sid = room.sid
+async def test_settings_are_the_hosts_and_decide_who_may_ask_to_speak(stack, clients: Clients) -> None:
+    room = await Room.open(clients)
+    cohost, friend, stranger = await room.cohost(), await room.listener("friend"), await room.listener()
+    sid = room.sid
 
-        answer = await room.host.send("settings.update", space_id=sid, title="  Renamed   room ")
-        assert answer == {"settings": {"title": "Renamed room"}}
-        changed = await stranger.event("settings.changed")
-        assert changed["settings"] == {"title": "Renamed room"} and isinstance(changed["seq"], int)
-        assert (await room.get())["title"] == "Renamed room"
+    answer = await room.host.send("settings.update", space_id=sid, title="  Renamed   room ")
+    assert answer == {"settings": {"title": "Renamed room"}}
+    changed = await stranger.event("settings.changed")
+    assert changed["settings"] == {"title": "Renamed room"} and isinstance(changed["seq"], int)
+    assert (await room.get())["title"] == "Renamed room"
 
-        await room.host.send("settings.update", space_id=sid, speak_policy="invited")
-        await refused(stranger.send("hand.raise", space_id=sid), "not_allowed")
-        await room.host.send("speaker.invite", space_id=sid, user_id=stranger.user)  # invitations still work
+    await room.host.send("settings.update", space_id=sid, speak_policy="invited")
+    await refused(stranger.send("hand.raise", space_id=sid), "not_allowed")
+    await room.host.send("speaker.invite", space_id=sid, user_id=stranger.user)  # invitations still work
 
-        await room.host.send("settings.update", space_id=sid, speak_policy="following", handover=True)
-        status, _ = await asyncio.to_thread(
-            http, stack, "PUT", f"/me/follows/{friend.user}", None, token(stack, room.host.user)
-        )
-        assert status == 200
-        await refused(stranger.send("hand.raise", space_id=sid), "not_allowed")
-        await friend.send("hand.raise", space_id=sid)
-        # Only the host's follows count, not a co-host's.
-        await asyncio.to_thread(
-            http, stack, "PUT", f"/me/follows/{stranger.user}", None, token(stack, cohost.user)
-        )
-        await refused(stranger.send("hand.raise", space_id=sid), "not_allowed")
-        space = await room.get()
-        assert space["speak_policy"] == "following" and space["handover"] is True
+    await room.host.send("settings.update", space_id=sid, speak_policy="following", handover=True)
+    status, _ = await asyncio.to_thread(
+        http, stack, "PUT", f"/me/follows/{friend.user}", None, token(stack, room.host.user)
+    )
+    assert status == 200
+    await refused(stranger.send("hand.raise", space_id=sid), "not_allowed")
+    await friend.send("hand.raise", space_id=sid)
+    # Only the host's follows count, not a co-host's.
+    await asyncio.to_thread(
+        http, stack, "PUT", f"/me/follows/{stranger.user}", None, token(stack, cohost.user)
+    )
+    await refused(stranger.send("hand.raise", space_id=sid), "not_allowed")
+    space = await room.get()
+    assert space["speak_policy"] == "following" and space["handover"] is True
 
-        await room.host.send("settings.update", space_id=sid, speak_policy="everyone")
-        await stranger.send("hand.raise", space_id=sid)
+    await room.host.send("settings.update", space_id=sid, speak_policy="everyone")
+    await stranger.send("hand.raise", space_id=sid)
 
-        await refused(cohost.send("settings.update", space_id=sid, title="mine now"), "not_allowed")
-        await refused(room.host.send("settings.update", space_id=sid), "bad_request")  # nothing to change
-        await refused(room.host.send("settings.update", space_id=sid, title="   "), "bad_request")
-        assert (await room.get())["title"] == "Renamed room"
-
-    scenario(stack, body)
+    await refused(cohost.send("settings.update", space_id=sid, title="mine now"), "not_allowed")
+    await refused(room.host.send("settings.update", space_id=sid), "bad_request")  # nothing to change
+    await refused(room.host.send("settings.update", space_id=sid, title="   "), "bad_request")
+    assert (await room.get())["title"] == "Renamed room"
 
 
 # -- reactions ---------------------------------------------------------------------------
 
 
-def test_reactions_from_a_fixed_set_and_rate_limited_per_user(stack) -> None:
-    async def body(clients: Clients) -> None:
-        room = await Room.open(clients)
-        fan, other = await room.listener("fan"), await room.listener("other")
-        sid = room.sid
-        # Stay inside one fixed window of the limiter.
-        window = 10
-        if time.time() % window > window - 1.5:
-            await asyncio.sleep(window - time.time() % window + 0.05)
-        emojis = sorted(rules.REACTIONS)
-        limit = 5
-        for emoji in emojis[:limit]:
-            assert await fan.send("reaction.send", space_id=sid, emoji=emoji) == {}
-        for emoji in emojis[:limit]:
-            event = await other.event("reaction", emoji=emoji, user_id=fan.user)
-            assert isinstance(event["seq"], int)
-        err = await refused(fan.send("reaction.send", space_id=sid, emoji=emojis[limit]), "rate_limited")
-        assert err.message
-        await other.send("reaction.send", space_id=sid, emoji="🔥")  # the limit is per user
-        await room.host.send("reaction.send", space_id=sid, emoji="🎉")
+async def test_reactions_from_a_fixed_set_and_rate_limited_per_user(stack, clients: Clients) -> None:
+    room = await Room.open(clients)
+    fan, other = await room.listener("fan"), await room.listener("other")
+    sid = room.sid
+    # Stay inside one fixed window of the limiter.
+    window = 10
+    if time.time() % window > window - 1.5:
+        await asyncio.sleep(window - time.time() % window + 0.05)
+    emojis = sorted(rules.REACTIONS)
+    limit = 5
+    for emoji in emojis[:limit]:
+        assert await fan.send("reaction.send", space_id=sid, emoji=emoji) == {}
+    for emoji in emojis[:limit]:
+        event = await other.event("reaction", emoji=emoji, user_id=fan.user)
+        assert isinstance(event["seq"], int)
+    err = await refused(fan.send("reaction.send", space_id=sid, emoji=emojis[limit]), "rate_limited")
+    assert err.message
+    await other.send("reaction.send", space_id=sid, emoji="🔥")  # the limit is per user
+    await room.host.send("reaction.send", space_id=sid, emoji="🎉")
 
-        err = await refused(other.send("reaction.send", space_id=sid, emoji="🍕"), "bad_request")
-        assert sorted(err.data["allowed"]) == emojis
-        await alive(fan)
-        await other.event("reaction", user_id=room.host.user)
-        assert_consecutive(other, sid, None)
-
-    scenario(stack, body)
+    err = await refused(other.send("reaction.send", space_id=sid, emoji="🍕"), "bad_request")
+    assert sorted(err.data["allowed"]) == emojis
+    await alive(fan)
+    await other.event("reaction", user_id=room.host.user)
+    assert_consecutive(other, sid, None)
 
 
 # -- the end -------------------------------------------------------------------------------
@@ -537,43 +452,40 @@ def _fields(action: str, target: str) -> dict[str, Any]:
     return {k: (target if v == "TARGET" else v) for k, v in SPACE_COMMANDS.get(action, {}).items()}
 
 
-def test_the_host_ends_the_space_and_then_everything_is_refused(stack) -> None:
-    async def body(clients: Clients) -> None:
-        room = await Room.open(clients)
-        cohost, speaker, listener = await room.cohost(), await room.speaker(), await room.listener()
-        sid = room.sid
-        await refused(cohost.send("space.end", space_id=sid), "not_allowed")
-        await refused(speaker.send("space.end", space_id=sid), "not_allowed")
-        assert (await room.get())["state"] == "live"
+async def test_the_host_ends_the_space_and_then_everything_is_refused(stack, clients: Clients) -> None:
+    room = await Room.open(clients)
+    cohost, speaker, listener = await room.cohost(), await room.speaker(), await room.listener()
+    sid = room.sid
+    await refused(cohost.send("space.end", space_id=sid), "not_allowed")
+    await refused(speaker.send("space.end", space_id=sid), "not_allowed")
+    assert (await room.get())["state"] == "live"
 
-        assert await room.host.send("space.end", space_id=sid) == {"state": "ended"}
-        for client in (room.host, cohost, speaker, listener):
-            ended = await client.event("space.ended")
-            assert ended["reason"] == "ended_by_host" and isinstance(ended["seq"], int)
-        space = await room.get()
-        assert space["state"] == "ended" and space["ended_at"]
-        assert not local_media().meeting_exists(room.meeting_id)
-        # as Chime does, the media service announces it on EventBridge
-        (ended_event,) = stack.media_events.of_type("chime:MeetingEnded", room.meeting_id)
-        assert ended_event["detail"]["externalMeetingId"] == sid
+    assert await room.host.send("space.end", space_id=sid) == {"state": "ended"}
+    for client in (room.host, cohost, speaker, listener):
+        ended = await client.event("space.ended")
+        assert ended["reason"] == "ended_by_host" and isinstance(ended["seq"], int)
+    space = await room.get()
+    assert space["state"] == "ended" and space["ended_at"]
+    assert not local_media().meeting_exists(room.meeting_id)
+    # as Chime does, the media service announces it on EventBridge
+    (ended_event,) = stack.media_events.of_type("chime:MeetingEnded", room.meeting_id)
+    assert ended_event["detail"]["externalMeetingId"] == sid
 
-        attempts = [
-            refused(client.send(action, space_id=sid, **_fields(action, target)), "space_ended")
-            for client in (room.host, cohost, speaker, listener)
-            for target in [speaker.user if client is listener else listener.user]
-            for action in ["space.join", *SPACE_COMMANDS]
-        ]
-        await asyncio.gather(*attempts)
-        for client in (room.host, cohost, speaker, listener):
-            await refused(client.send("space.join", space_id=sid), "space_ended")
-            await alive(client)
-        newcomer = await clients.open(uid("late"))
-        await refused(newcomer.send("space.join", space_id=sid), "space_ended")
-        assert settled(await room.get()) == settled(space)
-        for client in (room.host, listener):
-            assert_consecutive(client, sid)
-
-    scenario(stack, body)
+    attempts = [
+        refused(client.send(action, space_id=sid, **_fields(action, target)), "space_ended")
+        for client in (room.host, cohost, speaker, listener)
+        for target in [speaker.user if client is listener else listener.user]
+        for action in ["space.join", *SPACE_COMMANDS]
+    ]
+    await asyncio.gather(*attempts)
+    for client in (room.host, cohost, speaker, listener):
+        await refused(client.send("space.join", space_id=sid), "space_ended")
+        await alive(client)
+    newcomer = await clients.open(uid("late"))
+    await refused(newcomer.send("space.join", space_id=sid), "space_ended")
+    assert settled(await room.get()) == settled(space)
+    for client in (room.host, listener):
+        assert_consecutive(client, sid)
 
 
 # -- refusals that change nothing ------------------------------------------------------
@@ -633,169 +545,154 @@ def bad_variants(action: str, sid: str, target: str) -> list[tuple[str, dict[str
     return out
 
 
-def test_malformed_commands_are_bad_request_and_change_nothing(stack) -> None:
-    async def body(clients: Clients) -> None:
-        room = await Room.open(clients)
-        speaker, listener = await room.speaker(), await room.listener()
-        await listener.send("hand.raise", space_id=room.sid)
-        await until_rest(stack, room.sid, lambda s: s["participant_count"] == 3, "participant count")
-        before = await room.get()
-        host = room.host
-        variants = [
-            (action, what, message)
-            for action in sorted(protocol.COMMAND_NAMES)
-            for what, message in bad_variants(action, room.sid, listener.user)
-        ]
-        assert len(variants) > 150
+async def test_malformed_commands_are_bad_request_and_change_nothing(stack, clients: Clients) -> None:
+    room = await Room.open(clients)
+    speaker, listener = await room.speaker(), await room.listener()
+    await listener.send("hand.raise", space_id=room.sid)
+    await until_rest(stack, room.sid, lambda s: s["participant_count"] == 3, "participant count")
+    before = await room.get()
+    host = room.host
+    variants = [
+        (action, what, message)
+        for action in sorted(protocol.COMMAND_NAMES)
+        for what, message in bad_variants(action, room.sid, listener.user)
+    ]
+    assert len(variants) > 150
 
-        async def attempt(action: str, what: str, message: dict[str, Any]) -> None:
-            try:
-                err = await refused(host.request(message), "bad_request")
-            except AssertionError as exc:
-                raise AssertionError(f"{action}, {what}: {exc}") from None
-            assert err.message, (action, what)
+    async def attempt(action: str, what: str, message: dict[str, Any]) -> None:
+        try:
+            err = await refused(host.request(message), "bad_request")
+        except AssertionError as exc:
+            raise AssertionError(f"{action}, {what}: {exc}") from None
+        assert err.message, (action, what)
 
-        # Sent at once: API Gateway runs the handler for each message concurrently.
-        await asyncio.gather(*(attempt(*v) for v in variants if v[2].get("ref") != 12))
-        for action, what, message in variants:
-            if message.get("ref") == 12:  # a ref that cannot be echoed: the error has ref null
-                await host.send_raw(message)
-                await until(lambda: host.unmatched, what="an error with a null ref")
-                frame = host.unmatched.pop()
-                assert frame["type"] == "error" and frame["ref"] is None, frame
-                assert frame["code"] == "bad_request", (action, what, frame)
-        for raw in ("not json", "[1, 2]", '"text"', "{}", '{"action": 5}', '{"action": "space.explode"}'):
-            await host.send_raw(raw)
-            await until(lambda: host.unmatched, what=f"the error for {raw}")
+    # Sent at once: API Gateway runs the handler for each message concurrently.
+    await asyncio.gather(*(attempt(*v) for v in variants if v[2].get("ref") != 12))
+    for action, what, message in variants:
+        if message.get("ref") == 12:  # a ref that cannot be echoed: the error has ref null
+            await host.send_raw(message)
+            await until(lambda: host.unmatched, what="an error with a null ref")
             frame = host.unmatched.pop()
-            assert frame["type"] == "error" and frame["code"] == "bad_request" and frame["ref"] is None, frame
-        await refused(host.request({"action": "ping", "ref": "r" * 64, "x": 1}), "bad_request")
-        await host.send_raw({"action": "ping", "ref": "r" * 65})  # too long to be echoed
-        await until(lambda: host.unmatched, what="the error for an oversized ref")
-        assert host.unmatched.pop()["code"] == "bad_request"
-        await room.unchanged(before, host, speaker, listener)
+            assert frame["type"] == "error" and frame["ref"] is None, frame
+            assert frame["code"] == "bad_request", (action, what, frame)
+    for raw in ("not json", "[1, 2]", '"text"', "{}", '{"action": 5}', '{"action": "space.explode"}'):
+        await host.send_raw(raw)
+        await until(lambda: host.unmatched, what=f"the error for {raw}")
+        frame = host.unmatched.pop()
+        assert frame["type"] == "error" and frame["code"] == "bad_request" and frame["ref"] is None, frame
+    await refused(host.request({"action": "ping", "ref": "r" * 64, "x": 1}), "bad_request")
+    await host.send_raw({"action": "ping", "ref": "r" * 65})  # too long to be echoed
+    await until(lambda: host.unmatched, what="the error for an oversized ref")
+    assert host.unmatched.pop()["code"] == "bad_request"
+    await room.unchanged(before, host, speaker, listener)
 
-    scenario(stack, body)
 
-
-def test_commands_about_an_unknown_space_are_not_found(stack) -> None:
-    async def body(clients: Clients) -> None:
-        user = await clients.open(uid("user"))
-        ghost = f"nosuchspace{uid('x')[-8:]}"
-        await asyncio.gather(
-            *(
-                refused(user.send(action, space_id=ghost, **_fields(action, "someone")), "not_found")
-                for action in ["space.join", *SPACE_COMMANDS]
-            )
+async def test_commands_about_an_unknown_space_are_not_found(stack, clients: Clients) -> None:
+    user = await clients.open(uid("user"))
+    ghost = f"nosuchspace{uid('x')[-8:]}"
+    await asyncio.gather(
+        *(
+            refused(user.send(action, space_id=ghost, **_fields(action, "someone")), "not_found")
+            for action in ["space.join", *SPACE_COMMANDS]
         )
-        assert await user.send("space.leave", space_id=ghost) == {"left": False}
-        await alive(user)
+    )
+    assert await user.send("space.leave", space_id=ghost) == {"left": False}
+    await alive(user)
 
-    scenario(stack, body)
 
-
-def test_commands_from_someone_not_in_the_space_are_not_allowed(stack) -> None:
-    async def body(clients: Clients) -> None:
-        room = await Room.open(clients)
-        listener = await room.listener()
-        await listener.send("hand.raise", space_id=room.sid)
-        outsider, sid = await clients.open(uid("outsider")), room.sid
-        before = await room.get()
-        await asyncio.gather(
-            *(
-                refused(outsider.send(action, space_id=sid, **_fields(action, listener.user)), "not_allowed")
-                for action in SPACE_COMMANDS
-            )
+async def test_commands_from_someone_not_in_the_space_are_not_allowed(stack, clients: Clients) -> None:
+    room = await Room.open(clients)
+    listener = await room.listener()
+    await listener.send("hand.raise", space_id=room.sid)
+    outsider, sid = await clients.open(uid("outsider")), room.sid
+    before = await room.get()
+    await asyncio.gather(
+        *(
+            refused(outsider.send(action, space_id=sid, **_fields(action, listener.user)), "not_allowed")
+            for action in SPACE_COMMANDS
         )
-        assert await outsider.send("space.leave", space_id=room.sid) == {"left": False}
-        await room.unchanged(before, outsider, listener)
-        assert listener.events("stage.changed") == []
-
-    scenario(stack, body)
-
-
-def test_role_violations_are_not_allowed_and_change_nothing(stack) -> None:
-    async def body(clients: Clients) -> None:
-        room = await Room.open(clients)
-        sid = room.sid
-        cohost, other_cohost = await room.cohost(), await room.cohost()
-        speaker, other_speaker = await room.speaker(), await room.speaker()
-        listener, asker = await room.listener(), await room.listener("asker")
-        await asker.send("hand.raise", space_id=sid)
-        await speaker.send("mic.unmute", space_id=sid)
-        await until_rest(stack, sid, lambda s: s["participant_count"] == 7, "participant count")
-        before, mark = await room.get(), listener.mark
-        host = room.host.user
-
-        attempts: list[tuple[Client, str, str | None]] = [
-            # a listener acting as a moderator
-            (listener, "speaker.mute", speaker.user),
-            (listener, "request.approve", asker.user),
-            (listener, "request.deny", asker.user),
-            (listener, "speaker.invite", asker.user),
-            (listener, "speaker.remove", speaker.user),
-            (listener, "participant.remove", asker.user),
-            (listener, "cohost.add", asker.user),
-            (listener, "cohost.remove", cohost.user),
-            (listener, "settings.update", None),
-            (listener, "space.end", None),
-            (listener, "mic.unmute", None),
-            # a speaker acting as a moderator
-            (speaker, "request.approve", asker.user),
-            (speaker, "request.deny", asker.user),
-            (speaker, "speaker.mute", other_speaker.user),
-            (speaker, "speaker.remove", other_speaker.user),
-            (speaker, "speaker.invite", listener.user),
-            (speaker, "participant.remove", listener.user),
-            (speaker, "cohost.add", listener.user),
-            (speaker, "settings.update", None),
-            (speaker, "space.end", None),
-            # a co-host acting as the host, or on someone not below them
-            (cohost, "cohost.add", asker.user),
-            (cohost, "cohost.remove", other_cohost.user),
-            (cohost, "settings.update", None),
-            (cohost, "space.end", None),
-            (cohost, "speaker.mute", host),
-            (cohost, "speaker.mute", other_cohost.user),
-            (cohost, "participant.remove", host),
-            (cohost, "participant.remove", other_cohost.user),
-            # the host cannot step off the stage or remove themselves
-            (room.host, "stage.leave", None),
-            (room.host, "participant.remove", host),
-        ]
-
-        async def attempt(client: Client, action: str, target: str | None) -> None:
-            fields = _fields(action, target or "")
-            try:
-                await refused(client.send(action, space_id=sid, **fields), "not_allowed")
-            except AssertionError as exc:
-                raise AssertionError(f"{client.user} {action} {target}: {exc}") from None
-
-        await asyncio.gather(*(attempt(*a) for a in attempts))
-        await room.unchanged(before, room.host, cohost, speaker, listener)
-        assert room.audio(speaker) == SEND_RECEIVE and room.audio(listener) == RECEIVE
-        assert listener.events("stage.changed", since=mark) == []
-
-    scenario(stack, body)
+    )
+    assert await outsider.send("space.leave", space_id=room.sid) == {"left": False}
+    await room.unchanged(before, outsider, listener)
+    assert listener.events("stage.changed") == []
 
 
-def test_broadcasts_are_numbered_one_by_one_and_private_events_are_not(stack) -> None:
-    async def body(clients: Clients) -> None:
-        room = await Room.open(clients)
-        watcher, snapshot = await clients.join(uid("watcher"), room.sid)
-        start = snapshot["seq"]
-        asker = await room.listener("asker")
-        await asker.send("hand.raise", space_id=room.sid)
-        await room.host.send("request.approve", space_id=room.sid, user_id=asker.user)
-        await asker.send("mic.unmute", space_id=room.sid)
-        await room.host.send("settings.update", space_id=room.sid, title="numbered")
-        await asker.send("reaction.send", space_id=room.sid, emoji="💯")
-        await room.host.send("speaker.remove", space_id=room.sid, user_id=asker.user)
-        await watcher.event("stage.changed", reason="moved_to_audience")
-        seqs = assert_consecutive(watcher, room.sid, start)
-        assert len(seqs) >= 5
-        private = room.host.events("hand.raised")
-        assert private and all("seq" not in e for e in private)
-        assert (await watcher.send("space.sync", space_id=room.sid))["seq"] >= seqs[-1]
+async def test_role_violations_are_not_allowed_and_change_nothing(stack, clients: Clients) -> None:
+    room = await Room.open(clients)
+    sid = room.sid
+    cohost, other_cohost = await room.cohost(), await room.cohost()
+    speaker, other_speaker = await room.speaker(), await room.speaker()
+    listener, asker = await room.listener(), await room.listener("asker")
+    await asker.send("hand.raise", space_id=sid)
+    await speaker.send("mic.unmute", space_id=sid)
+    await until_rest(stack, sid, lambda s: s["participant_count"] == 7, "participant count")
+    before, mark = await room.get(), listener.mark
+    host = room.host.user
 
-    scenario(stack, body)
+    attempts: list[tuple[Client, str, str | None]] = [
+        # a listener acting as a moderator
+        (listener, "speaker.mute", speaker.user),
+        (listener, "request.approve", asker.user),
+        (listener, "request.deny", asker.user),
+        (listener, "speaker.invite", asker.user),
+        (listener, "speaker.remove", speaker.user),
+        (listener, "participant.remove", asker.user),
+        (listener, "cohost.add", asker.user),
+        (listener, "cohost.remove", cohost.user),
+        (listener, "settings.update", None),
+        (listener, "space.end", None),
+        (listener, "mic.unmute", None),
+        # a speaker acting as a moderator
+        (speaker, "request.approve", asker.user),
+        (speaker, "request.deny", asker.user),
+        (speaker, "speaker.mute", other_speaker.user),
+        (speaker, "speaker.remove", other_speaker.user),
+        (speaker, "speaker.invite", listener.user),
+        (speaker, "participant.remove", listener.user),
+        (speaker, "cohost.add", listener.user),
+        (speaker, "settings.update", None),
+        (speaker, "space.end", None),
+        # a co-host acting as the host, or on someone not below them
+        (cohost, "cohost.add", asker.user),
+        (cohost, "cohost.remove", other_cohost.user),
+        (cohost, "settings.update", None),
+        (cohost, "space.end", None),
+        (cohost, "speaker.mute", host),
+        (cohost, "speaker.mute", other_cohost.user),
+        (cohost, "participant.remove", host),
+        (cohost, "participant.remove", other_cohost.user),
+        # the host cannot step off the stage or remove themselves
+        (room.host, "stage.leave", None),
+        (room.host, "participant.remove", host),
+    ]
+
+    async def attempt(client: Client, action: str, target: str | None) -> None:
+        fields = _fields(action, target or "")
+        try:
+            await refused(client.send(action, space_id=sid, **fields), "not_allowed")
+        except AssertionError as exc:
+            raise AssertionError(f"{client.user} {action} {target}: {exc}") from None
+
+    await asyncio.gather(*(attempt(*a) for a in attempts))
+    await room.unchanged(before, room.host, cohost, speaker, listener)
+    assert room.audio(speaker) == SEND_RECEIVE and room.audio(listener) == RECEIVE
+    assert listener.events("stage.changed", since=mark) == []
+
+
+async def test_broadcasts_are_numbered_one_by_one_and_private_events_are_not(stack, clients: Clients) -> None:
+    room = await Room.open(clients)
+    watcher, snapshot = await clients.join(uid("watcher"), room.sid)
+    start = snapshot["seq"]
+    asker = await room.listener("asker")
+    await asker.send("hand.raise", space_id=room.sid)
+    await room.host.send("request.approve", space_id=room.sid, user_id=asker.user)
+    await asker.send("mic.unmute", space_id=room.sid)
+    await room.host.send("settings.update", space_id=room.sid, title="numbered")
+    await asker.send("reaction.send", space_id=room.sid, emoji="💯")
+    await room.host.send("speaker.remove", space_id=room.sid, user_id=asker.user)
+    await watcher.event("stage.changed", reason="moved_to_audience")
+    seqs = assert_consecutive(watcher, room.sid, start)
+    assert len(seqs) >= 5
+    private = room.host.events("hand.raised")
+    assert private and all("seq" not in e for e in private)
+    assert (await watcher.send("space.sync", space_id=room.sid))["seq"] >= seqs[-1]

@@ -10,20 +10,21 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from conftest import http
-from spaces_support import (
+from conftest import (
     Clients,
     create_space,
     get_space,
+    http,
     iso,
-    no_scan,  # noqa: F401  (autouse: no Scan during any test here)
     token,
     uid,
     until_rest,
 )
-from spaces_support import refused as ws_refused
+from conftest import (
+    refused as ws_refused,
+)
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_scan")]  # no Scan during any test here
 
 X_FIELDS = {
     "id",
@@ -223,54 +224,42 @@ def test_cancel_a_scheduled_space(stack) -> None:
     assert sid not in {s["id"] for s in scheduled}
 
 
-def test_a_scheduled_space_cannot_be_joined_until_it_starts(stack) -> None:
+async def test_a_scheduled_space_cannot_be_joined_until_it_starts(stack, clients: Clients) -> None:
     host = uid("host")
     sid = create_space(stack, host, scheduled_start=iso(timedelta(hours=2)))["id"]
-
-    async def scenario() -> None:
-        async with Clients(stack) as clients:
-            client = await clients.open(host)
-            await ws_refused(client.send("space.join", space_id=sid), "not_allowed")
-            status, _ = await asyncio.to_thread(
-                http, stack, "POST", f"/spaces/{sid}/start", None, token(stack, host)
-            )
-            assert status == 200
-            snapshot = await client.send("space.join", space_id=sid)
-            assert snapshot["role"] == "host" and snapshot["media"]["Meeting"]["MeetingId"]
-
-    asyncio.run(scenario())
+    client = await clients.open(host)
+    await ws_refused(client.send("space.join", space_id=sid), "not_allowed")
+    status, _ = await asyncio.to_thread(http, stack, "POST", f"/spaces/{sid}/start", None, token(stack, host))
+    assert status == 200
+    snapshot = await client.send("space.join", space_id=sid)
+    assert snapshot["role"] == "host" and snapshot["media"]["Meeting"]["MeetingId"]
 
 
 # -- lists -----------------------------------------------------------------------
 
 
-def test_live_spaces_largest_audience_first_with_a_cursor(stack) -> None:
+async def test_live_spaces_largest_audience_first_with_a_cursor(stack, clients: Clients) -> None:
     tag = uid("live")
     sizes = {"small": 0, "large": 3, "medium": 1}  # listeners besides the host
     spaces = {name: create_space(stack, uid("host"), f"{name} {tag}") for name in sizes}
-
-    async def scenario() -> None:
-        async with Clients(stack) as clients:
-            for name, listeners in sizes.items():
-                sid = spaces[name]["id"]
-                await clients.join(spaces[name]["creator_id"], sid)
-                for _ in range(listeners):
-                    await clients.join(uid("l"), sid)
-            for name, listeners in sizes.items():
-                want = listeners + 1
-                await until_rest(
-                    stack, spaces[name]["id"], lambda s, w=want: s["participant_count"] == w, f"{name} count"
-                )
-            pages = walk(stack, "/spaces?state=live&limit=3")
-            for page in pages:
-                counts = [s["participant_count"] for s in page]
-                assert counts == sorted(counts, reverse=True), counts
-                assert all(s["state"] == "live" for s in page)
-                assert len(page) <= 3
-            mine = [s["title"].split()[0] for s in flat(pages) if s["title"].endswith(tag)]
-            assert mine == ["large", "medium", "small"]
-
-    asyncio.run(scenario())
+    for name, listeners in sizes.items():
+        sid = spaces[name]["id"]
+        await clients.join(spaces[name]["creator_id"], sid)
+        for _ in range(listeners):
+            await clients.join(uid("l"), sid)
+    for name, listeners in sizes.items():
+        want = listeners + 1
+        await until_rest(
+            stack, spaces[name]["id"], lambda s, w=want: s["participant_count"] == w, f"{name} count"
+        )
+    pages = walk(stack, "/spaces?state=live&limit=3")
+    for page in pages:
+        counts = [s["participant_count"] for s in page]
+        assert counts == sorted(counts, reverse=True), counts
+        assert all(s["state"] == "live" for s in page)
+        assert len(page) <= 3
+    mine = [s["title"].split()[0] for s in flat(pages) if s["title"].endswith(tag)]
+    assert mine == ["large", "medium", "small"]
 
 
 def test_scheduled_spaces_soonest_first_with_a_cursor(stack) -> None:

@@ -1,4 +1,4 @@
-"""Cost at audience size: one shared room of 200 listeners (a module fixture on its own event loop).
+"""Cost at audience size: one shared room of 200 listeners (a module fixture, on the session's event loop).
 
 Listener counts are coalesced over an hour here, and the scheduled sweep is paused, so that
 what is counted is what a join or a leave itself costs. Timings are printed (pytest -s), not
@@ -10,24 +10,22 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from asyncapi_check import validate_server_message
-from conftest import http
-from spaces_support import (
+from conftest import (
     Client,
-    LoopThread,
     get_space,
+    http,
     listener_count_interval,
-    no_scan,  # noqa: F401  (autouse: no Scan during any test here)
     schedules_paused,
     token,
     uid,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_scan")]  # no Scan during any test here
 
 LISTENERS = 200
 SMALL = 10
@@ -111,16 +109,9 @@ async def connect_all(stack: Any, users: list[str]) -> list[Client]:
 
 
 async def connect(stack: Any, user: str) -> Client:
-    client = Client(stack.ws_url, token(stack, user))
-    client.user = user
-    return await client.connect()
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[LoopThread]:
-    thread = LoopThread()
-    yield thread
-    thread.stop()
+    client = Client(stack.ws_url, token(stack, user), user)
+    await client.connect()
+    return client
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +122,10 @@ def quiet(stack) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def big_room(stack, loop: LoopThread, quiet: None) -> Iterator[Room]:
-    room = loop.run(Room.build(stack, LISTENERS, "two hundred"), timeout=600)
+async def big_room(stack, quiet: None) -> AsyncIterator[Room]:
+    room = await asyncio.wait_for(Room.build(stack, LISTENERS, "two hundred"), 600)
     yield room
-    loop.run(room.close())
+    await room.close()
 
 
 def test_two_hundred_listeners_join_one_by_one(stack, big_room: Room) -> None:
@@ -148,29 +139,25 @@ def test_two_hundred_listeners_join_one_by_one(stack, big_room: Room) -> None:
     )
 
 
-def join_calls(loop: LoopThread, room: Room, aws_calls: Any) -> dict[str, int]:
+async def join_calls(room: Room, aws_calls: Any) -> dict[str, int]:
     """The AWS operations of one more listener's space.join (connect excluded), from send to reply."""
-
-    async def measure() -> dict[str, int]:
-        client = await room.newcomer()
-        await asyncio.sleep(0.1)  # the connect's own writes are done
-        aws_calls.reset()
-        await client.send("space.join", space_id=room.sid)
-        await asyncio.sleep(0.15)  # anything the join set off after its reply
-        return {op: n for op, n in aws_calls.snapshot().items() if not op.startswith("sqs:")}
-
-    return loop.run(measure())
+    client = await room.newcomer()
+    await asyncio.sleep(0.1)  # the connect's own writes are done
+    aws_calls.reset()
+    await client.send("space.join", space_id=room.sid)
+    await asyncio.sleep(0.15)  # anything the join set off after its reply
+    return {op: n for op, n in aws_calls.snapshot().items() if not op.startswith("sqs:")}
 
 
-def test_a_listener_join_costs_the_same_at_10_and_at_200_listeners(
-    stack, loop: LoopThread, big_room: Room, aws_calls: Any
+async def test_a_listener_join_costs_the_same_at_10_and_at_200_listeners(
+    stack, big_room: Room, aws_calls: Any
 ) -> None:
-    small = loop.run(Room.build(stack, SMALL, "ten"))
+    small = await Room.build(stack, SMALL, "ten")
     try:
-        at_small = min((join_calls(loop, small, aws_calls) for _ in range(2)), key=lambda c: sum(c.values()))
-        at_big = min((join_calls(loop, big_room, aws_calls) for _ in range(2)), key=lambda c: sum(c.values()))
+        at_small = min([await join_calls(small, aws_calls) for _ in range(2)], key=lambda c: sum(c.values()))
+        at_big = min([await join_calls(big_room, aws_calls) for _ in range(2)], key=lambda c: sum(c.values()))
     finally:
-        loop.run(small.close())
+        await small.close()
     print(f"\n[spaces] AWS calls of one listener join: at {SMALL} listeners {at_small}")
     print(f"[spaces] AWS calls of one listener join: at {LISTENERS} listeners {at_big}")
     assert at_small == at_big
@@ -179,8 +166,8 @@ def test_a_listener_join_costs_the_same_at_10_and_at_200_listeners(
     assert at_big.get("apigatewaymanagementapi:PostToConnection") == 1  # the reply, nothing else
 
 
-def test_a_join_a_leave_and_a_raised_hand_send_a_constant_number_of_messages(
-    stack, loop: LoopThread, big_room: Room
+async def test_a_join_a_leave_and_a_raised_hand_send_a_constant_number_of_messages(
+    stack, big_room: Room
 ) -> None:
     gateway = stack.gateway
 
@@ -192,42 +179,35 @@ def test_a_join_a_leave_and_a_raised_hand_send_a_constant_number_of_messages(
 
     present = get_space(stack, big_room.sid)["listener_count"]
 
-    async def scenario() -> dict[str, int]:
-        client = await big_room.newcomer()
-        counts = {action: await posts_of(action, client) for action in ("space.join", "hand.raise")}
-        counts["hand.lower"] = await posts_of("hand.lower", client)
-        counts["space.leave"] = await posts_of("space.leave", client)
-        return counts
-
-    counts = loop.run(scenario())
+    client = await big_room.newcomer()
+    counts = {action: await posts_of(action, client) for action in ("space.join", "hand.raise")}
+    counts["hand.lower"] = await posts_of("hand.lower", client)
+    counts["space.leave"] = await posts_of("space.leave", client)
     print(f"\n[spaces] posts with {LISTENERS} listeners present: {counts}")
     assert counts["space.join"] <= 2 and counts["space.leave"] <= 2
     assert counts["hand.raise"] == 2 and counts["hand.lower"] == 2  # the reply, and the one host
     assert present >= LISTENERS and get_space(stack, big_room.sid)["listener_count"] == present
 
 
-def test_a_stage_change_reaches_all_200_listeners(stack, loop: LoopThread, big_room: Room) -> None:
-    async def scenario() -> list[float]:
-        asker = big_room.listeners[0]
-        await asker.send("hand.raise", space_id=big_room.sid)
+async def test_a_stage_change_reaches_all_200_listeners(stack, big_room: Room) -> None:
+    asker = big_room.listeners[0]
+    await asker.send("hand.raise", space_id=big_room.sid)
 
-        def approved(frame: dict[str, Any]) -> bool:
-            return frame.get("reason") == "request_approved" and frame.get("user_id") == asker.user
+    def approved(frame: dict[str, Any]) -> bool:
+        return frame.get("reason") == "request_approved" and frame.get("user_id") == asker.user
 
-        async def arrival(client: Client) -> float:
-            await client.next_event("stage.changed", timeout=30, predicate=approved)
-            return time.perf_counter()
+    async def arrival(client: Client) -> float:
+        await client.next_event("stage.changed", timeout=30, predicate=approved)
+        return time.perf_counter()
 
-        waiting = [asyncio.create_task(arrival(c)) for c in big_room.listeners]
-        await asyncio.sleep(0.05)
-        sent = time.perf_counter()
-        await big_room.host.send("request.approve", space_id=big_room.sid, user_id=asker.user)
-        replied = time.perf_counter()
-        arrivals = await asyncio.gather(*waiting)
-        await big_room.host.send("speaker.remove", space_id=big_room.sid, user_id=asker.user)
-        return [replied - sent, *(a - sent for a in arrivals)]
-
-    reply, *arrivals = loop.run(scenario())
+    waiting = [asyncio.create_task(arrival(c)) for c in big_room.listeners]
+    await asyncio.sleep(0.05)
+    sent = time.perf_counter()
+    await big_room.host.send("request.approve", space_id=big_room.sid, user_id=asker.user)
+    replied = time.perf_counter()
+    times = await asyncio.gather(*waiting)
+    await big_room.host.send("speaker.remove", space_id=big_room.sid, user_id=asker.user)
+    reply, arrivals = replied - sent, [a - sent for a in times]
     assert len(arrivals) == LISTENERS
     print(
         f"\n[spaces] stage.changed to {LISTENERS} listeners: reply after {reply * 1000:.0f} ms, "

@@ -6,7 +6,7 @@ import asyncio
 import json
 import random
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -30,9 +30,7 @@ from sohbet_client import __main__ as cli
 
 Handler = Callable[[ServerConnection, dict[str, Any]], Awaitable[None]]
 
-
-def run(coro: Coroutine[Any, Any, Any], timeout: float = 15) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+pytestmark = pytest.mark.timeout(15)  # a client that hangs fails its test, not the session
 
 
 def reply(msg: dict[str, Any], data: dict[str, Any] | None = None) -> str:
@@ -59,6 +57,7 @@ class FakeServer:
         self.handler = handler
         self.commands: list[dict[str, Any]] = []
         self.paths: list[str] = []
+        self.close_codes: list[int | None] = []  # as the server saw each connection end
         self.server: Server | None = None
         self.url = ""
 
@@ -76,10 +75,13 @@ class FakeServer:
     async def _serve(self, ws: ServerConnection) -> None:
         assert ws.request is not None
         self.paths.append(ws.request.path)
-        async for raw in ws:
-            msg = json.loads(raw)
-            self.commands.append(msg)
-            await self.handler(ws, msg)
+        try:
+            async for raw in ws:
+                msg = json.loads(raw)
+                self.commands.append(msg)
+                await self.handler(ws, msg)
+        finally:
+            self.close_codes.append(ws.close_code)
 
     def actions(self) -> list[str]:
         return [str(c.get("action")) for c in self.commands]
@@ -92,7 +94,7 @@ def client_for(server: FakeServer, **kwargs: Any) -> SohbetClient:
 # -- connecting ------------------------------------------------------------------
 
 
-def test_token_goes_in_the_query() -> None:
+async def test_token_goes_in_the_query() -> None:
     assert with_token("ws://h:1/", "a b") == "ws://h:1/?token=a+b"
     assert with_token("wss://h/prod?x=1&token=old", "new") == "wss://h/prod?x=1&token=new"
     assert http_base_url("ws://127.0.0.1:8000/") == "http://127.0.0.1:8000"
@@ -100,27 +102,98 @@ def test_token_goes_in_the_query() -> None:
         "https://abc.execute-api.us-east-1.amazonaws.com"
     )
 
-    async def main() -> None:
-        async with FakeServer() as server, client_for(server) as client:
-            assert await client.ping() == {"action": "ping"}
-        assert server.paths == ["/?token=t0k"]
+    async with FakeServer() as server, client_for(server) as client:
+        assert await client.ping() == {"action": "ping"}
+    assert server.paths == ["/?token=t0k"]
+    assert client.closed
+
+
+async def test_send_before_connect_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="not connected"):
+        await SohbetClient("ws://127.0.0.1:9/", "t").ping()
+
+
+async def test_without_a_token_the_url_has_none() -> None:
+    async with FakeServer() as server, SohbetClient(server.url, None) as client:
+        await client.ping()
+    assert server.paths == ["/"]
+
+
+# -- raw frames, for protocol tools and tests -------------------------------------------
+
+
+async def test_answer_returns_the_reply_or_error_frame_as_it_came() -> None:
+    async def refuse_hands(ws: ServerConnection, msg: dict[str, Any]) -> None:
+        if msg["action"] == "hand.raise":
+            await ws.send(
+                json.dumps({"type": "error", "ref": msg["ref"], "code": "not_allowed", "message": "no"})
+            )
+        else:
+            await echo(ws, msg)
+
+    async with FakeServer(refuse_hands) as server, client_for(server) as client:
+        error = await client.answer({"action": "hand.raise", "space_id": "sp1"})
+        assert error == {"type": "error", "ref": error["ref"], "code": "not_allowed", "message": "no"}
+        ok = await client.answer({"action": "ping", "ref": "mine"})
+        assert ok == {"type": "reply", "ref": "mine", "ok": True, "data": {"action": "ping"}}
+
+
+async def test_the_frame_log_gives_every_frame_in_order_then_closed() -> None:
+    async def chatty(ws: ServerConnection, msg: dict[str, Any]) -> None:
+        await ws.send(event("hand.raised", user_id="bob"))
+        await ws.send("not json")
+        await echo(ws, msg)
+        await ws.close(4000, "bye")
+
+    async with FakeServer(chatty) as server:
+        client = await client_for(server, keep_frames=True).connect()
+        await client.send_raw({"action": "ping", "ref": "r1"})
+        assert (await client.next_frame())["event"] == "hand.raised"
+        assert await client.next_frame() == "not json"
+        assert (await client.next_frame())["ref"] == "r1"  # replies too, even with no one waiting
+        with pytest.raises(ConnectionClosed) as closed:
+            await client.next_frame()
+        assert (closed.value.code, closed.value.reason) == (4000, "bye")
+        with pytest.raises(ConnectionClosed):
+            await client.next_frame()  # and again, for every later reader
+        await client.close()
+
+        plain = await client_for(server).connect()
+        with pytest.raises(RuntimeError, match="keep_frames"):
+            await plain.next_frame()
+        await plain.close()
+
+
+async def test_a_list_is_sent_as_one_fragmented_message() -> None:
+    async with FakeServer() as server, client_for(server, keep_frames=True) as client:
+        text = json.dumps({"action": "ping", "ref": "frag", "pad": "x" * 100})
+        await client.send_raw([text[i : i + 16] for i in range(0, len(text), 16)])
+        assert (await client.next_frame())["data"]["pad"] == "x" * 100
+    assert server.commands == [json.loads(text)]
+
+
+async def test_close_without_a_code_and_abort_as_the_server_sees_them() -> None:
+    async with FakeServer() as server:
+        client = await client_for(server).connect()
+        await client.ping()
+        await client.close(code=None)
         assert client.closed
-
-    run(main())
-
-
-def test_send_before_connect_is_an_error() -> None:
-    async def main() -> None:
-        with pytest.raises(RuntimeError, match="not connected"):
-            await SohbetClient("ws://127.0.0.1:9/", "t").ping()
-
-    run(main())
+        dropped = await client_for(server).connect()
+        await dropped.ping()
+        dropped.abort()  # no closing handshake at all
+        await dropped.wait_closed()
+        assert dropped.closed_code == 1006
+        for _ in range(100):
+            if len(server.close_codes) == 2:
+                break
+            await asyncio.sleep(0.01)
+    assert server.close_codes == [1005, 1006]
 
 
 # -- replies and errors ------------------------------------------------------------
 
 
-def test_fifty_concurrent_commands_get_their_own_replies_out_of_order() -> None:
+async def test_fifty_concurrent_commands_get_their_own_replies_out_of_order() -> None:
     held: list[dict[str, Any]] = []
 
     async def answer_all_at_once(ws: ServerConnection, msg: dict[str, Any]) -> None:
@@ -130,20 +203,17 @@ def test_fifty_concurrent_commands_get_their_own_replies_out_of_order() -> None:
             for m in held:
                 await ws.send(reply(m, {"space": m["space_id"], "seq": int(m["space_id"][2:])}))
 
-    async def main() -> None:
-        async with FakeServer(answer_all_at_once) as server, client_for(server) as client:
-            results = await asyncio.gather(*(client.join(f"sp{i}") for i in range(50)))
-            assert [r["space"] for r in results] == [f"sp{i}" for i in range(50)]
-            refs = [c["ref"] for c in server.commands]
-            assert len(set(refs)) == 50
-            assert [c["ref"] for c in held] != refs  # really answered out of order
-            assert client.last_seq == {f"sp{i}": i for i in range(50)}  # join replies set the seq
-            assert client.unmatched == [] and not client._pending
-
-    run(main())
+    async with FakeServer(answer_all_at_once) as server, client_for(server) as client:
+        results = await asyncio.gather(*(client.join(f"sp{i}") for i in range(50)))
+        assert [r["space"] for r in results] == [f"sp{i}" for i in range(50)]
+        refs = [c["ref"] for c in server.commands]
+        assert len(set(refs)) == 50
+        assert [c["ref"] for c in held] != refs  # really answered out of order
+        assert client.last_seq == {f"sp{i}": i for i in range(50)}  # join replies set the seq
+        assert client.unmatched == [] and not client._pending
 
 
-def test_error_frame_raises_sohbet_error_with_code() -> None:
+async def test_error_frame_raises_sohbet_error_with_code() -> None:
     async def refuse_hands(ws: ServerConnection, msg: dict[str, Any]) -> None:
         if msg["action"] == "hand.raise":
             frame = {"type": "error", "ref": msg["ref"], "code": "not_allowed", "message": "invited only"}
@@ -151,20 +221,17 @@ def test_error_frame_raises_sohbet_error_with_code() -> None:
         else:
             await echo(ws, msg)
 
-    async def main() -> None:
-        async with FakeServer(refuse_hands) as server, client_for(server) as client:
-            with pytest.raises(SohbetError) as caught:
-                await client.raise_hand("sp1")
-            assert caught.value.code == "not_allowed"
-            assert caught.value.message == "invited only"
-            assert caught.value.data == {"speak_policy": "invited"}
-            assert str(caught.value) == "not_allowed: invited only"
-            assert await client.ping() == {"action": "ping"}  # the connection is still fine
-
-    run(main())
+    async with FakeServer(refuse_hands) as server, client_for(server) as client:
+        with pytest.raises(SohbetError) as caught:
+            await client.raise_hand("sp1")
+        assert caught.value.code == "not_allowed"
+        assert caught.value.message == "invited only"
+        assert caught.value.data == {"speak_policy": "invited"}
+        assert str(caught.value) == "not_allowed: invited only"
+        assert await client.ping() == {"action": "ping"}  # the connection is still fine
 
 
-def test_timeout_then_a_late_reply_is_unmatched() -> None:
+async def test_timeout_then_a_late_reply_is_unmatched() -> None:
     late: list[dict[str, Any]] = []
 
     async def slow(ws: ServerConnection, msg: dict[str, Any]) -> None:
@@ -175,18 +242,15 @@ def test_timeout_then_a_late_reply_is_unmatched() -> None:
                 await ws.send(reply(m))
             await echo(ws, msg)
 
-    async def main() -> None:
-        async with FakeServer(slow) as server, client_for(server, timeout=0.2) as client:
-            with pytest.raises(asyncio.TimeoutError):
-                await client.end("sp1")
-            assert not client._pending
-            await client.ping()
-            assert [f["ref"] for f in client.unmatched] == [late[0]["ref"]]
-
-    run(main())
+    async with FakeServer(slow) as server, client_for(server, timeout=0.2) as client:
+        with pytest.raises(asyncio.TimeoutError):
+            await client.end("sp1")
+        assert not client._pending
+        await client.ping()
+        assert [f["ref"] for f in client.unmatched] == [late[0]["ref"]]
 
 
-def test_uncorrelated_frames_do_not_become_events() -> None:
+async def test_uncorrelated_frames_do_not_become_events() -> None:
     async def noisy(ws: ServerConnection, msg: dict[str, Any]) -> None:
         await ws.send(
             json.dumps({"message": "Internal server error", "connectionId": "c=", "requestId": "r"})
@@ -198,22 +262,19 @@ def test_uncorrelated_frames_do_not_become_events() -> None:
         await ws.send(event("host.back", seq=1))
         await echo(ws, msg)
 
-    async def main() -> None:
-        async with FakeServer(noisy) as server, client_for(server) as client:
-            await client.ping()
-            assert [f.get("type") for f in client.unmatched] == [None, "error"]
-            assert client.invalid_frames == ["not json"]
-            assert (await client.next_event())["event"] == "host.back"
-            assert len(client.received) == 4
-            assert client.pending_events() == []
-
-    run(main())
+    async with FakeServer(noisy) as server, client_for(server) as client:
+        await client.ping()
+        assert [f.get("type") for f in client.unmatched] == [None, "error"]
+        assert client.invalid_frames == ["not json"]
+        assert (await client.next_event())["event"] == "host.back"
+        assert len(client.received) == 4
+        assert client.pending_events() == []
 
 
 # -- events and seq ----------------------------------------------------------------
 
 
-def test_gap_triggers_space_sync_and_resets_seq() -> None:
+async def test_gap_triggers_space_sync_and_resets_seq() -> None:
     async def gappy(ws: ServerConnection, msg: dict[str, Any]) -> None:
         if msg["action"] == "space.join":
             await ws.send(reply(msg, {"seq": 5, "role": "listener"}))
@@ -231,27 +292,24 @@ def test_gap_triggers_space_sync_and_resets_seq() -> None:
     async def on_resync(space_id: str, data: dict[str, Any]) -> None:
         resynced.append((space_id, data))
 
-    async def main() -> None:
-        async with FakeServer(gappy) as server, client_for(server, on_resync=on_resync) as client:
-            assert (await client.join("sp1"))["seq"] == 5
-            seen = [await client.next_event() for _ in range(4)]
-            assert [(e["event"], e.get("seq")) for e in seen] == [
-                ("stage.changed", 6),
-                ("reaction", 8),
-                ("hand.denied", None),
-                ("host.away", 11),
-            ]
-            assert client.gaps == [Gap("sp1", 7, 8)]
-            assert server.actions() == ["space.join", "space.sync"]
-            assert server.commands[1]["space_id"] == "sp1"
-            assert client.stale == 2
-            assert client.last_seq == {"sp1": 11}
-            assert client.resyncs == resynced == [("sp1", {"seq": 10, "role": "listener"})]
-
-    run(main())
+    async with FakeServer(gappy) as server, client_for(server, on_resync=on_resync) as client:
+        assert (await client.join("sp1"))["seq"] == 5
+        seen = [await client.next_event() for _ in range(4)]
+        assert [(e["event"], e.get("seq")) for e in seen] == [
+            ("stage.changed", 6),
+            ("reaction", 8),
+            ("hand.denied", None),
+            ("host.away", 11),
+        ]
+        assert client.gaps == [Gap("sp1", 7, 8)]
+        assert server.actions() == ["space.join", "space.sync"]
+        assert server.commands[1]["space_id"] == "sp1"
+        assert client.stale == 2
+        assert client.last_seq == {"sp1": 11}
+        assert client.resyncs == resynced == [("sp1", {"seq": 10, "role": "listener"})]
 
 
-def test_without_auto_resync_a_gap_is_only_recorded() -> None:
+async def test_without_auto_resync_a_gap_is_only_recorded() -> None:
     async def gappy(ws: ServerConnection, msg: dict[str, Any]) -> None:
         if msg["action"] == "space.join":
             await ws.send(reply(msg, {"seq": 1}))
@@ -259,19 +317,16 @@ def test_without_auto_resync_a_gap_is_only_recorded() -> None:
         else:
             await echo(ws, msg)
 
-    async def main() -> None:
-        async with FakeServer(gappy) as server, client_for(server, auto_resync=False) as client:
-            await client.join("sp1")
-            assert (await client.next_event("host.back"))["seq"] == 4
-            await client.ping()
-            assert client.gaps == [Gap("sp1", 2, 4)]
-            assert server.actions() == ["space.join", "ping"]
-            assert client.last_seq == {"sp1": 4}
-
-    run(main())
+    async with FakeServer(gappy) as server, client_for(server, auto_resync=False) as client:
+        await client.join("sp1")
+        assert (await client.next_event("host.back"))["seq"] == 4
+        await client.ping()
+        assert client.gaps == [Gap("sp1", 2, 4)]
+        assert server.actions() == ["space.join", "ping"]
+        assert client.last_seq == {"sp1": 4}
 
 
-def test_duplicate_and_stale_events_are_dropped() -> None:
+async def test_duplicate_and_stale_events_are_dropped() -> None:
     async def repeats(ws: ServerConnection, msg: dict[str, Any]) -> None:
         if msg["action"] == "space.join":
             await ws.send(reply(msg, {"seq": 5}))
@@ -281,19 +336,16 @@ def test_duplicate_and_stale_events_are_dropped() -> None:
                 event("reaction", space_id="sp2", seq=1, user_id="bob", emoji="🔥")
             )  # another space
 
-    async def main() -> None:
-        async with FakeServer(repeats) as server, client_for(server) as client:
-            await client.join("sp1")
-            got = [await client.next_event("reaction") for _ in range(3)]
-            assert [(e["space_id"], e["seq"]) for e in got] == [("sp1", 6), ("sp1", 7), ("sp2", 1)]
-            assert client.stale == 3 and client.gaps == []
-            assert client.last_seq == {"sp1": 7, "sp2": 1}
-            assert server.actions() == ["space.join"]
-
-    run(main())
+    async with FakeServer(repeats) as server, client_for(server) as client:
+        await client.join("sp1")
+        got = [await client.next_event("reaction") for _ in range(3)]
+        assert [(e["space_id"], e["seq"]) for e in got] == [("sp1", 6), ("sp1", 7), ("sp2", 1)]
+        assert client.stale == 3 and client.gaps == []
+        assert client.last_seq == {"sp1": 7, "sp2": 1}
+        assert server.actions() == ["space.join"]
 
 
-def test_events_that_beat_the_join_reply_are_kept() -> None:
+async def test_events_that_beat_the_join_reply_are_kept() -> None:
     async def racy(ws: ServerConnection, msg: dict[str, Any]) -> None:
         if msg["action"] == "space.join":
             await ws.send(event("stage.changed", seq=4, stage=[], reason="joined"))
@@ -302,20 +354,17 @@ def test_events_that_beat_the_join_reply_are_kept() -> None:
         elif msg["action"] == "space.leave":
             await ws.send(reply(msg))
 
-    async def main() -> None:
-        async with FakeServer(racy) as server, client_for(server) as client:
-            await client.join("sp1")
-            assert (await client.next_event())["seq"] == 4
-            assert (await client.next_event())["seq"] == 5
-            assert client.gaps == [] and client.stale == 0
-            await client.leave("sp1")
-            assert client.last_seq == {}
-            assert server.actions() == ["space.join", "space.leave"]
-
-    run(main())
+    async with FakeServer(racy) as server, client_for(server) as client:
+        await client.join("sp1")
+        assert (await client.next_event())["seq"] == 4
+        assert (await client.next_event())["seq"] == 5
+        assert client.gaps == [] and client.stale == 0
+        await client.leave("sp1")
+        assert client.last_seq == {}
+        assert server.actions() == ["space.join", "space.leave"]
 
 
-def test_next_event_filters_by_name_and_predicate() -> None:
+async def test_next_event_filters_by_name_and_predicate() -> None:
     async def burst(ws: ServerConnection, msg: dict[str, Any]) -> None:
         await ws.send(event("hand.raised", user_id="bob"))
         await ws.send(event("hand.raised", user_id="cy"))
@@ -323,62 +372,53 @@ def test_next_event_filters_by_name_and_predicate() -> None:
         await ws.send(event("hand.raised", user_id="dee"))
         await echo(ws, msg)
 
-    async def main() -> None:
-        async with FakeServer(burst) as server, client_for(server) as client:
-            await client.ping()
-            cy = await client.next_event("hand.raised", predicate=lambda e: e["user_id"] == "cy")
-            assert cy["user_id"] == "cy"  # bob's hand.raised was dropped on the way
-            assert (await client.next_event("hand.raised"))["user_id"] == "dee"
-            with pytest.raises(asyncio.TimeoutError):
-                await client.next_event("hand.raised", timeout=0.1)
-            assert len(client.received) == 5  # everything is still on record
-
-    run(main())
+    async with FakeServer(burst) as server, client_for(server) as client:
+        await client.ping()
+        cy = await client.next_event("hand.raised", predicate=lambda e: e["user_id"] == "cy")
+        assert cy["user_id"] == "cy"  # bob's hand.raised was dropped on the way
+        assert (await client.next_event("hand.raised"))["user_id"] == "dee"
+        with pytest.raises(asyncio.TimeoutError):
+            await client.next_event("hand.raised", timeout=0.1)
+        assert len(client.received) == 5  # everything is still on record
 
 
 # -- closing -----------------------------------------------------------------------
 
 
-def test_server_close_fails_pending_commands_and_ends_events() -> None:
+async def test_server_close_fails_pending_commands_and_ends_events() -> None:
     async def kick(ws: ServerConnection, msg: dict[str, Any]) -> None:
         if msg["action"] == "space.end":
             await ws.send(event("session.replaced"))
             await ws.close(4001, "replaced")
         # anything else: never answered
 
-    async def main() -> None:
-        async with FakeServer(kick) as server, client_for(server) as client:
-            waiting = asyncio.create_task(client.raise_hand("sp1"))
-            await asyncio.sleep(0.05)
-            with pytest.raises(ConnectionClosed) as caught:
-                await client.end("sp1")
-            assert caught.value.code == 4001 and caught.value.reason == "replaced"
-            with pytest.raises(ConnectionClosed):
-                await waiting
-            assert (client.closed_code, client.closed_reason) == (4001, "replaced")
-            assert [e["event"] async for e in client.events()] == ["session.replaced"]
-            assert [e async for e in client.events()] == []  # a second reader ends too
-            with pytest.raises(ConnectionClosed):
-                await client.next_event()
-            with pytest.raises(ConnectionClosed):
-                await client.ping()
-            assert server.actions() == ["hand.raise", "space.end"]
-
-    run(main())
-
-
-def test_client_close_ends_events_and_is_idempotent() -> None:
-    async def main() -> None:
-        async with FakeServer() as server:
-            client = await client_for(server).connect()
-            consumer = asyncio.create_task(asyncio.wait_for(_collect(client), 5))
+    async with FakeServer(kick) as server, client_for(server) as client:
+        waiting = asyncio.create_task(client.raise_hand("sp1"))
+        await asyncio.sleep(0.05)
+        with pytest.raises(ConnectionClosed) as caught:
+            await client.end("sp1")
+        assert caught.value.code == 4001 and caught.value.reason == "replaced"
+        with pytest.raises(ConnectionClosed):
+            await waiting
+        assert (client.closed_code, client.closed_reason) == (4001, "replaced")
+        assert [e["event"] async for e in client.events()] == ["session.replaced"]
+        assert [e async for e in client.events()] == []  # a second reader ends too
+        with pytest.raises(ConnectionClosed):
+            await client.next_event()
+        with pytest.raises(ConnectionClosed):
             await client.ping()
-            await client.close()
-            assert await consumer == []
-            assert client.closed_code == 1000
-            await client.close()
+        assert server.actions() == ["hand.raise", "space.end"]
 
-    run(main())
+
+async def test_client_close_ends_events_and_is_idempotent() -> None:
+    async with FakeServer() as server:
+        client = await client_for(server).connect()
+        consumer = asyncio.create_task(asyncio.wait_for(_collect(client), 5))
+        await client.ping()
+        await client.close()
+        assert await consumer == []
+        assert client.closed_code == 1000
+        await client.close()
 
 
 async def _collect(client: SohbetClient) -> list[dict[str, Any]]:
@@ -402,27 +442,24 @@ def _args(action: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return ("sp1",), {}
 
 
-def test_every_command_has_a_method_that_sends_a_valid_frame() -> None:
+async def test_every_command_has_a_method_that_sends_a_valid_frame() -> None:
     assert set(COMMAND_METHODS) == set(COMMAND_NAMES)
 
-    async def main() -> None:
-        async with FakeServer() as server, client_for(server) as client:
-            for action, method in sorted(COMMAND_METHODS.items()):
-                args, kwargs = _args(action)
-                data = await getattr(client, method)(*args, **kwargs)
-                assert data["action"] == action
-                validate_command(server.commands[-1])
-            assert server.actions() == sorted(COMMAND_METHODS)
-            # optional fields left as None are not sent
-            await client.report("sp1", "spam")
-            assert server.commands[-1] == {
-                "action": "report.send",
-                "ref": server.commands[-1]["ref"],
-                "space_id": "sp1",
-                "category": "spam",
-            }
-
-    run(main())
+    async with FakeServer() as server, client_for(server) as client:
+        for action, method in sorted(COMMAND_METHODS.items()):
+            args, kwargs = _args(action)
+            data = await getattr(client, method)(*args, **kwargs)
+            assert data["action"] == action
+            validate_command(server.commands[-1])
+        assert server.actions() == sorted(COMMAND_METHODS)
+        # optional fields left as None are not sent
+        await client.report("sp1", "spam")
+        assert server.commands[-1] == {
+            "action": "report.send",
+            "ref": server.commands[-1]["ref"],
+            "space_id": "sp1",
+            "category": "spam",
+        }
 
 
 # -- REST ------------------------------------------------------------------------
@@ -461,13 +498,12 @@ class _Api(BaseHTTPRequestHandler):
         pass
 
 
-def test_rest_helpers() -> None:
+async def test_rest_helpers() -> None:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
-
-    async def main() -> None:
+    try:
         assert await get_token(base, "ada") == "tok-ada-"
         assert await get_token(base, "root", ["admins"]) == "tok-root-admins"
         with pytest.raises(RuntimeError, match="HTTP 400"):
@@ -480,9 +516,6 @@ def test_rest_helpers() -> None:
         status, body = await rest(base, "post", "/spaces", token="t", body={"title": "Jam"})
         assert (status, body) == (201, {"path": "/spaces", "body": {"title": "Jam"}, "auth": "Bearer t"})
         assert await rest(base, "DELETE", "/blocks/bob", token="t") == (204, None)
-
-    try:
-        run(main())
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -522,7 +555,7 @@ def test_cli_reads_command_lines() -> None:
         parse("[1, 2]", "sp1")
 
 
-def test_cli_send_prints_the_reply(capsys: pytest.CaptureFixture[str]) -> None:
+async def test_cli_send_prints_the_reply(capsys: pytest.CaptureFixture[str]) -> None:
     async def refuse_mute(ws: ServerConnection, msg: dict[str, Any]) -> None:
         if msg["action"] == "speaker.mute":
             await ws.send(
@@ -531,18 +564,13 @@ def test_cli_send_prints_the_reply(capsys: pytest.CaptureFixture[str]) -> None:
         else:
             await echo(ws, msg)
 
-    async def main() -> None:
-        async with FakeServer(refuse_mute) as server:
-            parser = cli.build_parser()
-            args = parser.parse_args(["--url", server.url, "--token", "t", "send", "space.join", "sp1"])
-            assert await cli._main(args) == 0
-            args = parser.parse_args(
-                ["--url", server.url, "--token", "t", "send", "speaker.mute", "sp1", "bob"]
-            )
-            assert await cli._main(args) == 1
-            assert server.actions() == ["space.join", "speaker.mute"]
-
-    run(main())
+    async with FakeServer(refuse_mute) as server:
+        parser = cli.build_parser()
+        args = parser.parse_args(["--url", server.url, "--token", "t", "send", "space.join", "sp1"])
+        assert await cli._main(args) == 0
+        args = parser.parse_args(["--url", server.url, "--token", "t", "send", "speaker.mute", "sp1", "bob"])
+        assert await cli._main(args) == 1
+        assert server.actions() == ["space.join", "speaker.mute"]
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines == [
         {"type": "reply", "action": "space.join", "data": {"action": "space.join", "space_id": "sp1"}},

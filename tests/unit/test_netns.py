@@ -1,4 +1,4 @@
-"""The test session's private network namespace (devstack/netns.py, entered by tests/conftest.py)."""
+"""The test session's private network namespace (devstack/netns.py, entered by devstack/pytest_netns.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def test_the_session_sees_only_loopback_and_can_still_reach_the_host_namespace() -> None:
-    if netns.status().startswith("HOST NETWORK"):  # SOHBET_ALLOW_HOST_NET=1: said loudly by conftest
+    if netns.status().startswith("HOST NETWORK"):  # SOHBET_ALLOW_HOST_NET=1: said loudly by the plugin
         assert os.environ.get(netns.ESCAPE_HATCH) == "1"
         return
     assert netns.status() == "private network namespace: loopback only"

@@ -11,7 +11,7 @@ from typing import Any
 from asyncapi_check import validate_command, validate_server_message
 from playwright.sync_api import expect
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
+ARTIFACTS = Path(__file__).resolve().parents[3] / "artifacts" / "browser"
 TIMEOUT_MS = 10_000
 
 

@@ -14,7 +14,7 @@ from devstack.media.registry import Attendee, Meeting
 from devstack.media.whip_client import WhipPeer
 
 # The space-level audio tests reuse the end-to-end tests' helpers (spaces_support).
-_E2E = str(Path(__file__).resolve().parents[1] / "e2e")
+_E2E = str(Path(__file__).resolve().parents[1])
 if _E2E not in sys.path:
     sys.path.append(_E2E)
 

@@ -17,7 +17,7 @@ from .web_support import TIMEOUT_MS
 
 pytestmark = pytest.mark.browser
 
-BUNDLE = Path(__file__).resolve().parents[2] / "web" / "vendor" / "amazon-chime-sdk.min.js"
+BUNDLE = Path(__file__).resolve().parents[3] / "web" / "vendor" / "amazon-chime-sdk.min.js"
 MEETING_ID = "4b1a6c6e-0f7d-4a8e-9a55-2f8f0c7d9e11"
 ATTENDEE_ID = "9d0e2f14-3c6b-4f0a-8b7e-5a4d3c2b1a09"
 # MediaPlacement as CreateMeeting returns it (shape from the API reference).
