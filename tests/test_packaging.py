@@ -20,6 +20,8 @@ import pytest
 import yaml
 from cfnlint.decode import decode
 
+from devstack.netns import run_in_host_netns
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's bin: chalice, cfn-lint, actionlint
 MERGE_TEMPLATE = REPO / "infra" / "template.yaml"
@@ -154,7 +156,8 @@ def _with_globals(template: dict[str, Any], resource: dict[str, Any]) -> dict[st
 def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("package")
     out = tmp / "out"
-    proc = subprocess.run(
+    # `chalice package` pip-downloads the Lambda's requirements: the one step that needs the registry.
+    proc = run_in_host_netns(
         [_tool("chalice"), "package", "--stage", STAGE, "--merge-template", str(MERGE_TEMPLATE), str(out)],
         cwd=REPO,
         env=_scrubbed_env(tmp),
