@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from cfnlint.decode import decode
+from netns import run_in_host_netns
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's bin: chalice, cfn-lint, actionlint
@@ -154,7 +155,9 @@ def _with_globals(template: dict[str, Any], resource: dict[str, Any]) -> dict[st
 def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("package")
     out = tmp / "out"
-    proc = subprocess.run(
+    # `chalice package` pip-downloads Lambda wheels from the package registry: the one command
+    # that leaves the session's loopback-only network (tests/netns.py).
+    proc = run_in_host_netns(
         [_tool("chalice"), "package", "--stage", STAGE, "--merge-template", str(MERGE_TEMPLATE), str(out)],
         cwd=REPO,
         env=_scrubbed_env(tmp),
