@@ -416,59 +416,130 @@ UNSCOPED_ACTIONS = {
     "xray:PutTraceSegments",
     "xray:PutTelemetryRecords",
     "chime:CreateMeeting",
-    "chime:StartMeetingTranscription",
-    "chime:StopMeetingTranscription",
 }
+# What Lambda itself needs of a function's role, whatever the code calls: its logs, X-Ray
+# segments (tracing is Active), and an SQS event source's receive/delete/attributes.
+# https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html
+PLATFORM_ACTIONS = {
+    "logs:CreateLogGroup",
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+}
+CONSUMER_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+# The functions that consume a queue, with the queue (name suffix) each may receive from.
+CONSUMERS = {"on_fanout_shard": "fanout", "on_moderation_report": "moderation"}
 
 
-def _policy(stage: str) -> dict[str, Any]:
-    filename = CHALICE_CONFIG["stages"][stage].get("iam_policy_file", f"policy-{stage}.json")
-    return json.loads((REPO / ".chalice" / filename).read_text())
+def _policy_file(stage: str, function: str | None = None) -> str:
+    """The policy file Chalice gives a function, by its own config lookup order."""
+    stage_config = CHALICE_CONFIG["stages"][stage]
+    own = stage_config.get("lambda_functions", {}).get(function or "", {}).get("iam_policy_file")
+    return own or stage_config.get("iam_policy_file", f"policy-{stage}.json")
+
+
+def _policy(stage: str, function: str | None = None) -> dict[str, Any]:
+    return json.loads((REPO / ".chalice" / _policy_file(stage, function)).read_text())
+
+
+def _actions(policy: dict[str, Any]) -> set[str]:
+    return {a for statement in policy["Statement"] for a in statement["Action"]}
 
 
 @pytest.mark.parametrize("stage", sorted(CHALICE_CONFIG["stages"]))
-def test_policy_is_least_privilege(stage: str) -> None:
+def test_policies_are_least_privilege(stage: str) -> None:
     assert CHALICE_CONFIG["autogen_policy"] is False
-    policy = _policy(stage)
-    actions: set[str] = set()
-    for statement in policy["Statement"]:
-        assert statement["Effect"] == "Allow"
-        stmt_actions = statement["Action"]
-        assert isinstance(stmt_actions, list)
-        actions |= set(stmt_actions)
-        for action in stmt_actions:
-            assert "*" not in action, action
-        resources = statement["Resource"]
-        if resources == "*":
-            assert set(stmt_actions) <= UNSCOPED_ACTIONS, statement["Sid"]
-            continue
-        for arn in resources:
-            service = arn.split(":")[2]
-            assert {a.split(":")[0] for a in stmt_actions} == {service}, statement["Sid"]
-            if service in {"dynamodb", "sqs", "logs"}:
-                assert f"sohbet-{stage}-" in arn, arn
-            if service == "execute-api":
-                assert f"/{stage}/" in arn and arn.endswith("/@connections/*"), arn
-    assert "dynamodb:Scan" not in actions  # no Scan anywhere (docs/data-model.md)
-    assert "execute-api:ManageConnections" in actions
-    assert {"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage"} <= actions
+    base = _policy(stage)
+    for function in FUNCTIONS:
+        policy = _policy(stage, function)
+        for statement in policy["Statement"]:
+            assert statement["Effect"] == "Allow"
+            stmt_actions = statement["Action"]
+            assert isinstance(stmt_actions, list)
+            for action in stmt_actions:
+                assert "*" not in action, action
+            resources = statement["Resource"]
+            if resources == "*":
+                assert set(stmt_actions) <= UNSCOPED_ACTIONS, statement["Sid"]
+                continue
+            for arn in resources:
+                service = arn.split(":")[2]
+                assert {a.split(":")[0] for a in stmt_actions} == {service}, statement["Sid"]
+                if service in {"dynamodb", "sqs", "logs"}:
+                    assert f"sohbet-{stage}-" in arn, arn
+                if service == "execute-api":
+                    assert f"/{stage}/" in arn and arn.endswith("/@connections/*"), arn
+        actions = _actions(policy)
+        assert "dynamodb:Scan" not in actions  # no Scan anywhere (docs/data-model.md)
+        # Receiving from a queue: only its consumer, only its own queue.
+        extra = [st for st in policy["Statement"] if st not in base["Statement"]]
+        if function in CONSUMERS:
+            assert [(set(st["Action"]), st["Resource"]) for st in extra] == [
+                (CONSUMER_ACTIONS, [f"arn:aws:sqs:*:*:sohbet-{stage}-{CONSUMERS[function]}"])
+            ], function
+        else:
+            assert extra == [] and not actions & CONSUMER_ACTIONS, function
 
 
 def test_stage_policies_differ_only_in_the_stage() -> None:
     stages = sorted(CHALICE_CONFIG["stages"])
-    reference = json.dumps(_policy(stages[0])).replace(f"/{stages[0]}/", "/{stage}/")
-    reference = reference.replace(f"sohbet-{stages[0]}-", "sohbet-{stage}-")
-    for stage in stages[1:]:
-        text = json.dumps(_policy(stage)).replace(f"/{stage}/", "/{stage}/")
-        assert text.replace(f"sohbet-{stage}-", "sohbet-{stage}-") == reference, stage
+
+    def generic(stage: str, function: str | None) -> str:
+        text = json.dumps(_policy(stage, function)).replace(f"/{stage}/", "/{stage}/")
+        return text.replace(f"sohbet-{stage}-", "sohbet-{stage}-")
+
+    for function in [None, *FUNCTIONS]:
+        reference = generic(stages[0], function)
+        for stage in stages[1:]:
+            assert generic(stage, function) == reference, (stage, function)
 
 
-def test_every_function_role_carries_the_stage_policy(sam: dict[str, Any]) -> None:
-    policy = _policy(STAGE)
-    for logical_id, function in _functions(sam).items():
-        role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+def test_every_function_role_carries_its_policy(sam: dict[str, Any]) -> None:
+    functions = _functions(sam)
+    for name, logical_id in FUNCTIONS.items():
+        role = functions[logical_id]["Properties"]["Role"]["Fn::GetAtt"][0]
         documents = [p["PolicyDocument"] for p in sam["Resources"][role]["Properties"]["Policies"]]
-        assert documents == [policy], logical_id
+        assert documents == [_policy(STAGE, name)], logical_id
+
+
+# How the code reaches AWS, read from its source: PynamoDB model and transaction calls,
+# boto3 client calls (Chime through ChimeMediaAdapter._call/_delete's method names).
+CODE_CALLS = {
+    r"\.query\(|\b[A-Z]\w*\.count\(": "dynamodb:Query",
+    r"\.scan\(": "dynamodb:Scan",
+    r"\.save\(": "dynamodb:PutItem",
+    r"\.update\([^()]*?actions\s*=": "dynamodb:UpdateItem",
+    r"\.delete\(": "dynamodb:DeleteItem",
+    r"\b[A-Z]\w*\.get\(|\.refresh\(|\bTransactGet\b": "dynamodb:GetItem",
+    r"\.batch_get\(": "dynamodb:BatchGetItem",
+    r"\.batch_write\(": "dynamodb:BatchWriteItem",
+    r"\.condition_check\(": "dynamodb:ConditionCheckItem",
+    r"\b[A-Z]\w*\.(exists|describe_table)\(\)": "dynamodb:DescribeTable",
+    r"\.send_message(_batch)?\(": "sqs:SendMessage",
+    r"\.(post_to|delete|get)_connection\(": "execute-api:ManageConnections",
+}
+
+
+def _called_actions() -> set[str]:
+    called: set[str] = set()
+    for path in sorted((REPO / "chalicelib").rglob("*.py")):
+        text = path.read_text()
+        called |= {action for pattern, action in CODE_CALLS.items() if re.search(pattern, text, re.S)}
+        for method in re.findall(r"\._(?:call|delete)\(\s*\"\w+\",\s*\"(\w+)\"", text):
+            called.add("chime:" + "".join(part.title() for part in method.split("_")))
+    return called
+
+
+def test_policies_grant_exactly_what_the_code_calls() -> None:
+    called = _called_actions()
+    assert {"dynamodb:Query", "sqs:SendMessage", "chime:CreateAttendee"} <= called  # the scan works
+    for stage in sorted(CHALICE_CONFIG["stages"]):
+        granted = set().union(*(_actions(_policy(stage, f)) for f in FUNCTIONS))
+        missing = called - granted
+        assert not missing, f"the code calls {sorted(missing)}: grant them in .chalice/policy-{stage}*.json"
+        unused = granted - called - PLATFORM_ACTIONS - CONSUMER_ACTIONS
+        assert not unused, f"policy-{stage}*.json grants {sorted(unused)}, which no code calls: remove them"
 
 
 # -- deploy script and CI ---------------------------------------------------------
