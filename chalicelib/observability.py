@@ -111,6 +111,18 @@ def count_by(name: str, value: float = 1, **dimensions: str) -> None:
             metric.add_dimension(name=key, value=dim)
 
 
+def record_delivery(delivery: Any) -> None:
+    """A push.Delivery's outcome: posts made, 410s (gone), 429s retried."""
+    count("FanoutPosts", delivery.delivered + len(delivery.gone) + len(delivery.failed))
+    count("Gone", len(delivery.gone))
+    count("Retries429", delivery.throttled)
+
+
+def milliseconds(name: str, value: float) -> None:
+    with _metrics_lock:
+        metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=value)
+
+
 @contextmanager
 def timed(name: str) -> Iterator[None]:
     """Milliseconds spent in the block, as a metric."""
@@ -118,6 +130,4 @@ def timed(name: str) -> Iterator[None]:
     try:
         yield
     finally:
-        elapsed = (time.perf_counter() - started) * 1000
-        with _metrics_lock:
-            metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=elapsed)
+        milliseconds(name, (time.perf_counter() - started) * 1000)
