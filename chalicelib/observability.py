@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -121,13 +119,3 @@ def record_delivery(delivery: Any) -> None:
 def milliseconds(name: str, value: float) -> None:
     with _metrics_lock:
         metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=value)
-
-
-@contextmanager
-def timed(name: str) -> Iterator[None]:
-    """Milliseconds spent in the block, as a metric."""
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        milliseconds(name, (time.perf_counter() - started) * 1000)

@@ -14,6 +14,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 # Importing the app took ~0.5 s here, ~0.33 s of it building the X-Ray recorder at import;
@@ -182,3 +184,34 @@ def test_websocket_and_rest_entry_points_are_traced_through_the_app() -> None:
     connect, status = proc.stdout.splitlines()[-2:]
     assert json.loads(connect)["statusCode"] == 401 and status == "401"
     assert names == {"## ws-connect", "## rest-api"}
+
+
+def test_a_deliverys_posts_410s_and_429_retries_become_metrics(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through push.py against the stand-in @connections API of test_push (real 429s and 410s)."""
+    from test_push import KEY, REGION, SECRET, TOKEN, FakeGateway
+
+    from chalicelib import observability
+    from chalicelib.push import Pusher
+
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ("AWS_SESSION_TOKEN", TOKEN),
+    ):
+        monkeypatch.setenv(name, value)
+    gateway = FakeGateway().start()
+    try:
+        gateway.play("slow", 429, 429, 200)
+        gateway.play("gone", 410)
+        delivery = Pusher(gateway.endpoint, REGION, workers=2).send_many(["slow", "gone", "fine"], {"x": 1})
+    finally:
+        gateway.stop()
+    observability.flush()
+    capsys.readouterr()
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    observability.record_delivery(delivery)
+    observability.flush()
+    (record,) = _emf(capsys.readouterr().out)
+    assert (_value(record, "FanoutPosts"), _value(record, "Gone"), _value(record, "Retries429")) == (3, 1, 2)
