@@ -1,6 +1,6 @@
 """Tracing that costs nothing until X-Ray samples a request, and metrics as EMF records.
 
-Each case runs in a child interpreter: what a cold start imports is process-wide, and
+Most cases run in a child interpreter: what a cold start imports is process-wide, and
 the Lambda environment variables must not leak into the rest of the session.
 """
 
