@@ -18,7 +18,7 @@ from chalicelib.clock import now_iso
 from chalicelib.config import get_settings
 from chalicelib.db import dynamo, is_conflict
 from chalicelib.errors import CommandError, ErrorCode
-from chalicelib.models import Connection, Member, Space
+from chalicelib.models import Connection, Member, Space, list_shards
 from chalicelib.rules import MODERATORS, Role, SpaceState
 from chalicelib.spaces import decisions, store, transitions
 from chalicelib.spaces.stage import Stage, audio_of
@@ -242,8 +242,9 @@ def publish_listener_count(space: Space, force: bool = False, last_published: fl
 def publish_pending_counts() -> int:
     """Listener counts that changed since their last event (the coalescing's tail)."""
     published = 0
-    for space in Space.by_state.query(SpaceState.LIVE.value):
-        count = participants(counters.listeners(space.space_id), Stage.from_stored(space.stage))
-        if count != int(space.participant_count or 0) and publish_listener_count(space):
-            published += 1
+    for shard in list_shards(SpaceState.LIVE.value):
+        for space in Space.by_state.query(shard):
+            count = participants(counters.listeners(space.space_id), Stage.from_stored(space.stage))
+            if count != int(space.participant_count or 0) and publish_listener_count(space):
+                published += 1
     return published
