@@ -13,14 +13,11 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from conftest import http
-from safety_support import admin_token, live_space, wait_for_case
-from spaces_support import Clients, uid
+from conftest import Clients, Room, admin_token, http, refused, uid, wait_for_case
 
 from chalicelib import fanout, protocol
 from chalicelib.config import get_settings
 from chalicelib.observability import flush
-from sohbet_client import SohbetError
 
 pytestmark = pytest.mark.e2e
 
@@ -56,30 +53,24 @@ def metrics_on(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[st
     return read
 
 
-def test_commands_joins_leaves_reports_triage_and_admin_actions_are_counted(stack, metrics_on) -> None:
-    host, listener = uid("host"), uid("listener")
-    space_id = live_space(stack, host)
+async def test_commands_joins_leaves_reports_triage_and_admin_actions_are_counted(
+    clients: Clients, metrics_on: Any
+) -> None:
+    room = await Room.open(clients)
+    ann = await room.listener()
+    await ann.send("hand.raise", space_id=room.sid)
+    await ann.report(room.sid, "spam", user_id=room.host.user)
+    await refused(ann.send("no.such.action"), "bad_request")
+    await ann.leave(room.sid)
 
-    async def scenario() -> None:
-        async with Clients(stack) as clients:
-            await clients.join(host, space_id)
-            ann, _ = await clients.join(listener, space_id)
-            await ann.send("hand.raise", space_id=space_id)
-            await ann.report(space_id, "spam", user_id=host)
-            bad = await clients.open(listener)
-            with pytest.raises(SohbetError) as refused:
-                await bad.send("no.such.action")
-            assert refused.value.code == "bad_request"
-            await ann.leave(space_id)
-
-    asyncio.run(scenario())
-    case = wait_for_case(stack, "user", host, 1)
-    status, body = http(
-        stack,
+    case = await asyncio.to_thread(wait_for_case, clients.stack, "user", room.host.user, 1)
+    status, body = await asyncio.to_thread(
+        http,
+        clients.stack,
         "POST",
         f"/admin/cases/{case['id']}/actions",
         {"action": "dismiss", "reason": "metrics test"},
-        token=admin_token(stack),
+        token=admin_token(clients.stack),
     )
     assert status == 200, body
 
@@ -96,12 +87,13 @@ def test_commands_joins_leaves_reports_triage_and_admin_actions_are_counted(stac
     assert totals[("FanoutPosts", ())] >= 1  # the join and hand events reached the host
 
 
-def test_fan_out_posts_gone_connections_and_shards_are_counted(stack, metrics_on) -> None:
+async def test_fan_out_posts_gone_connections_and_shards_are_counted(stack: Any, metrics_on: Any) -> None:
     message = protocol.event("space.ended", "metrics", None, reason="test")
     gone = [f"gone{uid('c')}"]
-    fanout.deliver(gone, message)  # a connection API Gateway no longer knows: 410
+    await asyncio.to_thread(fanout.deliver, gone, message)  # a connection API Gateway no longer knows: 410
     many = [f"gone{i}{uid('c')}" for i in range(get_settings().fanout_shard_threshold + 1)]
-    fanout.deliver(many, message)  # past the threshold: queued as shards, posted by the consumer
+    # past the threshold: queued as shards, posted by the stack's fan-out consumer
+    await asyncio.to_thread(fanout.deliver, many, message)
 
     def shard_posts_counted(totals: Counter[Any]) -> bool:
         return totals[("FanoutPosts", ())] >= 1 + len(many)
@@ -111,7 +103,7 @@ def test_fan_out_posts_gone_connections_and_shards_are_counted(stack, metrics_on
         totals += metrics_on()
         if shard_posts_counted(totals):
             break
-        asyncio.run(asyncio.sleep(0.1))
+        await asyncio.sleep(0.1)
     shards = -(-len(many) // get_settings().fanout_shard_size)
     assert totals[("FanoutShards", ())] == shards
     assert totals[("FanoutPosts", ())] == 1 + len(many)

@@ -15,12 +15,11 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from conftest import http
-from spaces_support import create_space, iso, no_scan, token, uid  # noqa: F401  (no_scan: autouse)
+from conftest import create_space, http, iso, token, uid
 
 from chalicelib.models import LIST_SHARDS, Space, list_shard
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_scan")]
 
 
 def _walk(stack: Any, path: str) -> list[dict[str, Any]]:
