@@ -91,6 +91,17 @@ def _answer(connection_id: str, raw: dict[str, Any], body: str | None) -> dict[s
 
 
 def ws_disconnect(event: Any) -> None:
+    # API Gateway's close code and reason (idle 1001 "Going away", client codes...), logged
+    # beside the stage's access log line.
+    context = event.to_dict().get("requestContext", {})
+    logger.info(
+        "disconnected",
+        extra={
+            "connection_id": event.connection_id,
+            "status_code": context.get("disconnectStatusCode"),
+            "reason": context.get("disconnectReason"),
+        },
+    )
     commands.connection_gone(event.connection_id)
 
 
