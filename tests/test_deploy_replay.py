@@ -23,6 +23,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 try:
@@ -106,6 +107,8 @@ def _deploy_job() -> dict[str, Any]:
     return workflow["jobs"]["deploy"]
 
 
+# About a minute with pip's cache; several on a machine busy with other test runs.
+@pytest.mark.timeout(1200)
 def test_deploy_job_packages_the_app_in_a_fresh_virtualenv(tmp_path: Path) -> None:
     index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple")
     _registry_reachable(index)

@@ -134,6 +134,8 @@ def _markdown_tables(path: Path) -> dict[str, list[dict[str, str]]]:
 
 
 DOC = _markdown_tables(REPO / "docs" / "data-model.md")
+# The first test to use the packaged template also waits for `chalice package`.
+pytestmark = pytest.mark.timeout(900)
 
 
 def _key(cell: str) -> tuple[str, str] | None:
