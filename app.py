@@ -2,13 +2,19 @@
 
 from chalice import Chalice, CORSConfig, Rate
 
-from chalicelib import api, handlers
+from chalicelib import api, handlers, observability
 from chalicelib.config import get_settings
 
 app = Chalice(app_name="sohbet")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
 
 _stage = get_settings().stage
+
+
+# Every entry point: an X-Ray subsegment when sampled, its metrics flushed at the end.
+@app.middleware("all")
+def observe(event, get_response):
+    return observability.observe(event, get_response)
 
 
 # -- WebSocket API ---------------------------------------------------------

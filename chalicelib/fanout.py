@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from chalicelib import clients, counters, protocol, shards
+from chalicelib import clients, counters, observability, protocol, shards
 from chalicelib.config import get_settings
 from chalicelib.models import Member
 from chalicelib.observability import logger
@@ -97,6 +97,7 @@ def deliver(connection_ids: Iterable[str], message: dict[str, Any]) -> Delivery:
         shards.enqueue(ids, encode(message))
         return Delivery(queued=len(ids))
     result = clients.pusher().send_many(ids, message)
+    observability.record_delivery(result)
     for connection_id in result.gone:
         cleanup_gone(connection_id)
     if result.failed:

@@ -17,6 +17,7 @@ from chalicelib import (
     fanout,
     idempotency,
     moderation,
+    observability,
     protocol,
     relations,
     schemas,
@@ -62,6 +63,7 @@ def ws_message(event: Any) -> None:
 
 def _answer(connection_id: str, raw: dict[str, Any], body: str | None) -> dict[str, Any]:
     ref = None
+    action = "invalid"  # until the frame parses as a command (bounded metric dimension)
     try:
         if raw.get("isBase64Encoded"):
             raise CommandError(ErrorCode.BAD_REQUEST, "binary frames are not supported; send JSON text")
@@ -70,20 +72,36 @@ def _answer(connection_id: str, raw: dict[str, Any], body: str | None) -> dict[s
         except (TypeError, ValueError):
             ref = None
         command = protocol.parse_command(body)
+        action = command.action
         caller = connections.lookup(connection_id)
         if caller is None:
             raise CommandError(ErrorCode.UNAUTHORIZED, "connection is not registered; reconnect")
         data = commands.dispatch(caller, command)
         answer = protocol.reply(command.ref, data)
+        outcome = "ok"
     except CommandError as exc:
         answer = protocol.error(ref, exc.code, exc.message, exc.data)
+        outcome = exc.code.value
     except Exception:
         logger.exception("command failed", extra={"connection_id": connection_id})
         answer = protocol.error(ref, ErrorCode.INTERNAL, "internal error")
+        outcome = ErrorCode.INTERNAL.value
+    observability.count_by("Commands", action=action, outcome=outcome)
     return answer
 
 
 def ws_disconnect(event: Any) -> None:
+    # API Gateway's close code and reason (idle 1001 "Going away", client codes...), logged
+    # beside the stage's access log line.
+    context = event.to_dict().get("requestContext", {})
+    logger.info(
+        "disconnected",
+        extra={
+            "connection_id": event.connection_id,
+            "status_code": context.get("disconnectStatusCode"),
+            "reason": context.get("disconnectReason"),
+        },
+    )
     commands.connection_gone(event.connection_id)
 
 

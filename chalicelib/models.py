@@ -9,6 +9,8 @@ The endpoint comes from botocore's own configuration
 
 from __future__ import annotations
 
+import zlib
+
 from pynamodb.attributes import (
     BooleanAttribute,
     JSONAttribute,
@@ -84,12 +86,26 @@ class Connection(Model):
 # -- spaces ------------------------------------------------------------------
 
 
+# Listed (scheduled and live) spaces are spread over LIST_SHARDS index partitions per
+# state, "live#0" … "live#7": keyed on the state alone, every write to any live space
+# would land on one index partition (docs/data-model.md).
+LIST_SHARDS = 8
+
+
+def list_shard(state: str, space_id: str) -> str:
+    return f"{state}#{zlib.crc32(space_id.encode()) % LIST_SHARDS}"
+
+
+def list_shards(state: str) -> list[str]:
+    return [f"{state}#{k}" for k in range(LIST_SHARDS)]
+
+
 class SpacesByState(GlobalSecondaryIndex["Space"]):
     class Meta:
         index_name = "by_state"
         projection = AllProjection()
 
-    state = UnicodeAttribute(hash_key=True)
+    list_shard = UnicodeAttribute(hash_key=True)
     participant_count = NumberAttribute(range_key=True)
 
 
@@ -98,7 +114,7 @@ class SpacesBySchedule(GlobalSecondaryIndex["Space"]):
         index_name = "by_schedule"
         projection = AllProjection()
 
-    state = UnicodeAttribute(hash_key=True)
+    list_shard = UnicodeAttribute(hash_key=True)
     scheduled_start = UnicodeAttribute(range_key=True)
 
 
@@ -126,6 +142,7 @@ class Space(Model):
 
     space_id = UnicodeAttribute(hash_key=True)
     state = UnicodeAttribute()  # scheduled | live | ended
+    list_shard = UnicodeAttribute(null=True)  # by_state/by_schedule key while listed; gone once ended
     title = UnicodeAttribute()
     title_lc = UnicodeAttribute()
     creator_id = UnicodeAttribute()

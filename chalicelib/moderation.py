@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib import clients, idempotency, suspensions
+from chalicelib import clients, idempotency, observability, suspensions
 from chalicelib import triage as triage_rules
 from chalicelib.clock import now_iso
 from chalicelib.config import get_settings
@@ -158,6 +158,7 @@ def enqueue(report: dict[str, Any]) -> None:
         MessageBody=json.dumps(report, separators=(",", ":")),
         MessageAttributes={"kind": {"DataType": "String", "StringValue": "report"}},
     )
+    observability.count("Reports")
 
 
 # -- triage (the moderation queue's consumer) ----------------------------------------
@@ -218,6 +219,9 @@ def triage(report: ReportMessage) -> str:
             if not is_conflict(exc):
                 raise
             continue  # the case changed (or was opened or closed) under us: read again
+        waited = _seconds_since(report.created_at)
+        if waited is not None:
+            observability.milliseconds("TriageLatency", waited * 1000)  # filed -> stored in its case
         return "new_case" if case is None else "counted"
     raise RuntimeError("the case kept changing; the report goes back to the queue")
 

@@ -86,22 +86,32 @@ def decode_cursor(
     """
     if not raw:
         return None
+    key = cursor_content(raw)
+    if not valid_key(key, keys, fixed):
+        raise CommandError(ErrorCode.BAD_REQUEST, "cursor is not valid")
+    return key
+
+
+def cursor_content(raw: str) -> Any:
+    """What encode_cursor encoded (bad_request when it is not a cursor at all)."""
     try:
         padded = raw + "=" * (-len(raw) % 4)
-        key = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        return json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, TypeError):
         raise CommandError(ErrorCode.BAD_REQUEST, "cursor is not valid") from None
+
+
+def valid_key(key: Any, keys: set[str], fixed: dict[str, str] | None = None) -> bool:
+    """An index start key DynamoDB will accept, with the attributes `keys` (see decode_cursor)."""
     if (
         not isinstance(key, dict)
         or set(key) != keys
         or not all(isinstance(v, dict) and len(v) == 1 and set(v) <= {"S", "N"} for v in key.values())
     ):
-        raise CommandError(ErrorCode.BAD_REQUEST, "cursor is not valid")
-    if not all(_key_value_ok(v) for v in key.values()) or any(
-        key.get(name) != {"S": value} for name, value in (fixed or {}).items()
-    ):
-        raise CommandError(ErrorCode.BAD_REQUEST, "cursor is not valid")
-    return key
+        return False
+    return all(_key_value_ok(v) for v in key.values()) and all(
+        key.get(name) == {"S": value} for name, value in (fixed or {}).items()
+    )
 
 
 def _key_value_ok(value: dict[str, Any]) -> bool:

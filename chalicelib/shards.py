@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 
-from chalicelib import clients
+from chalicelib import clients, observability
 from chalicelib.config import get_settings
 from chalicelib.observability import logger
 from chalicelib.push import Delivery
@@ -44,6 +44,7 @@ def enqueue(connection_ids: Sequence[str], data: bytes, attempt: int = 1, delay_
         if response.get("Failed"):
             # A shard that cannot even be queued is an error the caller must see.
             raise RuntimeError(f"could not queue {len(response['Failed'])} fan-out shards")
+    observability.count("FanoutShards", len(shards))
     return len(shards)
 
 
@@ -56,6 +57,7 @@ def post_shard(body: str, on_gone: Callable[[str], None]) -> Delivery:
     if not isinstance(connection_ids, list) or not all(isinstance(c, str) for c in connection_ids):
         raise ValueError("connection_ids must be a list of strings")
     result = clients.pusher().send_many(connection_ids, data)
+    observability.record_delivery(result)
     for connection_id in result.gone:
         on_gone(connection_id)
     if result.failed:

@@ -1,9 +1,10 @@
 """Embedded AWS: moto in server mode on loopback, resources from infra/template.yaml.
 
-The template is the one production deploys. Its plain CloudFormation part (every
-resource that has a `Type`: tables and queues) goes to moto's CloudFormation;
-the Chalice patches (resources without a `Type`) and SAM `Globals` are dropped,
-since the local stack replaces the functions. The functions' environment is
+The template is the one production deploys. Its tables and queues go to moto's
+CloudFormation; the Chalice patches (resources without a `Type`), the
+production-only resources (alarms, dashboard, log groups: they refer to Chalice's
+functions and APIs) and SAM `Globals` are dropped, since the local stack replaces
+the functions. The functions' environment is
 read from the template's Globals and resolved against the created stack, so a
 new table or queue in the template shows up locally with no other change.
 """
@@ -28,6 +29,8 @@ log = logging.getLogger("devstack.aws")
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "infra" / "template.yaml"
 REGION = "us-east-1"
+# The resource types of infra/template.yaml the local stack creates.
+LOCAL_TYPES = frozenset({"AWS::DynamoDB::Table", "AWS::SQS::Queue"})
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -62,7 +65,9 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
 
 def plain_resources_template(template: dict[str, Any]) -> dict[str, Any]:
     """The part of the merge template that plain CloudFormation (and moto) can deploy."""
-    resources = {name: res for name, res in template.get("Resources", {}).items() if "Type" in res}
+    resources = {
+        name: res for name, res in template.get("Resources", {}).items() if res.get("Type") in LOCAL_TYPES
+    }
     plain: dict[str, Any] = {"AWSTemplateFormatVersion": "2010-09-09", "Resources": resources}
     used = _referenced_names(resources)
     params = {name: p for name, p in template.get("Parameters", {}).items() if name in used}

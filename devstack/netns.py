@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import subprocess
 import sys
 from typing import Any
@@ -93,4 +94,5 @@ def run_in_host_netns(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProc
     """
     if _host_netns_fd is None and _state.startswith("HOST NETWORK"):
         return subprocess.run(cmd, **kwargs)
-    return subprocess.run(["nsenter", f"--net={host_netns_path()}", "--", *cmd], **kwargs)
+    nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"  # absolute: kwargs may carry a bare env
+    return subprocess.run([nsenter, f"--net={host_netns_path()}", "--", *cmd], **kwargs)

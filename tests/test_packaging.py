@@ -20,7 +20,12 @@ import pytest
 import yaml
 from cfnlint.decode import decode
 
-from devstack.netns import run_in_host_netns
+from devstack.aws import LOCAL_TYPES
+
+try:
+    from netns import run_in_host_netns
+except ImportError:  # tests/netns.py not there: the session runs on the host network
+    run_in_host_netns = subprocess.run  # type: ignore[assignment]
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's bin: chalice, cfn-lint, actionlint
@@ -28,7 +33,7 @@ MERGE_TEMPLATE = REPO / "infra" / "template.yaml"
 CHALICE_CONFIG = json.loads((REPO / ".chalice" / "config.json").read_text())
 
 STAGE = "dev"
-PLAIN_TYPES = {"AWS::DynamoDB::Table", "AWS::SQS::Queue"}
+PIN = REPO / "infra" / "pin_websocket_deployment.py"
 PSEUDO_PARAMS = {
     "AWS::AccountId",
     "AWS::NotificationARNs",
@@ -129,6 +134,8 @@ def _markdown_tables(path: Path) -> dict[str, list[dict[str, str]]]:
 
 
 DOC = _markdown_tables(REPO / "docs" / "data-model.md")
+# The first test to use the packaged template also waits for `chalice package`.
+pytestmark = pytest.mark.timeout(900)
 
 
 def _key(cell: str) -> tuple[str, str] | None:
@@ -154,9 +161,10 @@ def _with_globals(template: dict[str, Any], resource: dict[str, Any]) -> dict[st
 
 @pytest.fixture(scope="module")
 def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What deploy.sh hands to CloudFormation: chalice package, then the pinned deployment."""
     tmp = tmp_path_factory.mktemp("package")
     out = tmp / "out"
-    # `chalice package` pip-downloads the Lambda's requirements: the one step that needs the registry.
+    # In the host's network: chalice package downloads the Lambda wheels from the registry.
     proc = run_in_host_netns(
         [_tool("chalice"), "package", "--stage", STAGE, "--merge-template", str(MERGE_TEMPLATE), str(out)],
         cwd=REPO,
@@ -170,6 +178,8 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sam = out / "sam.yaml"
     assert sam.exists(), f"chalice package wrote {sorted(os.listdir(out))}:\n{proc.stdout}{proc.stderr}"
     assert (out / "deployment.zip").exists()
+    proc = subprocess.run([sys.executable, str(PIN), str(sam)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     return sam
 
 
@@ -187,7 +197,7 @@ def _functions(sam: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_sam_template_is_sam_with_parameters(sam: dict[str, Any]) -> None:
     assert sam["Transform"] == "AWS::Serverless-2016-10-31"
-    assert set(sam["Parameters"]) == {"Stage", "AuthIssuer", "AuthAudience"}
+    assert set(sam["Parameters"]) == {"Stage", "AuthIssuer", "AuthAudience", "AlarmTopicArn"}
     assert sam["Parameters"]["Stage"]["Default"] == "dev"
     # Every resource patched by the merge template exists in Chalice's output: a renamed
     # logical id would leave a resource with no Type behind.
@@ -211,6 +221,9 @@ def test_tables_match_data_model(sam: dict[str, Any]) -> None:
         assert props["TableName"] == {"Fn::Sub": name}, logical_id
         assert props["BillingMode"] == "PAY_PER_REQUEST"
         assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        # Kept on stack deletion and replacement; deleted only by the rollback of its own create.
+        assert tables[logical_id]["DeletionPolicy"] == "RetainExceptOnCreate", logical_id
+        assert tables[logical_id]["UpdateReplacePolicy"] == "Retain", logical_id
         hash_key, range_key = _key(row["hash key"]), _key(row["range key"])
         assert hash_key
         assert props["KeySchema"] == _key_schema(hash_key, range_key), logical_id
@@ -311,22 +324,23 @@ def test_cfn_lint_passes(packaged: Path) -> None:
 
 
 def _local_template() -> dict[str, Any]:
-    """What the local stack deploys to moto: the typed resources and their Parameters."""
+    """What the local stack deploys to moto: the tables and queues and their Parameters."""
     template = _merge_template()
-    resources = {k: r for k, r in template["Resources"].items() if "Type" in r}
+    resources = {k: r for k, r in template["Resources"].items() if r.get("Type") in LOCAL_TYPES}
     used = _references(resources)
     params = {k: v for k, v in template["Parameters"].items() if k in used}
     return {"AWSTemplateFormatVersion": "2010-09-09", "Parameters": params, "Resources": resources}
 
 
-def test_typed_resources_are_plain_cloudformation() -> None:
+def test_local_resources_are_plain_cloudformation() -> None:
     template = _merge_template()
     assert "Transform" not in template
-    typed = {k: r for k, r in template["Resources"].items() if "Type" in r}
-    assert {r["Type"] for r in typed.values()} <= PLAIN_TYPES
+    typed = {k: r for k, r in template["Resources"].items() if r.get("Type") in LOCAL_TYPES}
+    assert {r["Type"] for r in typed.values()} == LOCAL_TYPES
     for logical_id, resource in typed.items():
         assert "Condition" not in resource, logical_id
-        assert set(resource) <= {"Type", "Properties", "DependsOn"}, logical_id
+        allowed = {"Type", "Properties", "DependsOn", "DeletionPolicy", "UpdateReplacePolicy"}
+        assert set(resource) <= allowed, logical_id
         refs = _references(resource) | set(resource.get("DependsOn", []))
         unknown = refs - set(typed) - set(template["Parameters"])
         assert not unknown, f"{logical_id} refers to {unknown}, which the local stack drops"
@@ -404,59 +418,130 @@ UNSCOPED_ACTIONS = {
     "xray:PutTraceSegments",
     "xray:PutTelemetryRecords",
     "chime:CreateMeeting",
-    "chime:StartMeetingTranscription",
-    "chime:StopMeetingTranscription",
 }
+# What Lambda itself needs of a function's role, whatever the code calls: its logs, X-Ray
+# segments (tracing is Active), and an SQS event source's receive/delete/attributes.
+# https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html
+PLATFORM_ACTIONS = {
+    "logs:CreateLogGroup",
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+}
+CONSUMER_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+# The functions that consume a queue, with the queue (name suffix) each may receive from.
+CONSUMERS = {"on_fanout_shard": "fanout", "on_moderation_report": "moderation"}
 
 
-def _policy(stage: str) -> dict[str, Any]:
-    filename = CHALICE_CONFIG["stages"][stage].get("iam_policy_file", f"policy-{stage}.json")
-    return json.loads((REPO / ".chalice" / filename).read_text())
+def _policy_file(stage: str, function: str | None = None) -> str:
+    """The policy file Chalice gives a function, by its own config lookup order."""
+    stage_config = CHALICE_CONFIG["stages"][stage]
+    own = stage_config.get("lambda_functions", {}).get(function or "", {}).get("iam_policy_file")
+    return own or stage_config.get("iam_policy_file", f"policy-{stage}.json")
+
+
+def _policy(stage: str, function: str | None = None) -> dict[str, Any]:
+    return json.loads((REPO / ".chalice" / _policy_file(stage, function)).read_text())
+
+
+def _actions(policy: dict[str, Any]) -> set[str]:
+    return {a for statement in policy["Statement"] for a in statement["Action"]}
 
 
 @pytest.mark.parametrize("stage", sorted(CHALICE_CONFIG["stages"]))
-def test_policy_is_least_privilege(stage: str) -> None:
+def test_policies_are_least_privilege(stage: str) -> None:
     assert CHALICE_CONFIG["autogen_policy"] is False
-    policy = _policy(stage)
-    actions: set[str] = set()
-    for statement in policy["Statement"]:
-        assert statement["Effect"] == "Allow"
-        stmt_actions = statement["Action"]
-        assert isinstance(stmt_actions, list)
-        actions |= set(stmt_actions)
-        for action in stmt_actions:
-            assert "*" not in action, action
-        resources = statement["Resource"]
-        if resources == "*":
-            assert set(stmt_actions) <= UNSCOPED_ACTIONS, statement["Sid"]
-            continue
-        for arn in resources:
-            service = arn.split(":")[2]
-            assert {a.split(":")[0] for a in stmt_actions} == {service}, statement["Sid"]
-            if service in {"dynamodb", "sqs", "logs"}:
-                assert f"sohbet-{stage}-" in arn, arn
-            if service == "execute-api":
-                assert f"/{stage}/" in arn and arn.endswith("/@connections/*"), arn
-    assert "dynamodb:Scan" not in actions  # no Scan anywhere (docs/data-model.md)
-    assert "execute-api:ManageConnections" in actions
-    assert {"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage"} <= actions
+    base = _policy(stage)
+    for function in FUNCTIONS:
+        policy = _policy(stage, function)
+        for statement in policy["Statement"]:
+            assert statement["Effect"] == "Allow"
+            stmt_actions = statement["Action"]
+            assert isinstance(stmt_actions, list)
+            for action in stmt_actions:
+                assert "*" not in action, action
+            resources = statement["Resource"]
+            if resources == "*":
+                assert set(stmt_actions) <= UNSCOPED_ACTIONS, statement["Sid"]
+                continue
+            for arn in resources:
+                service = arn.split(":")[2]
+                assert {a.split(":")[0] for a in stmt_actions} == {service}, statement["Sid"]
+                if service in {"dynamodb", "sqs", "logs"}:
+                    assert f"sohbet-{stage}-" in arn, arn
+                if service == "execute-api":
+                    assert f"/{stage}/" in arn and arn.endswith("/@connections/*"), arn
+        actions = _actions(policy)
+        assert "dynamodb:Scan" not in actions  # no Scan anywhere (docs/data-model.md)
+        # Receiving from a queue: only its consumer, only its own queue.
+        extra = [st for st in policy["Statement"] if st not in base["Statement"]]
+        if function in CONSUMERS:
+            assert [(set(st["Action"]), st["Resource"]) for st in extra] == [
+                (CONSUMER_ACTIONS, [f"arn:aws:sqs:*:*:sohbet-{stage}-{CONSUMERS[function]}"])
+            ], function
+        else:
+            assert extra == [] and not actions & CONSUMER_ACTIONS, function
 
 
 def test_stage_policies_differ_only_in_the_stage() -> None:
     stages = sorted(CHALICE_CONFIG["stages"])
-    reference = json.dumps(_policy(stages[0])).replace(f"/{stages[0]}/", "/{stage}/")
-    reference = reference.replace(f"sohbet-{stages[0]}-", "sohbet-{stage}-")
-    for stage in stages[1:]:
-        text = json.dumps(_policy(stage)).replace(f"/{stage}/", "/{stage}/")
-        assert text.replace(f"sohbet-{stage}-", "sohbet-{stage}-") == reference, stage
+
+    def generic(stage: str, function: str | None) -> str:
+        text = json.dumps(_policy(stage, function)).replace(f"/{stage}/", "/{stage}/")
+        return text.replace(f"sohbet-{stage}-", "sohbet-{stage}-")
+
+    for function in [None, *FUNCTIONS]:
+        reference = generic(stages[0], function)
+        for stage in stages[1:]:
+            assert generic(stage, function) == reference, (stage, function)
 
 
-def test_every_function_role_carries_the_stage_policy(sam: dict[str, Any]) -> None:
-    policy = _policy(STAGE)
-    for logical_id, function in _functions(sam).items():
-        role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+def test_every_function_role_carries_its_policy(sam: dict[str, Any]) -> None:
+    functions = _functions(sam)
+    for name, logical_id in FUNCTIONS.items():
+        role = functions[logical_id]["Properties"]["Role"]["Fn::GetAtt"][0]
         documents = [p["PolicyDocument"] for p in sam["Resources"][role]["Properties"]["Policies"]]
-        assert documents == [policy], logical_id
+        assert documents == [_policy(STAGE, name)], logical_id
+
+
+# How the code reaches AWS, read from its source: PynamoDB model and transaction calls,
+# boto3 client calls (Chime through ChimeMediaAdapter._call/_delete's method names).
+CODE_CALLS = {
+    r"\.query\(|\b[A-Z]\w*\.count\(": "dynamodb:Query",
+    r"\.scan\(": "dynamodb:Scan",
+    r"\.save\(": "dynamodb:PutItem",
+    r"\.update\([^()]*?actions\s*=": "dynamodb:UpdateItem",
+    r"\.delete\(": "dynamodb:DeleteItem",
+    r"\b[A-Z]\w*\.get\(|\.refresh\(|\bTransactGet\b": "dynamodb:GetItem",
+    r"\.batch_get\(": "dynamodb:BatchGetItem",
+    r"\.batch_write\(": "dynamodb:BatchWriteItem",
+    r"\.condition_check\(": "dynamodb:ConditionCheckItem",
+    r"\b[A-Z]\w*\.(exists|describe_table)\(\)": "dynamodb:DescribeTable",
+    r"\.send_message(_batch)?\(": "sqs:SendMessage",
+    r"\.(post_to|delete|get)_connection\(": "execute-api:ManageConnections",
+}
+
+
+def _called_actions() -> set[str]:
+    called: set[str] = set()
+    for path in sorted((REPO / "chalicelib").rglob("*.py")):
+        text = path.read_text()
+        called |= {action for pattern, action in CODE_CALLS.items() if re.search(pattern, text, re.S)}
+        for method in re.findall(r"\._(?:call|delete)\(\s*\"\w+\",\s*\"(\w+)\"", text):
+            called.add("chime:" + "".join(part.title() for part in method.split("_")))
+    return called
+
+
+def test_policies_grant_exactly_what_the_code_calls() -> None:
+    called = _called_actions()
+    assert {"dynamodb:Query", "sqs:SendMessage", "chime:CreateAttendee"} <= called  # the scan works
+    for stage in sorted(CHALICE_CONFIG["stages"]):
+        granted = set().union(*(_actions(_policy(stage, f)) for f in FUNCTIONS))
+        missing = called - granted
+        assert not missing, f"the code calls {sorted(missing)}: grant them in .chalice/policy-{stage}*.json"
+        unused = granted - called - PLATFORM_ACTIONS - CONSUMER_ACTIONS
+        assert not unused, f"policy-{stage}*.json grants {sorted(unused)}, which no code calls: remove them"
 
 
 # -- deploy script and CI ---------------------------------------------------------
@@ -467,42 +552,133 @@ def _stub(path: Path, body: str) -> None:
     path.chmod(0o755)
 
 
-def test_deploy_script_packages_uploads_and_deploys(tmp_path: Path) -> None:
-    log = tmp_path / "calls.log"
+# A stand-in for the AWS CLI: logs each call; describe-stacks answers $STUB_STATUS (or
+# "does not exist"), list-stack-resources answers $STUB_LEFT.
+AWS_STUB = """
+echo "aws $*" >> "$STUB_LOG"
+case "$2" in
+  describe-stacks)
+    [[ "$*" == *StackStatus* ]] || exit 0  # the outputs, after the deploy
+    if [[ -z "${STUB_STATUS:-}" ]]; then
+      echo "An error occurred (ValidationError): Stack with id x does not exist" >&2; exit 255
+    fi
+    echo "$STUB_STATUS" ;;
+  list-stack-resources) echo "${STUB_LEFT:-}" ;;
+esac
+"""
+# A stand-in for chalice package: a WebSocket API with one route, in the output directory.
+CHALICE_STUB = """
+echo "chalice $*" >> "$STUB_LOG"
+mkdir -p "${!#}"
+cat > "${!#}/sam.yaml" <<'YAML'
+Resources:
+  WebsocketAPI: {Type: AWS::ApiGatewayV2::Api, Properties: {Name: x, ProtocolType: WEBSOCKET}}
+  WebsocketMessageRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties: {ApiId: {Ref: WebsocketAPI}, RouteKey: $default}
+  WebsocketAPIDeployment:
+    Type: AWS::ApiGatewayV2::Deployment
+    DependsOn: [WebsocketMessageRoute]
+    Properties: {ApiId: {Ref: WebsocketAPI}}
+  WebsocketAPIStage:
+    Type: AWS::ApiGatewayV2::Stage
+    Properties: {ApiId: {Ref: WebsocketAPI}, DeploymentId: {Ref: WebsocketAPIDeployment}, StageName: dev}
+YAML
+"""
+
+
+def _deploy_env(tmp_path: Path) -> dict[str, str]:
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    _stub(bin_dir / "aws", f'echo "aws $*" >> {log}\n')
-    # The last argument is the output directory; write an (empty) sam.yaml there.
-    _stub(bin_dir / "chalice", f'echo "chalice $*" >> {log}\nmkdir -p "${{!#}}"\n: > "${{!#}}/sam.yaml"\n')
-    out = tmp_path / "out"
-    env = _scrubbed_env(tmp_path) | {
+    bin_dir.mkdir(exist_ok=True)
+    _stub(bin_dir / "aws", AWS_STUB)
+    _stub(bin_dir / "chalice", CHALICE_STUB)
+    return _scrubbed_env(tmp_path) | {
         "PATH": f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin",
         "CHALICE": str(bin_dir / "chalice"),
-        "OUT_DIR": str(out),
+        "PYTHON": sys.executable,
+        "OUT_DIR": str(tmp_path / "out"),
+        "STUB_LOG": str(tmp_path / "calls.log"),
         "DEPLOY_BUCKET": "artefacts",
         "AUTH_ISSUER": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_x",
         "AUTH_AUDIENCE": "client123",
     }
-    script = str(REPO / "infra" / "deploy.sh")
-    proc = subprocess.run(["bash", script, "dev"], env=env, capture_output=True, text=True, timeout=60)
+
+
+def _deploy(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    log = Path(env["STUB_LOG"])
+    log.unlink(missing_ok=True)
+    proc = subprocess.run(
+        ["bash", str(REPO / "infra" / "deploy.sh"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return proc, log.read_text().splitlines() if log.exists() else []
+
+
+def test_deploy_script_packages_uploads_and_deploys(tmp_path: Path) -> None:
+    env = _deploy_env(tmp_path)
+    out = env["OUT_DIR"]
+    proc, calls = _deploy(env | {"ALARM_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:ops"}, "dev")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    calls = log.read_text().splitlines()
-    assert calls[0] == f"chalice package --stage dev --merge-template infra/template.yaml {out}"
-    assert calls[1].startswith(f"aws cloudformation package --template-file {out}/sam.yaml")
-    assert "--s3-bucket artefacts" in calls[1]
-    assert calls[2].startswith(f"aws cloudformation deploy --template-file {out}/packaged.yaml")
+    assert calls[0].startswith("aws cloudformation describe-stacks --stack-name sohbet-dev")
+    assert calls[1] == f"chalice package --stage dev --merge-template infra/template.yaml {out}"
+    assert calls[2].startswith(f"aws cloudformation package --template-file {out}/sam.yaml")
+    assert "--s3-bucket artefacts" in calls[2]
+    assert calls[3].startswith(f"aws cloudformation deploy --template-file {out}/packaged.yaml")
     for part in (
         "--stack-name sohbet-dev",
         "--capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND",
         "Stage=dev AuthIssuer=https://cognito-idp.us-east-1.amazonaws.com/us-east-1_x AuthAudience=client123",
+        "AlarmTopicArn=arn:aws:sns:us-east-1:123456789012:ops",
     ):
-        assert part in calls[2]
+        assert part in calls[3]
+    # The WebSocket deployment in what is uploaded is pinned to the routes.
+    resources = yaml.safe_load(Path(out, "sam.yaml").read_text())["Resources"]
+    assert "WebsocketAPIDeployment" not in resources
+    assert resources["WebsocketAPIStage"]["Properties"]["DeploymentId"]["Ref"].startswith(
+        "WebsocketAPIDeployment"
+    )
 
     for bad_env, args in (({"AWS_DEFAULT_REGION": ""}, ["dev"]), ({}, ["nosuchstage"]), ({}, [])):
-        proc = subprocess.run(
-            ["bash", script, *args], env=env | bad_env, capture_output=True, text=True, timeout=60
-        )
+        proc, calls = _deploy(env | bad_env, *args)
         assert proc.returncode == 2, (args, proc.stderr)
+        assert calls == []
+
+
+def test_deploy_script_deletes_an_empty_failed_first_create_then_deploys(tmp_path: Path) -> None:
+    env = _deploy_env(tmp_path) | {"STUB_STATUS": "ROLLBACK_COMPLETE", "STUB_LEFT": ""}
+    proc, calls = _deploy(env, "dev")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ROLLBACK_COMPLETE" in proc.stdout and "describe-stack-events" in proc.stdout
+    assert calls[1].startswith("aws cloudformation list-stack-resources --stack-name sohbet-dev")
+    assert calls[2] == "aws cloudformation delete-stack --stack-name sohbet-dev"
+    assert calls[3] == "aws cloudformation wait stack-delete-complete --stack-name sohbet-dev"
+    assert calls[4].startswith("chalice package")
+    assert calls[-1].startswith("aws cloudformation describe-stacks")  # the outputs, after the deploy
+
+
+@pytest.mark.parametrize(
+    ("status", "left", "says"),
+    [
+        ("ROLLBACK_COMPLETE", "SpacesTable", "still holds: SpacesTable"),
+        ("UPDATE_IN_PROGRESS", "", "wait for it to finish"),
+        ("UPDATE_ROLLBACK_FAILED", "", "continue-update-rollback"),
+    ],
+)
+def test_deploy_script_stops_on_a_stack_it_cannot_deploy_to(
+    tmp_path: Path, status: str, left: str, says: str
+) -> None:
+    env = _deploy_env(tmp_path) | {"STUB_STATUS": status, "STUB_LEFT": left}
+    proc, calls = _deploy(env, "dev")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert says in proc.stderr
+    assert not [
+        c
+        for c in calls
+        if c.startswith(("chalice", "aws cloudformation deploy", "aws cloudformation delete"))
+    ]
 
 
 def test_ci_workflow_passes_actionlint() -> None:
@@ -519,3 +695,164 @@ def test_ci_workflow_passes_actionlint() -> None:
     assert "aws-access-key-id" not in text and "secrets.AWS" not in text
     for uses in re.findall(r"uses:\s*(\S+)", text):
         assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", uses), f"not pinned to a commit: {uses}"
+
+
+# -- sizing, guards and operations (docs/deploy.md) -------------------------------
+
+# Chalice's name for each function (.chalice/config.json lambda_functions) -> logical id.
+FUNCTIONS = {
+    "api_handler": "APIHandler",
+    "websocket_connect": "WebsocketConnect",
+    "websocket_message": "WebsocketMessage",
+    "websocket_disconnect": "WebsocketDisconnect",
+    "on_moderation_report": "OnModerationReport",
+    "on_fanout_shard": "OnFanoutShard",
+    "sweep": "Sweep",
+}
+
+
+def test_functions_are_sized_traced_and_reserved_as_configured(sam: dict[str, Any]) -> None:
+    functions = _functions(sam)
+    assert set(functions) == set(FUNCTIONS.values())
+    configured = CHALICE_CONFIG["lambda_functions"]
+    assert set(configured) == set(FUNCTIONS)
+    for name, logical_id in FUNCTIONS.items():
+        props = functions[logical_id]["Properties"]
+        assert props["Tracing"] == "Active", logical_id  # X-Ray on every entry point
+        assert props["MemorySize"] == configured[name]["lambda_memory_size"] > 128, logical_id
+        assert props["Timeout"] == configured[name]["lambda_timeout"], logical_id
+    # API Gateway gives up on an integration after 29 s: no WebSocket or REST handler runs longer.
+    for logical_id in ("APIHandler", "WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect"):
+        assert functions[logical_id]["Properties"]["Timeout"] <= 29, logical_id
+    # $default keeps a share of the account's concurrency that no broadcast can take.
+    reserved = CHALICE_CONFIG["stages"][STAGE]["lambda_functions"]["websocket_message"][
+        "reserved_concurrency"
+    ]
+    assert functions["WebsocketMessage"]["Properties"]["ReservedConcurrentExecutions"] == reserved
+    # One sweep at a time, within its one-minute schedule.
+    sweep = functions["Sweep"]["Properties"]
+    assert sweep["ReservedConcurrentExecutions"] == 1
+    assert sweep["Timeout"] < 60
+
+
+def test_queue_consumers_have_a_maximum_concurrency(sam: dict[str, Any]) -> None:
+    functions = _functions(sam)
+    for logical_id, most in (("OnFanoutShard", 100), ("OnModerationReport", 5)):
+        events = functions[logical_id]["Properties"]["Events"]
+        (sqs,) = [e["Properties"] for e in events.values() if e["Type"] == "SQS"]
+        assert sqs["ScalingConfig"] == {"MaximumConcurrency": most}
+    reserved = functions["WebsocketMessage"]["Properties"]["ReservedConcurrentExecutions"]
+    # The account's default 1,000, less what is reserved, leaves the fan-out its cap and more.
+    assert 1000 - reserved - 1 >= 100 + 5 + 100
+
+
+def test_sweep_is_never_retried_into_an_overlapping_run(sam: dict[str, Any]) -> None:
+    sweep = _functions(sam)["Sweep"]["Properties"]
+    assert sweep["EventInvokeConfig"] == {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60}
+    (schedule,) = [e["Properties"] for e in sweep["Events"].values() if e["Type"] == "Schedule"]
+    assert schedule["RetryPolicy"] == {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60}
+
+
+def test_websocket_stage_is_throttled_and_logs_disconnects(sam: dict[str, Any]) -> None:
+    stage = sam["Resources"]["WebsocketAPIStage"]["Properties"]
+    assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] <= 10_000  # the account's RPS
+    assert stage["RouteSettings"]["$connect"]["ThrottlingRateLimit"] <= 500  # new connections/s
+    logs = stage["AccessLogSettings"]
+    assert logs["DestinationArn"] == {"Fn::GetAtt": ["WebsocketAccessLogs", "Arn"]}
+    record = json.loads(logs["Format"])
+    assert record["disconnectStatusCode"] == "$context.disconnectStatusCode"
+    assert record["disconnectReason"] == "$context.disconnectReason"
+    assert {"$context.connectionId", "$context.eventType", "$context.status"} <= set(record.values())
+    assert not [v for v in record.values() if "querystring" in v.lower()]  # tokens stay out of logs
+
+
+def test_websocket_deployment_follows_the_routes(sam: dict[str, Any]) -> None:
+    sys.path.insert(0, str(PIN.parent))
+    try:
+        from pin_websocket_deployment import pin
+    finally:
+        sys.path.remove(str(PIN.parent))
+    resources = sam["Resources"]
+    (deployment,) = [k for k, r in resources.items() if r["Type"] == "AWS::ApiGatewayV2::Deployment"]
+    assert deployment.startswith("WebsocketAPIDeployment") and deployment != "WebsocketAPIDeployment"
+    assert resources["WebsocketAPIStage"]["Properties"]["DeploymentId"] == {"Ref": deployment}
+    assert deployment not in json.dumps({k: r for k, r in resources.items() if k != deployment}).replace(
+        '"Ref": "' + deployment + '"', ""
+    )
+
+    # Same routes, same id; a changed route, a new id (so CloudFormation deploys it).
+    unpinned = json.loads(json.dumps(sam).replace(deployment, "WebsocketAPIDeployment"))
+    assert deployment in pin(copy.deepcopy(unpinned))["Resources"]
+    unpinned["Resources"]["WebsocketMessageRoute"]["Properties"]["RouteKey"] = "send"
+    again = pin(unpinned)["Resources"]
+    assert deployment not in again
+    (new,) = [k for k, r in again.items() if r["Type"] == "AWS::ApiGatewayV2::Deployment"]
+    assert again["WebsocketAPIStage"]["Properties"]["DeploymentId"] == {"Ref": new}
+
+
+def _alarms(sam: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: r["Properties"] for k, r in sam["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def _alarmed(alarm: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(namespace, metric, dimensions) of every metric an alarm watches."""
+    if "MetricName" in alarm:
+        return [
+            (alarm["Namespace"], alarm["MetricName"], {d["Name"]: d["Value"] for d in alarm["Dimensions"]})
+        ]
+    found = []
+    for m in alarm["Metrics"]:
+        if "MetricStat" in m:
+            metric = m["MetricStat"]["Metric"]
+            dims = {d["Name"]: d["Value"] for d in metric["Dimensions"]}
+            found.append((metric["Namespace"], metric["MetricName"], dims))
+    return found
+
+
+def test_alarms_watch_every_dlq_function_queue_and_api(sam: dict[str, Any]) -> None:
+    alarms = _alarms(sam)
+    watched = [w for alarm in alarms.values() for w in _alarmed(alarm)]
+    resources = sam["Resources"]
+
+    dlqs = {
+        q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for q in resources.values()
+        if q["Type"] == "AWS::SQS::Queue" and "RedrivePolicy" in q["Properties"]
+    }
+    for dlq in dlqs:
+        assert (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            {"QueueName": {"Fn::GetAtt": [dlq, "QueueName"]}},
+        ) in (watched), dlq
+    age = {"QueueName": {"Fn::GetAtt": ["ModerationQueue", "QueueName"]}}
+    assert ("AWS/SQS", "ApproximateAgeOfOldestMessage", age) in watched  # the oldest report
+    for logical_id in _functions(sam):
+        for metric in ("Errors", "Throttles"):
+            assert ("AWS/Lambda", metric, {"FunctionName": {"Ref": logical_id}}) in watched, (
+                logical_id,
+                metric,
+            )
+    websocket = {"ApiId": {"Ref": "WebsocketAPI"}, "Stage": {"Ref": "Stage"}}
+    assert ("AWS/ApiGateway", "IntegrationError", websocket) in watched
+    assert ("AWS/ApiGateway", "ExecutionError", websocket) in watched
+    assert ("AWS/ApiGateway", "5XXError", {"ApiName": "sohbet", "Stage": {"Ref": "Stage"}}) in watched
+
+    topic = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    for name, alarm in alarms.items():
+        assert alarm["AlarmActions"] == topic and alarm["OKActions"] == topic, name
+        assert alarm["AlarmName"]["Fn::Sub"].startswith("sohbet-${Stage}-"), name
+
+
+def test_dashboard_shows_every_function_queue_and_custom_metric(sam: dict[str, Any]) -> None:
+    body = sam["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    widgets = json.loads(body)["widgets"]
+    text = json.dumps(widgets)
+    for logical_id in _functions(sam):
+        assert "${" + logical_id + "}" in text, logical_id
+    for queue in ("ModerationQueue", "FanoutQueue", "ModerationDLQ", "FanoutDLQ"):
+        assert "${" + queue + ".QueueName}" in text, queue
+    for metric in ("Joins", "Leaves", "Commands", "FanoutPosts", "Gone", "Retries429", "FanoutShards"):
+        assert f'"{metric}"' in text or f'MetricName=\\"{metric}\\"' in text, metric
+    for metric in ("Reports", "TriageLatency", "AdminActions"):
+        assert f'"{metric}"' in text or f'MetricName=\\"{metric}\\"' in text, metric

@@ -17,7 +17,7 @@ from typing import Any
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib import connections, fanout, idempotency, spaces, suspensions
+from chalicelib import connections, fanout, idempotency, observability, spaces, suspensions
 from chalicelib import triage as rules
 from chalicelib.admin.cases import get_case, real_case
 from chalicelib.admin.queries import CaseAction, case_view
@@ -79,6 +79,7 @@ def _act(admin_id: str, case_id: str, body: CaseAction) -> dict[str, Any]:
                 raise _conflict(get_case(case_id), "another admin acted on the case first") from None
             continue  # re-read: a new report (still open, act again) or another admin (closed: 409)
         logger.info("admin action", extra={"case_id": case_id, "action": body.action, "admin_id": admin_id})
+        observability.count_by("AdminActions", action=str(body.action))
         _carry_out(case, body, plan, admin_id)
         return {"case": case_view(get_case(case_id)), "action": entry, "replayed": False}
     raise _conflict(get_case(case_id), "the case kept changing; try again")

@@ -15,7 +15,7 @@ from chalicelib.clock import now_iso
 from chalicelib.config import get_settings
 from chalicelib.db import dynamo
 from chalicelib.errors import CommandError, ErrorCode
-from chalicelib.models import Connection, Member, Space
+from chalicelib.models import Connection, Member, Space, list_shard
 from chalicelib.observability import logger
 from chalicelib.rules import Role, SpaceState
 from chalicelib.spaces import decisions, store, transitions
@@ -32,9 +32,12 @@ def create(
     handover: bool,
 ) -> Space:
     now = now_iso()
+    space_id = uuid.uuid4().hex[:16]
+    state = SpaceState.SCHEDULED.value if scheduled_start else SpaceState.LIVE.value
     space = Space(
-        uuid.uuid4().hex[:16],
-        state=SpaceState.SCHEDULED.value if scheduled_start else SpaceState.LIVE.value,
+        space_id,
+        state=state,
+        list_shard=list_shard(state, space_id),
         title=title,
         title_lc=title.lower(),
         creator_id=creator,
@@ -82,6 +85,7 @@ def start(user_id: str, space_id: str) -> Space:
         space.update(
             actions=[
                 Space.state.set(SpaceState.LIVE.value),
+                Space.list_shard.set(list_shard(SpaceState.LIVE.value, space.space_id)),
                 Space.meeting_id.set(space.meeting_id),
                 Space.meeting.set(space.meeting),
                 Space.started_at.set(space.started_at),
@@ -140,6 +144,7 @@ def end(space: Space, reason: str, only_if: Condition | None = None) -> bool:
                 space,
                 actions=[
                     Space.state.set(SpaceState.ENDED.value),
+                    Space.list_shard.remove(),
                     Space.ended_at.set(now),
                     Space.updated_at.set(now),
                     Space.ended_reason.set(reason),

@@ -13,12 +13,12 @@ from typing import Any
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib import counters, fanout, media, placement, rules
+from chalicelib import counters, fanout, media, observability, placement, rules
 from chalicelib.clock import now_iso
 from chalicelib.config import get_settings
 from chalicelib.db import dynamo, is_conflict
 from chalicelib.errors import CommandError, ErrorCode
-from chalicelib.models import Connection, Member, Space
+from chalicelib.models import Connection, Member, Space, list_shards
 from chalicelib.rules import MODERATORS, Role, SpaceState
 from chalicelib.spaces import decisions, store, transitions
 from chalicelib.spaces.stage import Stage, audio_of
@@ -93,6 +93,7 @@ def join(conn: Connection, space_id: str) -> dict[str, Any]:
         publish_listener_count(space, last_published=ctx.count_published_at)
     # The joiner's snapshot: the exact count as read with the counters, the joiner included.
     space.listener_count = listeners + (1 if new_listener else 0)
+    observability.count("Joins")
     return snapshot(space, conn.user_id, role, ctx.seq, media.credentials(meeting, attendee))
 
 
@@ -131,6 +132,7 @@ def leave(user_id: str, space_id: str, connection_id: str | None, reason: str = 
         transitions.safe_delete_attendee(member.meeting_id, member.attendee_id)
         if entry is None and space.state == SpaceState.LIVE:
             publish_listener_count(space)
+        observability.count("Leaves")
         return True
 
     grace_until = time.time() + get_settings().host_grace_seconds
@@ -144,6 +146,7 @@ def leave(user_id: str, space_id: str, connection_id: str | None, reason: str = 
     if entry.role == Role.HOST:
         fresh = store.get_space(space_id)
         fanout.broadcast(space_id, "host.away", user_id=user_id, grace_deadline=fresh.grace_deadline)
+    observability.count("Leaves")
     return True
 
 
@@ -242,8 +245,9 @@ def publish_listener_count(space: Space, force: bool = False, last_published: fl
 def publish_pending_counts() -> int:
     """Listener counts that changed since their last event (the coalescing's tail)."""
     published = 0
-    for space in Space.by_state.query(SpaceState.LIVE.value):
-        count = participants(counters.listeners(space.space_id), Stage.from_stored(space.stage))
-        if count != int(space.participant_count or 0) and publish_listener_count(space):
-            published += 1
+    for shard in list_shards(SpaceState.LIVE.value):
+        for space in Space.by_state.query(shard):
+            count = participants(counters.listeners(space.space_id), Stage.from_stored(space.stage))
+            if count != int(space.participant_count or 0) and publish_listener_count(space):
+                published += 1
     return published

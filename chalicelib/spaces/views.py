@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from typing import Any
 
 from chalicelib import counters
 from chalicelib.errors import CommandError, ErrorCode
-from chalicelib.models import Member, Space
+from chalicelib.models import Member, Space, list_shards
 from chalicelib.rules import MODERATORS, Role, SpaceState
-from chalicelib.schemas import decode_cursor, encode_cursor
+from chalicelib.schemas import cursor_content, decode_cursor, encode_cursor, valid_key
 from chalicelib.spaces.stage import Stage
 from chalicelib.spaces.store import get_space
 
@@ -74,10 +76,15 @@ def snapshot(
 
 
 # -- lists -----------------------------------------------------------------------------
+# A state's listed spaces are spread over the index partitions list_shards(state)
+# (models.LIST_SHARDS): a page queries each for up to `limit` items and merges them in
+# the index's order. Its cursor holds, per partition, the key of the last item shown
+# (or DONE): the next page continues each partition from there.
 
-_STATE_INDEX_KEYS = {"space_id", "state", "participant_count"}
-_SCHEDULE_INDEX_KEYS = {"space_id", "state", "scheduled_start"}
+_STATE_INDEX_KEYS = {"space_id", "list_shard", "participant_count"}
+_SCHEDULE_INDEX_KEYS = {"space_id", "list_shard", "scheduled_start"}
 _CREATOR_INDEX_KEYS = {"space_id", "creator_id", "created_at"}
+DONE = "done"
 
 
 def _listable_state(state: str) -> str:
@@ -91,41 +98,75 @@ def _page(results: Any) -> dict[str, Any]:
     return {"data": items, "next_cursor": encode_cursor(results.last_evaluated_key)}
 
 
+def _positions(cursor: str | None, shards: list[str], keys: set[str]) -> dict[str, Any]:
+    if not cursor:
+        return {}
+    positions = cursor_content(cursor)
+    if (
+        not isinstance(positions, dict)
+        or not positions
+        or not set(positions) <= set(shards)
+        or not all(p == DONE or valid_key(p, keys, {"list_shard": s}) for s, p in positions.items())
+    ):
+        raise CommandError(ErrorCode.BAD_REQUEST, "cursor is not valid")
+    return positions
+
+
+def _merged_page(state: str, limit: int, cursor: str | None, **query: Any) -> dict[str, Any]:
+    live = state == SpaceState.LIVE
+    index, order, keys = (
+        (Space.by_state, "participant_count", _STATE_INDEX_KEYS)
+        if live
+        else (Space.by_schedule, "scheduled_start", _SCHEDULE_INDEX_KEYS)
+    )
+    shards = list_shards(state)
+    positions = _positions(cursor, shards, keys)
+    fetched: dict[str, tuple[list[Space], bool]] = {}
+    for shard in shards:
+        if positions.get(shard) == DONE:
+            continue
+        results = index.query(
+            shard, scan_index_forward=not live, limit=limit, last_evaluated_key=positions.get(shard), **query
+        )
+        items = list(results)
+        fetched[shard] = (items, results.last_evaluated_key is None)
+    # Each partition's items are in index order: a stable k-way merge keeps every
+    # partition's shown items a prefix of it, so its next start key is its last one shown.
+    streams = [[(shard, item) for item in items] for shard, (items, _) in fetched.items()]
+    merged = heapq.merge(*streams, key=lambda pair: getattr(pair[1], order), reverse=live)
+    shown = list(itertools.islice(merged, limit))
+    for shard, (items, exhausted) in fetched.items():
+        taken = [item for s, item in shown if s == shard]
+        if taken:
+            last = taken[-1]
+            kind = "N" if live else "S"
+            positions[shard] = {
+                "space_id": {"S": last.space_id},
+                "list_shard": {"S": shard},
+                order: {kind: str(getattr(last, order))},
+            }
+        if exhausted and len(taken) == len(items):
+            positions[shard] = DONE
+    more = any(positions.get(shard) != DONE for shard in shards)
+    return {
+        "data": [public_space(item) for _, item in shown],
+        "next_cursor": encode_cursor(positions) if more else None,
+    }
+
+
 def list_page(state: str, limit: int, cursor: str | None) -> dict[str, Any]:
     """Live spaces, largest audience first; or scheduled spaces, soonest first."""
-    if _listable_state(state) == SpaceState.LIVE:
-        results = Space.by_state.query(
-            state,
-            scan_index_forward=False,
-            limit=limit,
-            last_evaluated_key=decode_cursor(cursor, _STATE_INDEX_KEYS),
-        )
-    else:
-        results = Space.by_schedule.query(
-            state,
-            scan_index_forward=True,
-            limit=limit,
-            last_evaluated_key=decode_cursor(cursor, _SCHEDULE_INDEX_KEYS),
-        )
-    return _page(results)
+    return _merged_page(_listable_state(state), limit, cursor)
 
 
 def search(query: str, state: str, limit: int, cursor: str | None) -> dict[str, Any]:
-    """Title search within one state: a Query on the state index with a filter, never a Scan."""
+    """Title search within one state: Queries on the state's index partitions with a filter, never a Scan."""
     needle = " ".join(query.split()).lower()
     if not 1 <= len(needle) <= 70:
         raise CommandError(ErrorCode.BAD_REQUEST, "query must be 1-70 characters")
-    index = Space.by_state if _listable_state(state) == SpaceState.LIVE else Space.by_schedule
-    keys = _STATE_INDEX_KEYS if index is Space.by_state else _SCHEDULE_INDEX_KEYS
-    results = index.query(
-        state,
-        filter_condition=Space.title_lc.contains(needle),
-        scan_index_forward=index is not Space.by_state,
-        limit=limit,
-        page_size=100,
-        last_evaluated_key=decode_cursor(cursor, keys),
+    return _merged_page(
+        _listable_state(state), limit, cursor, filter_condition=Space.title_lc.contains(needle), page_size=100
     )
-    return _page(results)
 
 
 def by_creator(user_id: str, limit: int, cursor: str | None) -> dict[str, Any]:

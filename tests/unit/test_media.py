@@ -478,7 +478,7 @@ def test_get_media_builds_one_chime_adapter(fresh_media: pytest.MonkeyPatch) -> 
 def test_the_chime_client_honours_the_service_endpoint_variable(fresh_media: pytest.MonkeyPatch) -> None:
     """How the local stack points the app's unchanged adapter at its Chime emulator."""
     fresh_media.delenv("AWS_ENDPOINT_URL_CHIME_SDK_MEETINGS", raising=False)
-    fresh_media.delenv("AWS_ENDPOINT_URL", raising=False)  # set to moto by any stack started earlier
+    fresh_media.delenv("AWS_ENDPOINT_URL", raising=False)  # the local stack sets it for moto
     assert (
         make_chime_client("us-east-1").meta.endpoint_url == "https://meetings-chime.us-east-1.amazonaws.com"
     )

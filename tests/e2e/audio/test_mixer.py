@@ -99,7 +99,7 @@ def test_uplinks_of_receive_and_none_are_never_heard_and_send_only_hears_nothing
                 1.0,
                 "the Receive and None uplinks stay out of every mix",
             )
-            assert speaker.hears(330)
+            await until(lambda: speaker.hears(330), what="the speaker hearing the Send attendee")
             assert nobody.silent() and sender.silent(), "Send and None receive no audio"
         finally:
             await close_all(speaker, listener, nobody, sender)
