@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -13,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from chalicelib import auth
 from chalicelib.errors import CommandError, ErrorCode
+from chalicelib.jsonin import load_json
 from chalicelib.observability import logger
 from chalicelib.protocol import ID_PATTERN
 
@@ -57,9 +57,10 @@ def admin(request: Any) -> auth.Identity:
 def body_as(request: Any, model: type[M]) -> M:
     raw = request.raw_body or b""
     try:
-        data = json.loads(raw) if raw else {}
-    except ValueError:
-        raise CommandError(ErrorCode.BAD_REQUEST, "body is not valid JSON") from None
+        data = load_json(raw) if raw else {}
+    except ValueError as exc:
+        message = str(exc) if "nested" in str(exc) else "body is not valid JSON"
+        raise CommandError(ErrorCode.BAD_REQUEST, message) from None
     if not isinstance(data, dict):
         raise CommandError(ErrorCode.BAD_REQUEST, "body must be a JSON object")
     try:

@@ -25,6 +25,7 @@ from chalicelib import (
     spaces,
 )
 from chalicelib.errors import CommandError, ErrorCode
+from chalicelib.jsonin import load_json
 from chalicelib.observability import logger
 
 # A socket that answers 410 to an event is gone: forget it and its membership.
@@ -68,7 +69,7 @@ def _answer(connection_id: str, raw: dict[str, Any], body: str | None) -> dict[s
         if raw.get("isBase64Encoded"):
             raise CommandError(ErrorCode.BAD_REQUEST, "binary frames are not supported; send JSON text")
         try:
-            ref = protocol.read_ref(json.loads(body or ""))
+            ref = protocol.read_ref(load_json(body or ""))
         except (TypeError, ValueError):
             ref = None
         command = protocol.parse_command(body)

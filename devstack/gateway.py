@@ -205,7 +205,7 @@ class WebSocketGateway:
         """Route selection expression `$request.body.action`, then `$default`."""
         try:
             parsed = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep for the decoder: no action to select on
             return "$default"
         if isinstance(parsed, dict):
             action = parsed.get("action")
@@ -270,7 +270,11 @@ class WebSocketGateway:
                         code, reason = 1006, "Connection lost"
                     break
                 conn.last_active_at = _now_ms()
-                await self._on_message(conn, message)
+                try:
+                    await self._on_message(conn, message)
+                except Exception:  # one bad frame never ends the connection
+                    log.exception("could not route a frame on %s", conn_id)
+                    await self._send_gateway_error(conn, "Internal server error")
         except Exception:  # a broken socket ends the connection, never the process
             log.exception("receive loop failed for %s", conn_id)
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib import protocol
+from chalicelib.jsonin import MAX_JSON_DEPTH, load_json
 from chalicelib.protocol import CommandError, ErrorCode
 
 
@@ -21,7 +22,7 @@ def test_parse_command_refuses_deep_nesting_as_bad_request(depth: int) -> None:
 
 
 def test_parse_command_refuses_nesting_past_the_documented_limit() -> None:
-    deep = protocol.MAX_JSON_DEPTH + 1
+    deep = MAX_JSON_DEPTH + 1
     with pytest.raises(CommandError) as caught:
         protocol.parse_command('{"action": "ping", "x": ' + _nested(deep - 1) + "}")
     assert "nested" in caught.value.message
@@ -32,5 +33,5 @@ def test_parse_command_refuses_nesting_past_the_documented_limit() -> None:
 
 def test_load_json_gives_value_error_not_recursion_error() -> None:
     with pytest.raises(ValueError):
-        protocol.load_json(_nested(50_000))
-    assert protocol.load_json('{"a": [1, {"b": 2}]}') == {"a": [1, {"b": 2}]}
+        load_json(_nested(50_000))
+    assert load_json('{"a": [1, {"b": 2}]}') == {"a": [1, {"b": 2}]}
