@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pynamodb.constants import ALL_OLD
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib import clients
+from chalicelib import clients, gate
 from chalicelib.auth import Identity
 from chalicelib.config import get_settings
 from chalicelib.models import Connection
@@ -33,6 +33,7 @@ def register(connection_id: str, identity: Identity, connected_at_ms: int) -> Co
         sweep_shard=sweep_shard(connection_id),
         # TTL: past API Gateway's 2-hour maximum the socket cannot exist.
         expires_at=now + get_settings().connection_ttl_seconds,
+        token_exp=identity.expires_at,
     )
     record.save()
     _remember(record)
@@ -70,6 +71,7 @@ def forget(connection_id: str) -> Connection | None:
     socket ($disconnect and a 410), only one gets the record back.
     """
     _CACHE.pop(connection_id, None)
+    gate.forget(connection_id)
     response = Connection._get_connection().delete_item(connection_id, return_values=ALL_OLD)
     old = response.get("Attributes")
     return Connection.from_raw_data(old) if old else None
@@ -79,19 +81,57 @@ def of_user(user_id: str) -> list[Connection]:
     return list(Connection.by_user.query(user_id))
 
 
-def sweep_stale(on_gone: Callable[[str], None], older_than_seconds: int = 300) -> int:
-    """Find connections whose $disconnect never came ($disconnect is best effort).
+def over_cap(record: Connection, cap: int, on_gone: Callable[[str], None]) -> bool:
+    """Whether `record`, just registered, makes its user hold more than `cap` open sockets.
 
-    Each shard is a Query for records not checked for a while; API Gateway is
-    asked about each, and the ones it no longer knows are cleaned up.
+    Register, then count (a Query on by_user), so two racing connects both see each
+    other: the oldest `cap` sockets win, ordered by (connected_at, connection_id).
+    Records whose $disconnect never came would count too, so at the cap each other
+    socket is checked with API Gateway and the gone ones are cleaned up first. The
+    index is eventually consistent: a connect racing another by milliseconds may
+    briefly exceed the cap by one.
     """
+
+    def ranked() -> list[Connection]:
+        found = list(Connection.by_user.query(record.user_id, limit=cap + 50))
+        if all(c.connection_id != record.connection_id for c in found):
+            found.append(record)
+        return sorted(found, key=lambda c: (c.connected_at, c.connection_id))
+
+    mine = ranked()
+    if len(mine) <= cap:
+        return False
+    for other in mine:
+        # our own socket is not live until $connect returns: API Gateway would say 410
+        if other.connection_id != record.connection_id and clients.pusher().info(other.connection_id) is None:
+            on_gone(other.connection_id)
+    mine = ranked()
+    ids = [c.connection_id for c in mine]
+    return len(mine) > cap and ids.index(record.connection_id) >= cap
+
+
+def sweep_stale(on_gone: Callable[[str], None], older_than_seconds: int = 300) -> int:
+    """Find connections whose $disconnect never came ($disconnect is best effort),
+    and close the ones whose identity has ended (token expired, account suspended).
+
+    Each shard is a Query for records not checked for a while, so every socket is
+    visited about every `older_than_seconds`: an idle socket outlives its token by
+    at most that plus the sweep's period (an active one not at all: chalicelib.gate).
+    """
+    from chalicelib.suspensions import suspended_until
 
     now = int(time.time())
     cutoff = now - older_than_seconds
     gone = 0
+    suspended: dict[str, bool] = {}
     for shard in range(SWEEP_SHARDS):
         for record in Connection.by_last_seen.query(str(shard), Connection.last_seen < cutoff, limit=200):
-            if clients.pusher().info(record.connection_id) is None:
+            if record.user_id not in suspended:
+                suspended[record.user_id] = suspended_until(record.user_id) is not None
+            ended = gate.token_expired(record.token_exp, now) or suspended[record.user_id]
+            if ended:
+                clients.pusher().close(record.connection_id)
+            if ended or clients.pusher().info(record.connection_id) is None:
                 on_gone(record.connection_id)
                 gone += 1
             else:

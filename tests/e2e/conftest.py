@@ -69,6 +69,11 @@ def stack() -> Iterator[LocalStack]:
             extra_env={
                 "HOST_GRACE_SECONDS": "2",
                 "LISTENER_COUNT_INTERVAL_SECONDS": "0.5",
+                # Tests pipeline hundreds of commands and open many sockets per user; the
+                # production limits are tested on a stack of their own (test_edges_limits.py).
+                "COMMAND_BURST": "1000",
+                "COMMAND_HARD_LIMIT": "1000",
+                "MAX_CONNECTIONS_PER_USER": "100",
             },
         )
     ).start()
