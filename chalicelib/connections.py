@@ -81,33 +81,33 @@ def of_user(user_id: str) -> list[Connection]:
     return list(Connection.by_user.query(user_id))
 
 
+# $connect can take up to API Gateway's 29 s integration timeout; younger sockets may
+# still be in theirs (and answer 410 until it returns), so they are never pruned.
+CONNECT_WINDOW_MS = 30_000
+
+
 def over_cap(record: Connection, cap: int, on_gone: Callable[[str], None]) -> bool:
     """Whether `record`, just registered, makes its user hold more than `cap` open sockets.
 
-    Register, then count (a Query on by_user), so two racing connects both see each
-    other: the oldest `cap` sockets win, ordered by (connected_at, connection_id).
-    Records whose $disconnect never came would count too, so at the cap each other
-    socket is checked with API Gateway and the gone ones are cleaned up first. The
-    index is eventually consistent: a connect racing another by milliseconds may
-    briefly exceed the cap by one.
+    Register, then count (a Query on by_user): of racing connects, the last to count
+    sees all the others, so more than `cap` can never all pass (a race may refuse one
+    that would have fit; the client retries). Records whose $disconnect never came
+    would count too, so over the cap the older ones are checked with API Gateway and
+    the gone ones cleaned up first. GSIs are eventually consistent: in AWS a connect
+    racing another by milliseconds may briefly exceed the cap by one.
     """
 
-    def ranked() -> list[Connection]:
-        found = list(Connection.by_user.query(record.user_id, limit=cap + 50))
-        if all(c.connection_id != record.connection_id for c in found):
-            found.append(record)
-        return sorted(found, key=lambda c: (c.connected_at, c.connection_id))
+    def others() -> list[Connection]:
+        found = Connection.by_user.query(record.user_id, limit=cap + 50)
+        return [c for c in found if c.connection_id != record.connection_id]
 
-    mine = ranked()
-    if len(mine) <= cap:
+    if len(others()) < cap:
         return False
-    for other in mine:
-        # our own socket is not live until $connect returns: API Gateway would say 410
-        if other.connection_id != record.connection_id and clients.pusher().info(other.connection_id) is None:
+    settled = record.connected_at - CONNECT_WINDOW_MS
+    for other in others():
+        if other.connected_at < settled and clients.pusher().info(other.connection_id) is None:
             on_gone(other.connection_id)
-    mine = ranked()
-    ids = [c.connection_id for c in mine]
-    return len(mine) > cap and ids.index(record.connection_id) >= cap
+    return len(others()) >= cap
 
 
 def sweep_stale(on_gone: Callable[[str], None], older_than_seconds: int = 300) -> int:
