@@ -27,9 +27,10 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-async def _observer(url: str, pings: int, out: list[float]) -> None:
+async def _observer(url: str, pings: int, out: list[float], pace: float) -> None:
     async with websockets.connect(url, open_timeout=10) as ws:
         for i in range(pings):
+            await asyncio.sleep(pace)
             began = time.perf_counter()
             await ws.send(json.dumps({"action": "ping", "ref": f"o{i}"}))
             while True:  # skip anything that is not this ping's answer
@@ -69,11 +70,13 @@ async def _flooder(url: str, frames: int, result: dict[str, Any]) -> None:
         result.update(sent=sent, answers=counts, close_code=ws.close_code, close_reason=ws.close_reason)
 
 
-async def _round(stack: LocalStack, observers: int, pings: int, flood: int) -> tuple[list[float], dict]:
+async def _round(
+    stack: LocalStack, observers: int, pings: int, flood: int, pace: float = 0.15
+) -> tuple[list[float], dict]:
     latencies: list[float] = []
     flood_result: dict[str, Any] = {}
     urls = [f"{stack.ws_url}?token={stack.mint_token(f'quiet{i}')}" for i in range(observers)]
-    tasks = [_observer(url, pings, latencies) for url in urls]
+    tasks = [_observer(url, pings, latencies, pace) for url in urls]
     if flood:
         tasks.append(_flooder(f"{stack.ws_url}?token={stack.mint_token('flood')}", flood, flood_result))
     await asyncio.gather(*tasks)
@@ -83,7 +86,7 @@ async def _round(stack: LocalStack, observers: int, pings: int, flood: int) -> t
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--observers", type=int, default=3)
-    parser.add_argument("--pings", type=int, default=60, help="pings per quiet socket")
+    parser.add_argument("--pings", type=int, default=40, help="pings per quiet socket, 0.15 s apart")
     parser.add_argument("--flood", type=int, default=3000, help="frames the flooding socket sends")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)

@@ -119,7 +119,7 @@ def from_environment() -> Settings:
         meeting_max_attendees=_int("MEETING_MAX_ATTENDEES", 250),
         command_rate_per_second=_float("COMMAND_RATE_PER_SECOND", 10.0),
         command_burst=_int("COMMAND_BURST", 20),
-        command_hard_limit=_int("COMMAND_HARD_LIMIT", 100),
+        command_hard_limit=_int("COMMAND_HARD_LIMIT", 50),
         max_connections_per_user=_int("MAX_CONNECTIONS_PER_USER", 10),
         ticket_ttl_seconds=_int("TICKET_TTL_SECONDS", 45),
     )

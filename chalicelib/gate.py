@@ -8,13 +8,15 @@ Lambda containers (API Gateway spreads one socket's messages over any of them):
 - a command rate limit, GCRA (the token bucket as one timestamp, `rate_tat`):
   `rate` commands a second with bursts of `burst`; a refused command still
   counts, so a client that ignores `retry_after_ms` stays refused, and one that
-  runs `hard` commands past the burst is disconnected.
+  runs `hard` commands past the burst is disconnected. Admitting a command is one
+  conditional UpdateItem; refusing one usually costs nothing (see _LAST_TAT).
 
 docs/limits.md lists the values and settings.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -77,9 +79,12 @@ def token_expired(token_exp: float | None, now_s: float) -> bool:
 
 # -- store ---------------------------------------------------------------------
 
-# This container's last view of each bucket: only picks which conditional update
-# to try first; the stored value decides.
+# This container's view of each bucket: the last stored value it saw, plus the
+# commands it refused on its own since. Admitting always takes the stored bucket (so
+# the rate holds across containers); refusing, once this view is over the burst, takes
+# no I/O at all, so a flood costs the store about `burst` writes, not one per frame.
 _LAST_TAT: dict[str, int] = {}
+_LOCK = threading.Lock()
 
 
 def _is_conditional(exc: UpdateError) -> bool:
@@ -108,7 +113,11 @@ def charge(connection_id: str, limit: RateLimit, now_ms: int) -> Verdict:
         )
         return int(item.rate_tat or 0)
 
-    last = _LAST_TAT.get(connection_id)
+    with _LOCK:
+        last = _LAST_TAT.get(connection_id)
+        if last is not None and last + interval - now_ms > limit.soft_ms:
+            _remember(connection_id, last + interval)
+            return judge(limit, last + interval, now_ms)
     attempts = (busy, idle) if last is not None and last > now_ms else (idle, busy)
     for attempt in attempts:
         try:
@@ -117,16 +126,22 @@ def charge(connection_id: str, limit: RateLimit, now_ms: int) -> Verdict:
             if not _is_conditional(exc):
                 raise
             continue
-        _LAST_TAT[connection_id] = tat
-        if len(_LAST_TAT) > 10_000:
-            _LAST_TAT.pop(next(iter(_LAST_TAT)))
+        _remember(connection_id, tat)
         return judge(limit, tat, now_ms)
     # Neither condition held: the record is gone, or the bucket is past the hard threshold.
     try:
         record = Connection.get(connection_id, consistent_read=True)
     except Connection.DoesNotExist:
         raise CommandError(ErrorCode.UNAUTHORIZED, "connection is not registered; reconnect") from None
-    return judge(limit, int(record.rate_tat or now_ms) + interval, now_ms)
+    tat = int(record.rate_tat or now_ms)
+    _remember(connection_id, tat)
+    return judge(limit, tat + interval, now_ms)
+
+
+def _remember(connection_id: str, tat: int) -> None:
+    _LAST_TAT[connection_id] = max(tat, _LAST_TAT.get(connection_id, tat))
+    if len(_LAST_TAT) > 10_000:
+        _LAST_TAT.pop(next(iter(_LAST_TAT)))
 
 
 def admit(caller: Connection, limit: RateLimit, now_ms: int | None = None) -> None:

@@ -314,8 +314,18 @@ class WebSocketGateway:
 
     async def _dispatch(self, conn: Connection, route_key: str, body: str, is_b64: bool) -> None:
         event = self.message_event(conn, route_key, body, is_b64)
+        handler = self._handlers[route_key]
+
+        def invoke_unless_closed() -> Any:
+            # Lambda would have taken this frame at once; here it may have waited for a
+            # worker thread. If the connection was closed meanwhile (@connections
+            # DELETE), it is dropped: nothing runs for a connection that is gone.
+            if conn.closing is not None:
+                return None
+            return handler(event, self._context_factory())
+
         try:
-            await self._invoke(route_key, event)
+            await asyncio.get_running_loop().run_in_executor(self._executor, invoke_unless_closed)
         except Exception:
             log.exception("%s handler raised for %s", route_key, conn.connection_id)
             await self._send_gateway_error(

@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 pytestmark = pytest.mark.e2e
 
-RATE, BURST, HARD, CAP = 10, 20, 100, 10  # chalicelib/config.py defaults
+RATE, BURST, HARD, CAP = 10, 20, 50, 10  # chalicelib/config.py defaults
 
 
 @pytest.fixture(scope="module")
