@@ -3,9 +3,10 @@
 - A request line or header too long for the WebSocket handshake parser (the
   `websockets` library reads lines of at most 8,192 bytes) used to leave the
   client hanging: uvicorn's h11 protocol accepted it, handed the upgrade over, and
-  the WebSocket side never answered. Every request is now measured first: a target
-  over 8,192 bytes gets 414, a header line over 8,190 bytes or more than 100 headers
-  431, for plain HTTP and upgrades alike, with the app's uniform error body.
+  the WebSocket side never answered. Every request is now measured first. An upgrade
+  with a target over 8,192 bytes gets 414, a header line over 8,190 bytes 431; plain
+  HTTP gets the same past 64 KiB; more than 100 headers, or a head that never ends
+  within h11's buffer, 431. The body is the app's uniform error body.
 - A handshake the app refuses (401, 403, 429 from $connect, sent as an ASGI
   denial response) was logged as an error ("ASGI callable returned without
   completing handshake"): a refusal is an answer, not a failure.
@@ -20,8 +21,9 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-MAX_TARGET_BYTES = 8192
-MAX_HEADER_LINE_BYTES = 8190
+MAX_UPGRADE_TARGET_BYTES = 8192  # the `websockets` handshake parser's line limit
+MAX_UPGRADE_HEADER_LINE_BYTES = 8190
+MAX_TARGET_BYTES = MAX_HEADER_LINE_BYTES = 64 * 1024
 MAX_HEADERS = 100
 
 
@@ -33,12 +35,15 @@ class _TooLarge(Exception):
 
 
 def refusal(event: h11.Request) -> _TooLarge | None:
-    if len(event.target) > MAX_TARGET_BYTES:
-        return _TooLarge(414, f"request target longer than {MAX_TARGET_BYTES} bytes")
+    upgrade = any(name == b"upgrade" for name, _ in event.headers)
+    max_target = MAX_UPGRADE_TARGET_BYTES if upgrade else MAX_TARGET_BYTES
+    max_line = MAX_UPGRADE_HEADER_LINE_BYTES if upgrade else MAX_HEADER_LINE_BYTES
+    if len(event.target) > max_target:
+        return _TooLarge(414, f"request target longer than {max_target} bytes")
     if len(event.headers) > MAX_HEADERS:
         return _TooLarge(431, f"more than {MAX_HEADERS} request headers")
-    if any(len(name) + len(value) + 2 > MAX_HEADER_LINE_BYTES for name, value in event.headers):
-        return _TooLarge(431, f"a request header line longer than {MAX_HEADER_LINE_BYTES} bytes")
+    if any(len(name) + len(value) + 2 > max_line for name, value in event.headers):
+        return _TooLarge(431, f"a request header line longer than {max_line} bytes")
     return None
 
 
