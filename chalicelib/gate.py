@@ -23,8 +23,8 @@ from typing import Any
 
 from pynamodb.exceptions import UpdateError
 
+from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Connection
-from chalicelib.protocol import CommandError, ErrorCode
 
 
 class ClosingError(CommandError):

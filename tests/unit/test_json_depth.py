@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from chalicelib import protocol
+from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.jsonin import MAX_JSON_DEPTH, load_json
-from chalicelib.protocol import CommandError, ErrorCode
 
 
 def _nested(depth: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib import rules
-from chalicelib.protocol import CommandError, ErrorCode
+from chalicelib.errors import CommandError, ErrorCode
 
 
 @pytest.mark.parametrize(
