@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import websockets
+from asyncapi_check import validate_server_message
 from conftest import http
 from e2e_support import (
     TIMEOUT,
@@ -142,6 +143,7 @@ def test_a_command_after_the_token_expires_is_refused_and_the_socket_closed(stac
     assert answer["type"] == "error" and answer["ref"] == "stale", answer
     assert answer["code"] == "unauthorized"
     assert answer["data"] == {"closing": True}
+    validate_server_message(answer)
     assert code == 1000
 
 

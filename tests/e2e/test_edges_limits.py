@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import websockets
+from asyncapi_check import validate_server_message
 from edges_support import ChildStack
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -64,6 +65,8 @@ def test_a_flooding_socket_is_slowed_then_closed_and_others_are_served(limited: 
     assert closing, "the client is told why before its socket is closed"
     assert frames.index(closing[0]) > frames.index(slow_down[0])
     assert not [f for f in frames if f.get("code") == "internal"]
+    for frame in frames:
+        validate_server_message(frame)
     assert code == 1000
     assert served["type"] == "reply"
 
