@@ -8,8 +8,9 @@ Lambda containers (API Gateway spreads one socket's messages over any of them):
 - a command rate limit, GCRA (the token bucket as one timestamp, `rate_tat`):
   `rate` commands a second with bursts of `burst`; a refused command still
   counts, so a client that ignores `retry_after_ms` stays refused, and one that
-  runs `hard` commands past the burst is disconnected. Admitting a command is one
-  conditional UpdateItem; refusing one usually costs nothing (see _LAST_TAT).
+  runs `hard` commands past the burst is disconnected. A container leases a few
+  commands at a time from the stored bucket (one conditional UpdateItem per LEASE
+  commands), and refusing past the burst costs no I/O (see _LAST_TAT, _LEASES).
 
 docs/limits.md lists the values and settings.
 """
@@ -84,6 +85,12 @@ def token_expired(token_exp: float | None, now_s: float) -> bool:
 # the rate holds across containers); refusing, once this view is over the burst, takes
 # no I/O at all, so a flood costs the store about `burst` writes, not one per frame.
 _LAST_TAT: dict[str, int] = {}
+# Commands this container took from the stored bucket ahead of use: (left, valid until ms).
+# Tokens a container leases and never uses count as used (at most LEASE - 1 each), and
+# a lease lapses after LEASE_MS so saved tokens cannot stack onto a later burst.
+_LEASES: dict[str, tuple[int, int]] = {}
+LEASE = 5
+LEASE_MS = 1000
 _LOCK = threading.Lock()
 
 
@@ -92,49 +99,74 @@ def _is_conditional(exc: UpdateError) -> bool:
 
 
 def charge(connection_id: str, limit: RateLimit, now_ms: int) -> Verdict:
-    """Charge one command to the connection's bucket: one conditional UpdateItem, two at most."""
+    """Charge one command to the connection's bucket.
+
+    Usually no I/O: a container takes LEASE commands' worth of the stored bucket at
+    once (one conditional UpdateItem) and admits them locally for LEASE_MS. Near the
+    burst it charges one command at a time, and past it refuses from its own view.
+    """
     interval = limit.interval_ms
-
-    def idle() -> int:
-        item = Connection(connection_id)
-        item.update(
-            actions=[Connection.rate_tat.set(now_ms + interval)],
-            condition=Connection.connection_id.exists()
-            & (Connection.rate_tat.does_not_exist() | (Connection.rate_tat <= now_ms)),
-        )
-        return now_ms + interval
-
-    def busy() -> int:
-        item = Connection(connection_id)
-        item.update(
-            actions=[Connection.rate_tat.set(Connection.rate_tat + interval)],
-            # past the hard threshold the bucket stops growing: the socket is being closed
-            condition=(Connection.rate_tat > now_ms) & (Connection.rate_tat <= now_ms + limit.hard_ms),
-        )
-        return int(item.rate_tat or 0)
+    size = max(1, min(LEASE, limit.burst))
 
     with _LOCK:
+        remaining, valid_until = _LEASES.get(connection_id, (0, 0))
+        if remaining > 0 and now_ms < valid_until:
+            _LEASES[connection_id] = (remaining - 1, valid_until)
+            return Verdict(True, False, 0)
         last = _LAST_TAT.get(connection_id)
         if last is not None and last + interval - now_ms > limit.soft_ms:
             _remember(connection_id, last + interval)
             return judge(limit, last + interval, now_ms)
-    attempts = (busy, idle) if last is not None and last > now_ms else (idle, busy)
-    for attempt in attempts:
+
+    def update(action: Any, condition: Any) -> int:
+        item = Connection(connection_id)
+        item.update(actions=[action], condition=condition)
+        return int(item.rate_tat or 0)
+
+    def idle(n: int) -> int:
+        return update(
+            Connection.rate_tat.set(now_ms + n * interval),
+            Connection.connection_id.exists()
+            & (Connection.rate_tat.does_not_exist() | (Connection.rate_tat <= now_ms)),
+        )
+
+    def busy(n: int, ceiling: int) -> int:
+        # the new tat stays within `ceiling` of now: a lease only while it fits the
+        # burst; one command up to the hard threshold, past which the socket is closing
+        return update(
+            Connection.rate_tat.set(Connection.rate_tat + n * interval),
+            (Connection.rate_tat > now_ms) & (Connection.rate_tat <= now_ms + ceiling - n * interval),
+        )
+
+    lease_busy = (lambda: busy(size, limit.soft_ms), size)
+    lease_idle = (lambda: idle(size), size)
+    likely_busy = last is not None and last > now_ms
+    attempts = [lease_busy, lease_idle] if likely_busy else [lease_idle, lease_busy]
+    attempts.append((lambda: busy(1, limit.hard_ms + interval), 1))
+    for attempt, taken in attempts:
         try:
             tat = attempt()
         except UpdateError as exc:
             if not _is_conditional(exc):
                 raise
             continue
-        _remember(connection_id, tat)
-        return judge(limit, tat, now_ms)
-    # Neither condition held: the record is gone, or the bucket is past the hard threshold.
+        with _LOCK:
+            _remember(connection_id, tat)
+            if taken > 1:  # pooled with any lease a concurrent command took meanwhile
+                left, until = _LEASES.get(connection_id, (0, 0))
+                left = left if now_ms < until else 0
+                _LEASES[connection_id] = (left + taken - 1, now_ms + LEASE_MS)
+                if len(_LEASES) > 10_000:
+                    _LEASES.pop(next(iter(_LEASES)))
+        return judge(limit, tat, now_ms) if taken == 1 else Verdict(True, False, 0)
+    # No condition held: the record is gone, or the bucket is past the hard threshold.
     try:
         record = Connection.get(connection_id, consistent_read=True)
     except Connection.DoesNotExist:
         raise CommandError(ErrorCode.UNAUTHORIZED, "connection is not registered; reconnect") from None
     tat = int(record.rate_tat or now_ms)
-    _remember(connection_id, tat)
+    with _LOCK:
+        _remember(connection_id, tat)
     return judge(limit, tat + interval, now_ms)
 
 
@@ -159,4 +191,6 @@ def admit(caller: Connection, limit: RateLimit, now_ms: int | None = None) -> No
 
 
 def forget(connection_id: str) -> None:
-    _LAST_TAT.pop(connection_id, None)
+    with _LOCK:
+        _LAST_TAT.pop(connection_id, None)
+        _LEASES.pop(connection_id, None)
