@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
+_PASSED_ENV = {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"}
 
 
 def _free_port() -> int:
@@ -35,7 +36,9 @@ class ChildStack:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "devstack", "--port", str(self.port)],
             cwd=REPO,
-            env=dict(os.environ, **(env or {})),
+            # A clean environment: the session's in-process stack has set its own (test
+            # limits, table names, endpoints) in os.environ, and the child must not inherit them.
+            env={**{k: v for k, v in os.environ.items() if k in _PASSED_ENV}, **(env or {})},
             stdout=self._out,
             stderr=subprocess.STDOUT,
         )
