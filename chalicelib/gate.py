@@ -158,7 +158,10 @@ def charge(connection_id: str, limit: RateLimit, now_ms: int) -> Verdict:
                 _LEASES[connection_id] = (left + taken - 1, now_ms + LEASE_MS)
                 if len(_LEASES) > 10_000:
                     _LEASES.pop(next(iter(_LEASES)))
-        return judge(limit, tat, now_ms) if taken == 1 else Verdict(True, False, 0)
+        if taken > 1:
+            return Verdict(True, False, 0)
+        verdict = judge(limit, tat, now_ms)
+        return verdict if verdict.allowed else _from_pool(connection_id, now_ms, verdict)
     # No condition held: the record is gone, or the bucket is past the hard threshold.
     try:
         record = Connection.get(connection_id, consistent_read=True)
@@ -167,7 +170,19 @@ def charge(connection_id: str, limit: RateLimit, now_ms: int) -> Verdict:
     tat = int(record.rate_tat or now_ms)
     with _LOCK:
         _remember(connection_id, tat)
-    return judge(limit, tat + interval, now_ms)
+    return _from_pool(connection_id, now_ms, judge(limit, tat + interval, now_ms))
+
+
+def _from_pool(connection_id: str, now_ms: int, refusal: Verdict) -> Verdict:
+    """A refused command takes a leased token if a concurrent command pooled one meanwhile."""
+    if refusal.close:
+        return refusal
+    with _LOCK:
+        remaining, valid_until = _LEASES.get(connection_id, (0, 0))
+        if remaining > 0 and now_ms < valid_until:
+            _LEASES[connection_id] = (remaining - 1, valid_until)
+            return Verdict(True, False, 0)
+    return refusal
 
 
 def _remember(connection_id: str, tat: int) -> None:
