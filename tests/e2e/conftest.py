@@ -521,7 +521,9 @@ class Client(SohbetClient):
     (`call`), events by name with waiting (`event`), and raw frames in and out (`recv`, `command`)."""
 
     def __init__(self, url: str, token: str | None, user: str, *, check: bool = True) -> None:
-        super().__init__(url, token, keep_frames=True)
+        # The token in the URL, so a refused $connect surfaces as the handshake's status;
+        # tickets, the client's default, are tested in test_edges_client.py and test_edges_identity.py.
+        super().__init__(url, token, keep_frames=True, auth="token")
         self.user = user
         self.check = check  # whether its frames are checked against docs/asyncapi.yaml
 
