@@ -56,6 +56,11 @@ def sweep(event):
 # -- REST API --------------------------------------------------------------
 
 
+@app.route("/ws/ticket", methods=["POST"], cors=True)
+def ws_ticket():
+    return handlers.ws_ticket(app.current_request)
+
+
 @app.route("/whoami", methods=["GET"], cors=True)
 def whoami():
     return handlers.whoami(app.current_request)

@@ -133,7 +133,9 @@ async def connect_all(stack: Stack, users: list[str], concurrency: int = 50) -> 
     async def one(user: str) -> SohbetClient:
         async with sem:
             token = await get_token(stack.base, user)
-            client = SohbetClient(stack.ws + "?token=" + token, token, timeout=900, auto_resync=False)
+            client = SohbetClient(
+                stack.ws + "?token=" + token, token, timeout=900, auto_resync=False, auth="token"
+            )
             await client.connect()
             return client
 
@@ -159,7 +161,9 @@ async def run_variant(
     status, space = await rest(stack.base, "POST", "/spaces", host_token, {"title": "bench"})
     assert status == 201, space
     space_id = space["id"]
-    host = SohbetClient(stack.ws + "?token=" + host_token, host_token, timeout=300, auto_resync=False)
+    host = SohbetClient(
+        stack.ws + "?token=" + host_token, host_token, timeout=300, auto_resync=False, auth="token"
+    )
     await host.connect()
     await host.join(space_id)
     listeners = await connect_all(stack, [f"l{i}" for i in range(n)])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -13,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from chalicelib import auth
 from chalicelib.errors import CommandError, ErrorCode
+from chalicelib.jsonin import load_json
 from chalicelib.observability import logger
 from chalicelib.protocol import ID_PATTERN
 
@@ -57,9 +57,10 @@ def admin(request: Any) -> auth.Identity:
 def body_as(request: Any, model: type[M]) -> M:
     raw = request.raw_body or b""
     try:
-        data = json.loads(raw) if raw else {}
-    except ValueError:
-        raise CommandError(ErrorCode.BAD_REQUEST, "body is not valid JSON") from None
+        data = load_json(raw) if raw else {}
+    except ValueError as exc:
+        message = str(exc) if "nested" in str(exc) else "body is not valid JSON"
+        raise CommandError(ErrorCode.BAD_REQUEST, message) from None
     if not isinstance(data, dict):
         raise CommandError(ErrorCode.BAD_REQUEST, "body must be a JSON object")
     try:
@@ -105,6 +106,8 @@ def path_id(value: str, what: str) -> str:
     return value
 
 
+NO_SUCH_ROUTE = "no such route"
+
 # Chalice answers a few requests itself, before any view runs (a Content-Type other
 # than JSON: 415), with {"Code", "Message"}; clients get our shape and codes instead.
 _CHALICE_STATUS = {
@@ -112,6 +115,9 @@ _CHALICE_STATUS = {
     401: ErrorCode.UNAUTHORIZED,
     403: ErrorCode.NOT_ALLOWED,
     404: ErrorCode.NOT_FOUND,
+    # A method the route does not serve. In AWS, API Gateway answers it before the app,
+    # as for an unknown path: the template's MISSING_AUTHENTICATION_TOKEN response.
+    405: ErrorCode.NOT_FOUND,
     415: ErrorCode.BAD_REQUEST,
     500: ErrorCode.INTERNAL,
 }
@@ -122,7 +128,9 @@ def uniform_errors(response: Response) -> Response:
     code = _CHALICE_STATUS.get(response.status_code)
     if code is None or not isinstance(body, dict) or set(body) != {"Code", "Message"}:
         return response
-    message = "Content-Type must be application/json" if response.status_code == 415 else str(body["Message"])
+    message = {415: "Content-Type must be application/json", 405: NO_SUCH_ROUTE}.get(
+        response.status_code, str(body["Message"])
+    )
     answer = error_response(code, message)
     for name, value in (response.headers or {}).items():
         if name.lower() != "content-type":

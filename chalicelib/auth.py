@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -28,6 +29,7 @@ __all__ = [
     "AuthError",
     "Identity",
     "TokenVerifier",
+    "addressable",
     "get_verifier",
     "identity_from_bearer",
     "identity_from_query",
@@ -49,6 +51,8 @@ class Identity:
     user_id: str
     groups: frozenset[str]
     username: str
+    # the token's `exp`, epoch s: a socket's identity ends there (not part of who it is)
+    expires_at: int | None = field(default=None, compare=False)
 
     @property
     def is_admin(self) -> bool:
@@ -174,6 +178,10 @@ class TokenVerifier:
         groups = claims.get("cognito:groups", [])
         if not isinstance(sub, str) or not sub:
             raise AuthError("invalid token")
+        if not addressable(sub):
+            # Refused, not normalised: mapping two subjects onto one id would merge two people.
+            logger.info("token rejected: subject is not an addressable user id")
+            raise AuthError("this account's user id is not supported")
         if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
             raise AuthError("invalid token")
         username = sub
@@ -182,7 +190,9 @@ class TokenVerifier:
             if isinstance(value, str) and value:
                 username = value
                 break
-        return Identity(user_id=sub, groups=frozenset(groups), username=username)
+        exp = claims["exp"]
+        expires_at = int(exp) if isinstance(exp, int | float) else None
+        return Identity(user_id=sub, groups=frozenset(groups), username=username, expires_at=expires_at)
 
     # -- keys ----------------------------------------------------------------
 
@@ -259,6 +269,16 @@ class TokenVerifier:
 
 # -- module-level helpers ------------------------------------------------------
 
+# The user ids commands and paths can name (chalicelib.protocol.ID_PATTERN): a token
+# whose subject is anything else (spaces, '#', control characters, over 64 characters)
+# would make a user nobody could mute, remove, block or report. Cognito's `sub` is a
+# UUID, always addressable. Kept in step with ID_PATTERN by tests/unit/test_auth.py.
+USER_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def addressable(user_id: str) -> bool:
+    return bool(USER_ID_RE.fullmatch(user_id))
+
 
 @lru_cache(maxsize=1)
 def get_verifier() -> TokenVerifier:
@@ -293,7 +313,15 @@ def identity_from_bearer(headers: Mapping[str, str], verifier: TokenVerifier | N
 
 
 def identity_from_query(params: Mapping[str, str] | None, verifier: TokenVerifier | None = None) -> Identity:
-    """Identity from the `token` query parameter (WebSocket $connect has no headers to set)."""
+    """Identity from the `ticket` (single use, recommended) or `token` query parameter of $connect.
+
+    WebSocket $connect has no headers a browser can set. With both, the ticket is used.
+    """
+    ticket = (params or {}).get("ticket")
+    if ticket is not None:
+        from chalicelib import tickets
+
+        return tickets.redeem(ticket)
     token = (params or {}).get("token")
     if not isinstance(token, str) or not token.strip():
         raise AuthError("missing token")

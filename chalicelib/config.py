@@ -35,6 +35,7 @@ class Settings:
     cases_table: str
     audit_table: str
     idempotency_table: str
+    tickets_table: str
     moderation_queue_url: str
     fanout_queue_url: str
     # https://{api-id}.execute-api.{region}.amazonaws.com/{stage} in AWS; the
@@ -54,6 +55,12 @@ class Settings:
     reaction_window_seconds: int
     max_listeners: int
     meeting_max_attendees: int
+    # doors at the edge (docs/limits.md)
+    command_rate_per_second: float
+    command_burst: int
+    command_hard_limit: int
+    max_connections_per_user: int
+    ticket_ttl_seconds: int
 
 
 def _table(name: str) -> str:
@@ -92,6 +99,7 @@ def from_environment() -> Settings:
         cases_table=_table("CASES_TABLE"),
         audit_table=_table("AUDIT_TABLE"),
         idempotency_table=_table("IDEMPOTENCY_TABLE"),
+        tickets_table=_table("TICKETS_TABLE"),
         moderation_queue_url=os.environ.get("MODERATION_QUEUE_URL", ""),
         fanout_queue_url=os.environ.get("FANOUT_QUEUE_URL", ""),
         websocket_endpoint=os.environ.get("WEBSOCKET_ENDPOINT", ""),
@@ -109,4 +117,9 @@ def from_environment() -> Settings:
         reaction_window_seconds=_int("REACTION_WINDOW_SECONDS", 10),
         max_listeners=_int("MAX_LISTENERS", 10_000),
         meeting_max_attendees=_int("MEETING_MAX_ATTENDEES", 250),
+        command_rate_per_second=_float("COMMAND_RATE_PER_SECOND", 10.0),
+        command_burst=_int("COMMAND_BURST", 20),
+        command_hard_limit=_int("COMMAND_HARD_LIMIT", 50),
+        max_connections_per_user=_int("MAX_CONNECTIONS_PER_USER", 10),
+        ticket_ttl_seconds=_int("TICKET_TTL_SECONDS", 45),
     )

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pynamodb.constants import ALL_OLD
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib import clients
+from chalicelib import clients, gate
 from chalicelib.auth import Identity
 from chalicelib.config import get_settings
 from chalicelib.models import Connection
@@ -33,6 +33,7 @@ def register(connection_id: str, identity: Identity, connected_at_ms: int) -> Co
         sweep_shard=sweep_shard(connection_id),
         # TTL: past API Gateway's 2-hour maximum the socket cannot exist.
         expires_at=now + get_settings().connection_ttl_seconds,
+        token_exp=identity.expires_at,
     )
     record.save()
     _remember(record)
@@ -70,6 +71,7 @@ def forget(connection_id: str) -> Connection | None:
     socket ($disconnect and a 410), only one gets the record back.
     """
     _CACHE.pop(connection_id, None)
+    gate.forget(connection_id)
     response = Connection._get_connection().delete_item(connection_id, return_values=ALL_OLD)
     old = response.get("Attributes")
     return Connection.from_raw_data(old) if old else None
@@ -79,19 +81,57 @@ def of_user(user_id: str) -> list[Connection]:
     return list(Connection.by_user.query(user_id))
 
 
-def sweep_stale(on_gone: Callable[[str], None], older_than_seconds: int = 300) -> int:
-    """Find connections whose $disconnect never came ($disconnect is best effort).
+# $connect can take up to API Gateway's 29 s integration timeout; younger sockets may
+# still be in theirs (and answer 410 until it returns), so they are never pruned.
+CONNECT_WINDOW_MS = 30_000
 
-    Each shard is a Query for records not checked for a while; API Gateway is
-    asked about each, and the ones it no longer knows are cleaned up.
+
+def over_cap(record: Connection, cap: int, on_gone: Callable[[str], None]) -> bool:
+    """Whether `record`, just registered, makes its user hold more than `cap` open sockets.
+
+    Register, then count (a Query on by_user): of racing connects, the last to count
+    sees all the others, so more than `cap` can never all pass (a race may refuse one
+    that would have fit; the client retries). Records whose $disconnect never came
+    would count too, so over the cap the older ones are checked with API Gateway and
+    the gone ones cleaned up first. GSIs are eventually consistent: in AWS a connect
+    racing another by milliseconds may briefly exceed the cap by one.
     """
+
+    def others() -> list[Connection]:
+        found = Connection.by_user.query(record.user_id, limit=cap + 50)
+        return [c for c in found if c.connection_id != record.connection_id]
+
+    if len(others()) < cap:
+        return False
+    settled = record.connected_at - CONNECT_WINDOW_MS
+    for other in others():
+        if other.connected_at < settled and clients.pusher().info(other.connection_id) is None:
+            on_gone(other.connection_id)
+    return len(others()) >= cap
+
+
+def sweep_stale(on_gone: Callable[[str], None], older_than_seconds: int = 300) -> int:
+    """Find connections whose $disconnect never came ($disconnect is best effort),
+    and close the ones whose identity has ended (token expired, account suspended).
+
+    Each shard is a Query for records not checked for a while, so every socket is
+    visited about every `older_than_seconds`: an idle socket outlives its token by
+    at most that plus the sweep's period (an active one not at all: chalicelib.gate).
+    """
+    from chalicelib.suspensions import suspended_until
 
     now = int(time.time())
     cutoff = now - older_than_seconds
     gone = 0
+    suspended: dict[str, bool] = {}
     for shard in range(SWEEP_SHARDS):
         for record in Connection.by_last_seen.query(str(shard), Connection.last_seen < cutoff, limit=200):
-            if clients.pusher().info(record.connection_id) is None:
+            if record.user_id not in suspended:
+                suspended[record.user_id] = suspended_until(record.user_id) is not None
+            ended = gate.token_expired(record.token_exp, now) or suspended[record.user_id]
+            if ended:
+                clients.pusher().close(record.connection_id)
+            if ended or clients.pusher().info(record.connection_id) is None:
                 on_gone(record.connection_id)
                 gone += 1
             else:

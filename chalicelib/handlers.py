@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -15,6 +16,7 @@ from chalicelib import (
     commands,
     connections,
     fanout,
+    gate,
     idempotency,
     moderation,
     observability,
@@ -24,7 +26,9 @@ from chalicelib import (
     shards,
     spaces,
 )
+from chalicelib.config import get_settings
 from chalicelib.errors import CommandError, ErrorCode
+from chalicelib.jsonin import load_json
 from chalicelib.observability import logger
 
 # A socket that answers 410 to an event is gone: forget it and its membership.
@@ -42,7 +46,11 @@ def ws_connect(event: Any) -> Any:
     refusal = commands.connect_refusal(identity)
     if refusal is not None:
         return _refuse(403, refusal.code, refusal.message)
-    connections.register(event.connection_id, identity, raw["requestContext"]["connectedAt"])
+    record = connections.register(event.connection_id, identity, raw["requestContext"]["connectedAt"])
+    cap = get_settings().max_connections_per_user
+    if connections.over_cap(record, cap, commands.connection_gone):
+        connections.forget(event.connection_id)
+        return _refuse(429, ErrorCode.LIMIT_REACHED, f"at most {cap} open connections per user")
     logger.info("connected", extra={"connection_id": event.connection_id, "user_id": identity.user_id})
     return None
 
@@ -55,39 +63,53 @@ def ws_message(event: Any) -> None:
     connection_id = event.connection_id
     raw = event.to_dict()
     with fanout.held() as events:
-        answer = _answer(connection_id, raw, event.body)
+        answer, closing = _answer(connection_id, raw, event.body)
     if not clients.pusher().send(connection_id, answer):
         commands.connection_gone(connection_id)
+    elif closing:
+        # the error frame went first, so the client knows why its socket closes
+        clients.pusher().close(connection_id)
     events.flush()
 
 
-def _answer(connection_id: str, raw: dict[str, Any], body: str | None) -> dict[str, Any]:
+def _answer(connection_id: str, raw: dict[str, Any], body: str | None) -> tuple[dict[str, Any], bool]:
     ref = None
     action = "invalid"  # until the frame parses as a command (bounded metric dimension)
     try:
-        if raw.get("isBase64Encoded"):
-            raise CommandError(ErrorCode.BAD_REQUEST, "binary frames are not supported; send JSON text")
-        try:
-            ref = protocol.read_ref(json.loads(body or ""))
-        except (TypeError, ValueError):
-            ref = None
-        command = protocol.parse_command(body)
-        action = command.action
+        if not raw.get("isBase64Encoded"):
+            try:
+                ref = protocol.read_ref(load_json(body or ""))
+            except (TypeError, ValueError):
+                ref = None
         caller = connections.lookup(connection_id)
         if caller is None:
             raise CommandError(ErrorCode.UNAUTHORIZED, "connection is not registered; reconnect")
+        # admitted before parsing: a flood of garbage costs as much as a flood of commands
+        gate.admit(caller, _rate_limit())
+        if raw.get("isBase64Encoded"):
+            raise CommandError(ErrorCode.BAD_REQUEST, "binary frames are not supported; send JSON text")
+        command = protocol.parse_command(body)
+        action = command.action
         data = commands.dispatch(caller, command)
         answer = protocol.reply(command.ref, data)
-        outcome = "ok"
+        outcome, closing = "ok", False
     except CommandError as exc:
         answer = protocol.error(ref, exc.code, exc.message, exc.data)
-        outcome = exc.code.value
+        outcome, closing = exc.code.value, isinstance(exc, gate.ClosingError)
     except Exception:
         logger.exception("command failed", extra={"connection_id": connection_id})
         answer = protocol.error(ref, ErrorCode.INTERNAL, "internal error")
-        outcome = ErrorCode.INTERNAL.value
+        outcome, closing = ErrorCode.INTERNAL.value, False
     observability.count_by("Commands", action=action, outcome=outcome)
-    return answer
+    return answer, closing
+
+
+@functools.lru_cache(maxsize=1)
+def _rate_limit() -> gate.RateLimit:
+    settings = get_settings()
+    return gate.RateLimit(
+        settings.command_rate_per_second, settings.command_burst, settings.command_hard_limit
+    )
 
 
 def ws_disconnect(event: Any) -> None:
@@ -140,6 +162,17 @@ def sweep(event: Any) -> dict[str, int]:
 
 
 # -- REST --------------------------------------------------------------------
+
+
+@api.endpoint
+def ws_ticket(request: Any) -> Response:
+    from chalicelib import tickets
+
+    user = api.caller(request)
+    refusal = commands.connect_refusal(user)
+    if refusal is not None:
+        raise refusal
+    return Response(body=tickets.issue(user), status_code=201, headers={"Cache-Control": "no-store"})
 
 
 @api.endpoint

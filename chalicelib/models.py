@@ -78,9 +78,26 @@ class Connection(Model):
     sweep_shard = UnicodeAttribute()
     expires_at = NumberAttribute()  # TTL, epoch s
     space_id = UnicodeAttribute(null=True)
+    token_exp = NumberAttribute(null=True)  # epoch s: the identity ends with the token that proved it
+    # command rate limit (chalicelib/gate.py): theoretical arrival time, epoch ms
+    rate_tat = NumberAttribute(null=True)
 
     by_user = ConnectionsByUser()
     by_last_seen = ConnectionsByLastSeen()
+
+
+class Ticket(Model):
+    """A single-use WebSocket connect ticket (POST /ws/ticket), keyed by its SHA-256."""
+
+    class Meta(_Meta):
+        table_name = FromSettings("tickets_table")
+
+    ticket_hash = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute()
+    username = UnicodeAttribute()
+    groups = UnicodeSetAttribute(null=True)
+    token_exp = NumberAttribute(null=True)  # epoch s, of the JWT that bought it
+    expires_at = NumberAttribute()  # TTL and validity, epoch s
 
 
 # -- spaces ------------------------------------------------------------------

@@ -6,12 +6,12 @@ message the server sends against it.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, ValidationError
 
 from chalicelib.errors import CommandError, ErrorCode
+from chalicelib.jsonin import load_json
 from chalicelib.rules import SpeakPolicyName
 
 MAX_REF_LENGTH = 64
@@ -201,9 +201,9 @@ def parse_command(body: str | None) -> Any:
     if body is None or body == "":
         raise CommandError(ErrorCode.BAD_REQUEST, "empty message")
     try:
-        raw = json.loads(body)
-    except ValueError:
-        raise CommandError(ErrorCode.BAD_REQUEST, "message is not valid JSON") from None
+        raw = load_json(body)
+    except ValueError as exc:
+        raise CommandError(ErrorCode.BAD_REQUEST, _not_json(exc, "message")) from None
     if not isinstance(raw, dict):
         raise CommandError(ErrorCode.BAD_REQUEST, "message must be a JSON object")
     action = raw.get("action")
@@ -215,6 +215,11 @@ def parse_command(body: str | None) -> Any:
         return _command_adapter.validate_python(raw)
     except ValidationError as exc:
         raise CommandError(ErrorCode.BAD_REQUEST, _describe(exc)) from None
+
+
+def _not_json(exc: ValueError, what: str) -> str:
+    # a nesting refusal says so; a decoder error says only that it is not JSON
+    return str(exc) if "nested" in str(exc) else f"{what} is not valid JSON"
 
 
 def _describe(exc: ValidationError) -> str:

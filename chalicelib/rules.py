@@ -214,10 +214,36 @@ def gives_up_seat_on_leave(role: Role) -> bool:
     return role == Role.SPEAKER
 
 
+# Bidi embeddings, overrides, isolates and marks: they reorder what follows them, so a
+# title could display as something else (CVE-2021-42574, "Trojan Source").
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Letters and symbols that render as blank space.
+_BLANK_LOOKALIKES = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+# Format characters, marks and separators: nothing a reader can see on their own.
+_UNSEEN_CATEGORIES = frozenset({"Cf", "Mn", "Me", "Zs", "Zl", "Zp"})
+
+
+def title_problem(title: str) -> str | None:
+    """Why `title` (whitespace already collapsed) is not acceptable, or None."""
+    import unicodedata
+
+    if not 1 <= len(title) <= TITLE_MAX:
+        return f"title must be 1-{TITLE_MAX} characters"
+    if any(unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") for ch in title):
+        return "title must not contain control, private-use or unassigned characters"
+    if any(ch in _BIDI_CONTROLS for ch in title):
+        return "title must not contain bidirectional control characters"
+    if all(ch in _BLANK_LOOKALIKES or unicodedata.category(ch) in _UNSEEN_CATEGORIES for ch in title):
+        return "title must contain visible text"
+    return None
+
+
 def validate_title(title: str) -> str:
+    """The title with whitespace collapsed; the same rule for REST (POST /spaces) and settings.update."""
     cleaned = " ".join(title.split())
-    if not 1 <= len(cleaned) <= TITLE_MAX:
-        raise refuse(ErrorCode.BAD_REQUEST, f"title must be 1-{TITLE_MAX} characters")
+    problem = title_problem(cleaned)
+    if problem is not None:
+        raise refuse(ErrorCode.BAD_REQUEST, problem)
     return cleaned
 
 

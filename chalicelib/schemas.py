@@ -4,26 +4,29 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
 from chalicelib.errors import CommandError, ErrorCode
-from chalicelib.rules import TITLE_MAX, SpeakPolicyName
+from chalicelib.rules import TITLE_MAX, SpeakPolicyName, title_problem
 
 MAX_SCHEDULE_AHEAD = timedelta(days=30)
+# RFC 3339 date-time, as docs/openapi.yaml says: no epoch numbers, no bare dates
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$")
 
 
 class CreateSpace(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: Annotated[str, Field(min_length=1, max_length=TITLE_MAX)]
+    title: Annotated[StrictStr, Field(min_length=1, max_length=TITLE_MAX)]
     scheduled_start: datetime | None = None
     speak_policy: SpeakPolicyName = "everyone"
-    lang: Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")] | None = None
-    handover: bool = False
+    lang: Annotated[StrictStr, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")] | None = None
+    handover: StrictBool = False
 
     @field_validator("title")
     @classmethod
@@ -31,7 +34,17 @@ class CreateSpace(BaseModel):
         cleaned = " ".join(value.split())
         if not cleaned:
             raise ValueError("title must not be blank")
+        problem = title_problem(cleaned)  # the rule settings.update applies
+        if problem is not None:
+            raise ValueError(problem)
         return cleaned
+
+    @field_validator("scheduled_start", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: Any) -> Any:
+        if value is not None and (not isinstance(value, str) or not RFC3339.fullmatch(value)):
+            raise ValueError("scheduled_start must be an RFC 3339 date-time, e.g. 2026-12-01T18:00:00Z")
+        return value
 
     @field_validator("scheduled_start")
     @classmethod
@@ -84,8 +97,10 @@ def decode_cursor(
     non-numeric value, or whose partition key is not the one queried: `fixed` names
     the attributes whose string value must be what this query uses.
     """
-    if not raw:
+    if raw is None:
         return None
+    if not raw:
+        raise CommandError(ErrorCode.BAD_REQUEST, "cursor must not be empty; leave it out for the first page")
     key = cursor_content(raw)
     if not valid_key(key, keys, fixed):
         raise CommandError(ErrorCode.BAD_REQUEST, "cursor is not valid")

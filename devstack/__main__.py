@@ -43,9 +43,9 @@ def main() -> None:
     print(
         f"""
 sohbet local stack ready in {ready:.1f}s
-  WebSocket   {stack.ws_url}?token=TOKEN
+  WebSocket   {stack.ws_url}?ticket=TICKET   (POST {base}/ws/ticket, Bearer TOKEN; or ?token=TOKEN)
   REST        {base}/            (e.g. GET {base}/whoami with Authorization: Bearer TOKEN)
-  @connections {base}/@connections/{{connection_id}}
+  @connections {base}/@connections/{{connection_id}}   (SigV4-signed, local credentials)
   Chime SDK Meetings API {base}/_aws/chime-sdk-meetings  (rate limits {limits})
   audio (WHIP) {base}/media/whip/{{MeetingId}}   (ICE candidates on {", ".join(stack.media_addresses)})
   embedded AWS (moto) {stack.aws.endpoint}

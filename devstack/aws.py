@@ -127,7 +127,8 @@ class EmbeddedAWS:
             [sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env=dict(os.environ, **FAKE_CREDENTIALS),
+            # the child exits when this process is gone (devstack/moto_server.py)
+            env=dict(os.environ, **FAKE_CREDENTIALS, SOHBET_STACK_PID=str(os.getpid())),
             cwd=REPO,
         )
         self.endpoint = f"http://127.0.0.1:{port}"

@@ -75,6 +75,9 @@ class GatewaySettings:
     idle_timeout_seconds: float = 600.0
     max_connection_seconds: float = 7200.0
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    # @connections needs IAM (SigV4) as in API Gateway: access key id -> secret key.
+    region: str = "us-east-1"
+    signing_secrets: dict[str, str] = field(default_factory=lambda: {"testing": "testing"})
 
 
 @dataclass
@@ -205,7 +208,7 @@ class WebSocketGateway:
         """Route selection expression `$request.body.action`, then `$default`."""
         try:
             parsed = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep for the decoder: no action to select on
             return "$default"
         if isinstance(parsed, dict):
             action = parsed.get("action")
@@ -270,7 +273,11 @@ class WebSocketGateway:
                         code, reason = 1006, "Connection lost"
                     break
                 conn.last_active_at = _now_ms()
-                await self._on_message(conn, message)
+                try:
+                    await self._on_message(conn, message)
+                except Exception:  # one bad frame never ends the connection
+                    log.exception("could not route a frame on %s", conn_id)
+                    await self._send_gateway_error(conn, "Internal server error")
         except Exception:  # a broken socket ends the connection, never the process
             log.exception("receive loop failed for %s", conn_id)
         finally:
@@ -310,8 +317,18 @@ class WebSocketGateway:
 
     async def _dispatch(self, conn: Connection, route_key: str, body: str, is_b64: bool) -> None:
         event = self.message_event(conn, route_key, body, is_b64)
+        handler = self._handlers[route_key]
+
+        def invoke_unless_closed() -> Any:
+            # Lambda would have taken this frame at once; here it may have waited for a
+            # worker thread. If the connection was closed meanwhile (@connections
+            # DELETE), it is dropped: nothing runs for a connection that is gone.
+            if conn.closing is not None:
+                return None
+            return handler(event, self._context_factory())
+
         try:
-            await self._invoke(route_key, event)
+            await asyncio.get_running_loop().run_in_executor(self._executor, invoke_unless_closed)
         except Exception:
             log.exception("%s handler raised for %s", route_key, conn.connection_id)
             await self._send_gateway_error(
@@ -360,11 +377,35 @@ class WebSocketGateway:
 
     # -- @connections management API ---------------------------------------
 
+    async def _unsigned(self, request: Request, body: bytes = b"") -> Response | None:
+        """403 unless the request is SigV4-signed with the local credentials (devstack/sigv4.py)."""
+        from devstack.sigv4 import SignatureError, verify
+
+        scope = request.scope
+        url = f"http://{request.headers.get('host', '')}{scope['raw_path'].decode('latin-1')}"
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        try:
+            verify(
+                request.method,
+                url,
+                {k.lower(): v for k, v in request.headers.items()},
+                body,
+                self.settings.signing_secrets,
+                self.settings.region,
+            )
+        except SignatureError as exc:
+            return _management_error(403, exc.error_type, exc.message)
+        return None
+
     async def post_to_connection(self, request: Request) -> Response:
+        data = await request.body()
+        refused = await self._unsigned(request, data)
+        if refused is not None:
+            return refused
         conn = self.connections.get(request.path_params["connection_id"])
         if conn is None or conn.closing is not None:
             return _management_error(410, "GoneException")
-        data = await request.body()
         if len(data) > self.settings.max_message_bytes:
             return _management_error(413, "PayloadTooLargeException", "Message too long")
         try:
@@ -375,6 +416,9 @@ class WebSocketGateway:
         return Response(status_code=200, headers=_amzn_headers())
 
     async def get_connection(self, request: Request) -> Response:
+        refused = await self._unsigned(request)
+        if refused is not None:
+            return refused
         conn = self.connections.get(request.path_params["connection_id"])
         if conn is None or conn.closing is not None:
             return _management_error(410, "GoneException")
@@ -386,6 +430,9 @@ class WebSocketGateway:
         return JSONResponse(body, headers=_amzn_headers())
 
     async def delete_connection(self, request: Request) -> Response:
+        refused = await self._unsigned(request)
+        if refused is not None:
+            return refused
         closed = await self.close(request.path_params["connection_id"], 1000, "")
         if not closed:
             return _management_error(410, "GoneException")

@@ -96,9 +96,37 @@ def serialize_dynamodb() -> None:
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
+PARENT_PID_ENV = "SOHBET_STACK_PID"
+
+
+def die_with_parent(parent_pid: int, interval: float = 0.25) -> threading.Thread:
+    """Exit as soon as the stack that started this server is gone, however it ended.
+
+    A stack that crashes or is killed (SIGKILL runs no clean-up) must not leave moto
+    behind. Polling the parent pid works from any thread that started the child
+    (PR_SET_PDEATHSIG fires when the forking *thread* exits, not the process).
+    """
+    import os
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval)
+        os._exit(0)
+
+    thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
 def main(argv: list[str]) -> None:
+    import os
+
     from moto.server import main as moto_main
 
+    parent = os.environ.get(PARENT_PID_ENV)
+    if parent:
+        die_with_parent(int(parent))
     patch_transactions()
     serialize_dynamodb()
     moto_main(argv)

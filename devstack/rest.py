@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 _PATH_SAFE = "/:@!$&'()*+,=-._~"
 
@@ -44,6 +44,11 @@ class RestGateway:
                 self._executor, self._gateway.handle_request, request.method, path, headers, body or None
             )
         except LocalGatewayException as error:
+            if error.CODE == 403:
+                # No such route: API Gateway's MISSING_AUTHENTICATION_TOKEN, which the
+                # template turns into the uniform 404 (infra/template.yaml, RestAPI).
+                # Chalice's imitation of the default would echo the Authorization header.
+                return JSONResponse({"code": "not_found", "message": "no such route"}, status_code=404)
             return Response(error.body or b"", status_code=error.CODE, headers=dict(error.headers))
         return _to_response(result)
 

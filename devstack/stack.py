@@ -266,8 +266,12 @@ class LocalStack:
             )
         )
         starlette_app = Starlette(routes=routes)
+        from devstack.protocols import BoundedH11Protocol, QuietRefusalWebSocketProtocol
+
         config = uvicorn.Config(
             starlette_app,
+            http=BoundedH11Protocol,
+            ws=QuietRefusalWebSocketProtocol,
             log_level="warning",
             access_log=False,
             lifespan="off",

@@ -9,6 +9,7 @@ from sohbet_client.client import (
     get_token,
     http_base_url,
     rest,
+    with_ticket,
     with_token,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "get_token",
     "http_base_url",
     "rest",
+    "with_ticket",
     "with_token",
 ]

@@ -198,7 +198,9 @@ async def _main(args: argparse.Namespace) -> int:
         _print({"status": status, "body": answer})
         return 0 if status < 400 else 1
 
-    async with SohbetClient(args.url, token, timeout=args.timeout) as client:
+    async with SohbetClient(
+        args.url, token, timeout=args.timeout, auth=args.auth, rest_url=base_url
+    ) as client:
         if args.command == "join":
             return await _join(client, args.space_id)
         message = parse_command(shlex.join([args.action, *args.fields]))
@@ -217,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--token", help="use this token")
     parser.add_argument("--groups", nargs="*", default=[], help="groups for the minted token (e.g. admins)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a reply")
+    parser.add_argument(
+        "--auth",
+        choices=["ticket", "token"],
+        default="ticket",
+        help="connect with a single-use ticket from POST /ws/ticket (default) or the token in the URL",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("token", help="print a token")
     create = sub.add_parser("create", help="create a space (POST /spaces) and print it")

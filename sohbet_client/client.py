@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection
@@ -35,6 +35,8 @@ __all__ = [
     "get_token",
     "http_base_url",
     "rest",
+    "with_ticket",
+    "with_token",
 ]
 
 log = logging.getLogger("sohbet_client")
@@ -90,6 +92,16 @@ def with_token(url: str, token: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def with_ticket(url: str, ticket: str) -> str:
+    """`url` with a connect ticket as its only credential (any `token` parameter removed)."""
+    parts = urlsplit(url)
+    query = [
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ("token", "ticket")
+    ]
+    query.append(("ticket", ticket))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 def http_base_url(ws_url: str) -> str:
     """The REST base URL that goes with a WebSocket URL (same host and port; ws→http, wss→https)."""
     parts = urlsplit(ws_url)
@@ -103,6 +115,12 @@ class SohbetClient:
     >>> async with SohbetClient("ws://127.0.0.1:8000/", token) as client:
     ...     snapshot = await client.join("sp1")
     ...     event = await client.next_event("stage.changed")
+
+    By default the token never goes in the WebSocket URL (where access logs keep it):
+    `connect()` trades it for a single-use ticket at `POST {rest_url}/ws/ticket` and
+    connects with `?ticket=`. `rest_url` defaults to the WebSocket URL's host (right
+    for the local stack, which serves both; in AWS the REST API has its own URL).
+    `auth="token"` puts the token in the URL instead, as before.
     """
 
     def __init__(
@@ -115,9 +133,15 @@ class SohbetClient:
         on_resync: ResyncCallback | None = None,
         open_timeout: float = DEFAULT_TIMEOUT,
         keep_frames: bool = False,
+        auth: Literal["ticket", "token"] = "ticket",
+        rest_url: str | None = None,
     ) -> None:
+        if auth not in ("ticket", "token"):
+            raise ValueError("auth must be 'ticket' or 'token'")
         self.url = url
         self.token = token
+        self.auth = auth
+        self.rest_url = rest_url or http_base_url(url)
         self.timeout = timeout
         self.auto_resync = auto_resync
         self.on_resync = on_resync
@@ -152,10 +176,24 @@ class SohbetClient:
     async def connect(self) -> SohbetClient:
         if self._ws is not None:
             raise RuntimeError("already connected")
-        url = self.url if self.token is None else with_token(self.url, self.token)  # None: see the refusal
+        if self.token is None:  # no credential at all: see the refusal
+            url = self.url
+        elif self.auth == "ticket":
+            url = with_ticket(self.url, await self.ticket())
+        else:
+            url = with_token(self.url, self.token)
         self._ws = await ws_connect(url, open_timeout=self.open_timeout)
         self._reader = asyncio.create_task(self._read(self._ws), name="sohbet-client-reader")
         return self
+
+    async def ticket(self) -> str:
+        """A fresh single-use connect ticket for this client's token (POST /ws/ticket)."""
+        status, body = await rest(self.rest_url, "POST", "/ws/ticket", self.token, timeout=self.open_timeout)
+        if status != 201 or not isinstance(body, dict) or not isinstance(body.get("ticket"), str):
+            code = body.get("code") if isinstance(body, dict) else None
+            message = body.get("message") if isinstance(body, dict) else None
+            raise SohbetError(str(code or "unauthorized"), str(message or f"POST /ws/ticket: HTTP {status}"))
+        return str(body["ticket"])
 
     async def close(self, code: int | None = 1000, reason: str = "") -> None:
         """Close the socket and wait for the reader to finish; pending commands fail.

@@ -56,6 +56,7 @@ REF_ENV = {
     "CASES_TABLE": "CasesTable",
     "AUDIT_TABLE": "AuditTable",
     "IDEMPOTENCY_TABLE": "IdempotencyTable",
+    "TICKETS_TABLE": "TicketsTable",
     "MODERATION_QUEUE_URL": "ModerationQueue",
     "FANOUT_QUEUE_URL": "FanoutQueue",
     "AUTH_ISSUER": "AuthIssuer",

@@ -99,8 +99,10 @@ def _page(results: Any) -> dict[str, Any]:
 
 
 def _positions(cursor: str | None, shards: list[str], keys: set[str]) -> dict[str, Any]:
-    if not cursor:
+    if cursor is None:
         return {}
+    if not cursor:
+        raise CommandError(ErrorCode.BAD_REQUEST, "cursor must not be empty; leave it out for the first page")
     positions = cursor_content(cursor)
     if (
         not isinstance(positions, dict)

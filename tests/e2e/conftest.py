@@ -69,6 +69,11 @@ def stack() -> Iterator[LocalStack]:
             extra_env={
                 "HOST_GRACE_SECONDS": "2",
                 "LISTENER_COUNT_INTERVAL_SECONDS": "0.5",
+                # Tests pipeline hundreds of commands and open many sockets per user; the
+                # production limits are tested on a stack of their own (test_edges_limits.py).
+                "COMMAND_BURST": "1000",
+                "COMMAND_HARD_LIMIT": "1000",
+                "MAX_CONNECTIONS_PER_USER": "100",
             },
         )
     ).start()
@@ -516,7 +521,9 @@ class Client(SohbetClient):
     (`call`), events by name with waiting (`event`), and raw frames in and out (`recv`, `command`)."""
 
     def __init__(self, url: str, token: str | None, user: str, *, check: bool = True) -> None:
-        super().__init__(url, token, keep_frames=True)
+        # The token in the URL, so a refused $connect surfaces as the handshake's status;
+        # tickets, the client's default, are tested in test_edges_client.py and test_edges_identity.py.
+        super().__init__(url, token, keep_frames=True, auth="token")
         self.user = user
         self.check = check  # whether its frames are checked against docs/asyncapi.yaml
 

@@ -69,17 +69,18 @@ def test_whoami_with_a_forged_or_malformed_token_is_401(stack, scheme: str) -> N
     assert body["code"] == "unauthorized"
 
 
-def test_an_unknown_path_is_403_missing_authentication_token(stack) -> None:
+def test_an_unknown_path_is_the_uniform_404(stack) -> None:
+    """API Gateway's MISSING_AUTHENTICATION_TOKEN, as the template's gateway response sets it."""
     for method in ("GET", "POST", "DELETE"):
         status, body = http(stack, method, "/no/such/route")
-        assert status == 403, method
-        assert body == {"message": "Missing Authentication Token"}, method
+        assert status == 404, method
+        assert body == {"code": "not_found", "message": "no such route"}, method
 
 
-def test_an_unknown_path_with_credentials_is_still_403(stack) -> None:
+def test_an_unknown_path_with_credentials_is_still_404(stack) -> None:
     status, body = http(stack, "GET", "/no/such/route", token=stack.mint_token("ada"))
-    assert status == 403
-    assert "message" in body
+    assert status == 404
+    assert body == {"code": "not_found", "message": "no such route"}
 
 
 def test_cors_preflight(stack) -> None:

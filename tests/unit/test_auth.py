@@ -26,7 +26,16 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from chalicelib import auth
-from chalicelib.auth import AuthError, Identity, TokenVerifier, identity_from_bearer, identity_from_query
+from chalicelib.auth import (
+    USER_ID_RE,
+    AuthError,
+    Identity,
+    TokenVerifier,
+    addressable,
+    identity_from_bearer,
+    identity_from_query,
+)
+from chalicelib.protocol import ID_PATTERN
 from devstack.idp import LocalIdentityProvider, jwks_path, routes
 
 ISSUER = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_TEST"
@@ -545,3 +554,45 @@ def test_minted_token_verifies_against_served_jwks() -> None:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+# -- identities at the token boundary: every user id can be named by a command ----
+
+
+def test_the_token_boundary_and_the_protocol_agree_on_user_ids() -> None:
+    assert USER_ID_RE.pattern == ID_PATTERN
+
+
+@pytest.mark.parametrize(
+    "sub",
+    [
+        "ada lovelace",  # space
+        "ada#1",  # '#': the relations table's key separator
+        "ada\n",  # control characters
+        "ada\x00",
+        "ada\u202e",  # bidi override
+        "a" * 65,  # over-long
+        "ädä",  # outside the id alphabet
+        "ada/../bob",
+    ],
+)
+def test_a_token_whose_subject_no_command_could_name_is_refused(
+    verifier: TokenVerifier,
+    key: rsa.RSAPrivateKey,
+    sub: str,
+) -> None:
+    assert not addressable(sub)
+    rejects(verifier, sign(key, sub=sub), "this account's user id is not supported")
+
+
+@pytest.mark.parametrize("sub", ["u-1", "3f1c2a9e-7b1d-4a43-9c5e-0e2f1d7a9b10", "a" * 64, "x.y:z_w-1"])
+def test_cognito_shaped_subjects_pass_and_carry_the_token_expiry(
+    verifier: TokenVerifier,
+    key: rsa.RSAPrivateKey,
+    sub: str,
+) -> None:
+    exp = int(time.time()) + 600
+    identity = verifier.verify(sign(key, sub=sub, exp=exp))
+    assert identity.user_id == sub
+    assert identity.expires_at == exp
+    assert claims()["exp"] > 0

@@ -88,7 +88,8 @@ class FakeServer:
 
 
 def client_for(server: FakeServer, **kwargs: Any) -> SohbetClient:
-    return SohbetClient(server.url, "t0k", **kwargs)
+    # the fake speaks only WebSocket: the token goes in the URL (tickets: tests/e2e/test_edges_client.py)
+    return SohbetClient(server.url, "t0k", auth="token", **kwargs)
 
 
 # -- connecting ------------------------------------------------------------------
@@ -566,9 +567,13 @@ async def test_cli_send_prints_the_reply(capsys: pytest.CaptureFixture[str]) -> 
 
     async with FakeServer(refuse_mute) as server:
         parser = cli.build_parser()
-        args = parser.parse_args(["--url", server.url, "--token", "t", "send", "space.join", "sp1"])
+        args = parser.parse_args(
+            ["--url", server.url, "--token", "t", "--auth", "token", "send", "space.join", "sp1"]
+        )
         assert await cli._main(args) == 0
-        args = parser.parse_args(["--url", server.url, "--token", "t", "send", "speaker.mute", "sp1", "bob"])
+        args = parser.parse_args(
+            ["--url", server.url, "--token", "t", "--auth", "token", "send", "speaker.mute", "sp1", "bob"]
+        )
         assert await cli._main(args) == 1
         assert server.actions() == ["space.join", "speaker.mute"]
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
