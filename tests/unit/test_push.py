@@ -13,6 +13,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
@@ -20,9 +21,9 @@ from urllib.parse import unquote
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+from botocore.credentials import Credentials, RefreshableCredentials
 
-from chalicelib.push import FAILED, GONE, OK, Delivery, Pusher, SignedPoster, encode
+from chalicelib.push import FAILED, GONE, OK, Delivery, Pusher, SignedPoster, SigV4Signer, encode
 
 REGION = "eu-central-1"
 KEY, SECRET, TOKEN = "AKIDPUSHTEST", "push-test-secret", "push-test-session-token"
@@ -45,6 +46,7 @@ class Seen:
     headers: dict[str, str]  # lower-cased names
     body: bytes
     status: int
+    peer_port: int = 0  # the client's port: one per TCP connection
 
 
 class FakeGateway:
@@ -52,6 +54,7 @@ class FakeGateway:
 
     def __init__(self) -> None:
         self.scripts: dict[str, list[int]] = {}
+        self.drop_after: set[str] = set()  # ids after whose answer the server closes the connection
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -78,6 +81,7 @@ class FakeGateway:
         with self._lock:
             self.scripts.clear()
             self.seen.clear()
+            self.drop_after.clear()
 
     def play(self, connection_id: str, *statuses: int) -> None:
         with self._lock:
@@ -112,7 +116,8 @@ class FakeGateway:
                 connection_id = unquote(raw_path.rsplit("/", 1)[-1])
                 status = gateway._next_status(connection_id)
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                gateway._record(Seen(self.command, raw_path, connection_id, headers, body, status))
+                peer = self.client_address[1]
+                gateway._record(Seen(self.command, raw_path, connection_id, headers, body, status, peer))
                 payload = b""
                 if status >= 400:
                     payload = json.dumps({"message": ERROR_TYPES.get(status, "error")}).encode()
@@ -127,6 +132,9 @@ class FakeGateway:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+                if connection_id in gateway.drop_after:
+                    # closed without a "Connection: close": as an idle timeout looks to the client
+                    self.close_connection = True
 
             do_POST = do_GET = do_DELETE = _serve
 
@@ -194,6 +202,13 @@ def poster(gateway: FakeGateway) -> SignedPoster:
 
 # --------------------------------------------------------------------------- SignedPoster
 
+CONNECTION_IDS = {
+    "L0SM9cOFvHcCIhw=": "L0SM9cOFvHcCIhw%3D",
+    "a-b_c.d~e": "a-b_c.d~e",
+    "x/y+z==": "x%2Fy%2Bz%3D%3D",
+    "sp ace?#": "sp%20ace%3F%23",
+}
+
 
 @pytest.mark.parametrize(
     ("statuses", "outcome", "throttled", "attempts"),
@@ -233,14 +248,6 @@ def test_every_attempt_is_signed_for_execute_api_and_carries_the_body_unchanged(
     assert all("execute-api" in r.headers["authorization"] for r in seen)
 
 
-CONNECTION_IDS = {
-    "L0SM9cOFvHcCIhw=": "L0SM9cOFvHcCIhw%3D",
-    "a-b_c.d~e": "a-b_c.d~e",
-    "x/y+z==": "x%2Fy%2Bz%3D%3D",
-    "sp ace?#": "sp%20ace%3F%23",
-}
-
-
 def test_connection_ids_are_percent_encoded_in_the_path(gateway: FakeGateway) -> None:
     signed = poster(gateway)
     for connection_id, encoded in CONNECTION_IDS.items():
@@ -267,6 +274,95 @@ def test_an_unreachable_gateway_fails_after_its_attempts() -> None:
         port = sock.getsockname()[1]
     unreachable = SignedPoster(f"http://127.0.0.1:{port}", REGION, workers=1, max_attempts=2)
     assert unreachable.post("conn", b"{}") == (FAILED, 0)
+
+
+# --------------------------------------------------------------------------- SigV4Signer
+
+
+def botocore_signature(headers: dict[str, str], path: str, body: bytes, creds: Credentials) -> str:
+    """What botocore's SigV4Auth computes for the same request at the same instant."""
+    request = AWSRequest(
+        method="POST",
+        url=f"http://{headers['Host']}{path}",
+        data=body,
+        headers={k: v for k, v in headers.items() if k not in ("Host", "Authorization")},
+    )
+    request.context["timestamp"] = headers["X-Amz-Date"]
+    signer = SigV4Auth(creds, "execute-api", REGION)
+    return signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
+
+
+def _signature_of(headers: dict[str, str]) -> str:
+    return headers["Authorization"].rsplit("Signature=", 1)[1]
+
+
+@pytest.mark.parametrize("token", [TOKEN, None], ids=["session-token", "no-token"])
+@pytest.mark.parametrize("host", ["127.0.0.1:8000", "abc123.execute-api.eu-central-1.amazonaws.com"])
+@pytest.mark.parametrize("connection_id", list(CONNECTION_IDS))
+def test_the_hmac_signer_computes_botocores_signature(
+    token: str | None, host: str, connection_id: str
+) -> None:
+    creds = Credentials(KEY, SECRET, token)
+    signer = SigV4Signer(REGION, credentials=creds)
+    body = "ş🎙".encode() + bytes(range(256))
+    for prefix in ("", "/prod"):
+        path = f"{prefix}/@connections/{CONNECTION_IDS[connection_id]}"
+        headers = signer.headers(host, path, body, now=1_764_000_000 + len(prefix))
+        assert _signature_of(headers) == botocore_signature(headers, path, body, creds)
+        assert headers["Authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={KEY}/20251124/{REGION}/")
+        assert headers.get("X-Amz-Security-Token") == token
+        # a different body, path or secret gives another signature (the check above can fail)
+        assert _signature_of(signer.headers(host, path, body + b"!", now=1_764_000_000 + len(prefix))) != (
+            _signature_of(headers)
+        )
+        other = SigV4Signer(REGION, credentials=Credentials(KEY, SECRET + "x", token))
+        assert _signature_of(other.headers(host, path, body, now=1_764_000_000 + len(prefix))) != (
+            _signature_of(headers)
+        )
+
+
+ISSUED = [("AKIDONE", "secret-one", "token-one"), ("AKIDTWO", "secret-two", "token-two")]
+
+
+def test_the_signer_uses_refreshed_credentials_and_a_new_day_key() -> None:
+    clock = [datetime(2025, 11, 24, 12, tzinfo=UTC)]
+    issued = iter(ISSUED[1:])
+
+    def refresh() -> dict[str, str]:
+        key, secret, token = next(issued)
+        expiry = (clock[0] + timedelta(hours=1)).isoformat()
+        return {"access_key": key, "secret_key": secret, "token": token, "expiry_time": expiry}
+
+    key, secret, token = ISSUED[0]
+    creds = RefreshableCredentials(
+        key, secret, token, clock[0] + timedelta(hours=1), refresh, "test", time_fetcher=lambda: clock[0]
+    )
+    signer = SigV4Signer(REGION, credentials=creds)
+    path, body = "/@connections/abc", b"{}"
+    first = signer.headers("h", path, body, now=clock[0].timestamp())
+    clock[0] += timedelta(days=1)  # the credentials expired; a new day needs a new signing key
+    second = signer.headers("h", path, body, now=clock[0].timestamp())
+    assert "Credential=AKIDONE/20251124/" in first["Authorization"]
+    assert first["X-Amz-Security-Token"] == "token-one"
+    assert "Credential=AKIDTWO/20251125/" in second["Authorization"]
+    assert second["X-Amz-Security-Token"] == "token-two"
+    assert _signature_of(first) == botocore_signature(first, path, body, Credentials(*ISSUED[0]))
+    assert _signature_of(second) == botocore_signature(second, path, body, Credentials(*ISSUED[1]))
+
+
+def test_posts_share_one_keep_alive_connection_and_survive_its_close(gateway: FakeGateway) -> None:
+    signed = SignedPoster(gateway.endpoint + "/prod", REGION, workers=1)
+    for i in range(5):
+        assert signed.post(f"k{i}", b"{}") == (OK, 0)
+    assert len({s.peer_port for s in gateway.seen}) == 1
+    gateway.drop_after.add("k4-last")
+    assert signed.post("k4-last", b"{}") == (OK, 0)
+    # the server closed the kept-alive connection: the next post goes out once, on a new one
+    assert signed.post("after-close", b"{}") == (OK, 0)
+    (after,) = gateway.requests_for("after-close")
+    assert after.peer_port != gateway.seen[0].peer_port
+    assert after.raw_path == "/prod/@connections/after-close"
+    assert all(sigv4_problems(s) == [] for s in gateway.seen)
 
 
 # --------------------------------------------------------------------------- Pusher
