@@ -40,11 +40,24 @@ def error_response(code: ErrorCode, message: str, data: dict[str, Any] | None = 
     return Response(body=body, status_code=HTTP_STATUS[code], headers={"Content-Type": "application/json"})
 
 
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def caller(request: Any) -> auth.Identity:
+    """The verified caller. A suspended account reads but changes nothing: every REST request
+    that writes is refused here, the one door they all pass (the WebSocket's are $connect and
+    space.join, chalicelib/commands.py)."""
     try:
-        return auth.identity_from_bearer(request.headers or {})
+        identity = auth.identity_from_bearer(request.headers or {})
     except auth.AuthError as exc:
         raise CommandError(ErrorCode.UNAUTHORIZED, exc.message) from None
+    if request.method not in READ_METHODS:
+        from chalicelib import suspensions
+
+        refusal = suspensions.refusal(identity.user_id)
+        if refusal is not None:
+            raise refusal
+    return identity
 
 
 def admin(request: Any) -> auth.Identity:

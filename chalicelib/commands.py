@@ -31,12 +31,20 @@ def ping(caller: Connection) -> Reply:
     return {"user_id": caller.user_id, "connection_id": caller.connection_id, "server_time": time.time()}
 
 
+def _join(caller: Connection, space_id: str) -> Reply:
+    # A socket opened before its user was suspended (and not closed yet) cannot come back in.
+    refusal = suspensions.refusal(caller.user_id)
+    if refusal is not None:
+        raise refusal
+    return spaces.join(caller, space_id)
+
+
 def _leave(caller: Connection, space_id: str) -> Reply:
     return {"left": spaces.leave(caller.user_id, space_id, caller.connection_id)}
 
 
 ON_SPACE: dict[str, OnSpace] = {
-    "space.join": spaces.join,
+    "space.join": _join,
     "space.leave": _leave,
     "space.sync": spaces.sync,
     "space.end": spaces.end_by_host,

@@ -77,7 +77,10 @@ class Connection(Model):
     last_seen = NumberAttribute()  # epoch s
     sweep_shard = UnicodeAttribute()
     expires_at = NumberAttribute()  # TTL, epoch s
+    # The one space this socket holds (docs/protocol: one space per socket): the last it joined.
+    # space_version rises with every join, so racing joins on one socket cannot both win.
     space_id = UnicodeAttribute(null=True)
+    space_version = NumberAttribute(null=True)
     token_exp = NumberAttribute(null=True)  # epoch s: the identity ends with the token that proved it
     # command rate limit (chalicelib/gate.py): theoretical arrival time, epoch ms
     rate_tat = NumberAttribute(null=True)

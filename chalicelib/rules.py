@@ -103,10 +103,12 @@ def check_hand_raise(role: Role, policy: SpeakPolicy, *, host_follows_caller: bo
         raise refuse(ErrorCode.NOT_ALLOWED, "in this space only invited people can speak")
 
 
-def check_join(*, removed: bool, blocked_by_moderator: bool) -> None:
+def check_join(*, removed: bool, blocked_by_moderator: bool, seat: Role | None = None) -> None:
+    """`seat`: the stage role the joiner comes back to. A block never keeps out the host or a
+    co-host (as it never removes one): a co-host must not lock the host out of their own space."""
     if removed:
         raise refuse(ErrorCode.NOT_ALLOWED, "you were removed from this space")
-    if blocked_by_moderator:
+    if blocked_by_moderator and seat not in MODERATORS:
         # Deliberately the same refusal as any other: a block is not revealed.
         raise refuse(ErrorCode.NOT_ALLOWED, "you cannot join this space")
 

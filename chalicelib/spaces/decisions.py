@@ -12,7 +12,7 @@ from typing import Literal
 
 from chalicelib import rules
 from chalicelib.errors import CommandError, ErrorCode
-from chalicelib.models import Member, Space
+from chalicelib.models import Connection, Member, Space
 from chalicelib.rules import Role
 from chalicelib.spaces.stage import Stage, StageEntry, audio_of
 
@@ -30,6 +30,7 @@ class Ctx:
     seq: int = 0  # the space's last event number when this was read
     count_published_at: float = 0.0  # when the last listeners.count event went out
     listeners: int | None = None  # exact listener count, when read with the counters
+    connection: Connection | None = None  # the caller's connection record, when read with it
     stage: Stage = field(init=False)
 
     def __post_init__(self) -> None:
@@ -90,10 +91,12 @@ class Joining:
 def joining(ctx: Ctx, *, blocked_by_moderator: bool, max_listeners: int) -> Joining:
     rules.require_live(ctx.space.state)
     member = ctx.member
-    rules.check_join(
-        removed=member is not None and bool(member.removed), blocked_by_moderator=blocked_by_moderator
-    )
     seat = ctx.stage.get(ctx.user_id)
+    rules.check_join(
+        removed=member is not None and bool(member.removed),
+        blocked_by_moderator=blocked_by_moderator,
+        seat=seat.role if seat else None,
+    )
     present = member is not None and bool(member.present)
     old = member.connection_id if member is not None and present else None
     join = Joining(

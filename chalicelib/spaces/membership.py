@@ -7,6 +7,7 @@ the stage.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -24,16 +25,63 @@ from chalicelib.spaces import decisions, store, transitions
 from chalicelib.spaces.stage import Stage, audio_of
 from chalicelib.spaces.views import snapshot
 
+JOIN_RETRIES = 5
+
 
 def join(conn: Connection, space_id: str) -> dict[str, Any]:
-    """A media attendee first, then one DynamoDB transaction; if the write fails the
-    attendee is deleted again."""
-    ctx = store.load(conn.user_id, conn.connection_id, space_id, with_counts=True)
+    """A media attendee first, then one DynamoDB transaction conditional on everything the
+    decision read (the member, the stage, the socket's space); a lost race reads and decides
+    again. An attendee no committed join holds is deleted again."""
+    made: list[media.Attendee] = []  # attendees created by attempts that did not commit
+    try:
+        for _ in range(JOIN_RETRIES):
+            ctx = store.load(
+                conn.user_id, conn.connection_id, space_id, with_counts=True, with_connection=True
+            )
+            if ctx.connection is None:
+                raise CommandError(ErrorCode.UNAUTHORIZED, "connection is not registered; reconnect")
+            elsewhere = ctx.connection.space_id
+            if elsewhere and elsewhere != space_id:
+                # One space per socket: joining another leaves the one it is in, as space.leave would.
+                leave(conn.user_id, elsewhere, conn.connection_id)
+            joined = _join_once(conn, ctx, made)
+            if joined is not None:
+                return joined
+        raise CommandError(ErrorCode.CONFLICT, "the space changed while you joined; try again")
+    finally:
+        if made:
+            _drop_unclaimed(space_id, conn.user_id, made)
+
+
+def _member_unchanged(member: Member | None) -> Any:
+    """The member item is as the join read it (two joins of one user cannot both count)."""
+    not_removed = Member.removed.does_not_exist() | (Member.removed == False)  # noqa: E712
+    if member is None:
+        return Member.user_id.does_not_exist()
+    if not member.present:
+        return not_removed & (Member.present.does_not_exist() | (Member.present == False))  # noqa: E712
+    return not_removed & (Member.present == True) & (Member.connection_id == member.connection_id)  # noqa: E712
+
+
+def _socket_unchanged(connection: Connection) -> Any:
+    """The socket is still open and no other join on it committed since it was read."""
+    condition = Connection.connection_id.exists()
+    if connection.space_version is None:
+        return condition & Connection.space_version.does_not_exist()
+    return condition & (Connection.space_version == connection.space_version)
+
+
+def _join_once(conn: Connection, ctx: decisions.Ctx, made: list[media.Attendee]) -> dict[str, Any] | None:
+    """One attempt: the snapshot, or None when another writer changed what was read."""
+    assert ctx.connection is not None
+    space_id = ctx.space.space_id
     space, listeners = ctx.space, ctx.listeners or 0
     blocked = bool(store.blockers_among(ctx.stage.moderators(), conn.user_id))
     join = decisions.joining(ctx, blocked_by_moderator=blocked, max_listeners=get_settings().max_listeners)
     entry, role, already_present, new_listener = join.seat, join.role, join.already_present, join.new_listener
     meeting, attendee = placement.place(space, conn.user_id, role, audio_of(entry), listeners)
+    if attendee.attendee_id not in {a.attendee_id for a in made}:
+        made.append(attendee)
     now = now_iso()
     stage = ctx.stage.mark_back(conn.user_id, conn.connection_id) if entry is not None else ctx.stage
     try:
@@ -49,7 +97,7 @@ def join(conn: Connection, space_id: str) -> dict[str, Any]:
                     Member.meeting_id.set(attendee.meeting_id),
                     Member.joined_at.set(now),
                 ],
-                condition=Member.removed.does_not_exist() | (Member.removed == False),  # noqa: E712
+                condition=_member_unchanged(ctx.member),
             )
             if entry is not None:
                 # Stage members rejoin through the space item (rare: at most 13 of them).
@@ -69,17 +117,21 @@ def join(conn: Connection, space_id: str) -> dict[str, Any]:
                 tx.update(*counters.join_update(space_id, conn.user_id))
             else:
                 tx.condition_check(Space, space_id, condition=Space.state == SpaceState.LIVE)
-            tx.update(Connection(conn.connection_id), actions=[Connection.space_id.set(space_id)])
+            tx.update(
+                Connection(conn.connection_id),
+                actions=[Connection.space_id.set(space_id), Connection.space_version.add(1)],
+                condition=_socket_unchanged(ctx.connection),
+            )
     except TransactWriteError as exc:
-        if not already_present:
-            transitions.safe_delete_attendee(attendee.meeting_id, attendee.attendee_id)
         if is_conflict(exc):
             if new_listener:
                 rules.check_room(counters.listeners(space_id), get_settings().max_listeners)
-                if store.get_space(space_id).state == SpaceState.ENDED:
-                    raise CommandError(ErrorCode.SPACE_ENDED, "the space has ended") from None
-            raise CommandError(ErrorCode.CONFLICT, "the space changed while you joined; try again") from None
+            return None  # read again: removed, ended, replaced or gone is decided there
         raise
+    made[:] = [a for a in made if a.attendee_id != attendee.attendee_id]
+    old = ctx.member
+    if already_present and old is not None and old.attendee_id not in (None, attendee.attendee_id):
+        transitions.safe_delete_attendee(old.meeting_id, old.attendee_id)  # the older device's seat
 
     if join.replaced:
         fanout.send_private([join.replaced], "session.replaced", space_id)
@@ -95,6 +147,16 @@ def join(conn: Connection, space_id: str) -> dict[str, Any]:
     space.listener_count = listeners + (1 if new_listener else 0)
     observability.count("Joins")
     return snapshot(space, conn.user_id, role, ctx.seq, media.credentials(meeting, attendee))
+
+
+def _drop_unclaimed(space_id: str, user_id: str, made: list[media.Attendee]) -> None:
+    """Delete the attendees a failed join created, unless the member (another device's join,
+    CreateAttendee being idempotent per user) holds one of them now."""
+    member = store.get_member(space_id, user_id)
+    held = member.attendee_id if member is not None and member.present and not member.removed else None
+    for attendee in made:
+        if attendee.attendee_id != held:
+            transitions.safe_delete_attendee(attendee.meeting_id, attendee.attendee_id)
 
 
 def sync(conn: Connection, space_id: str) -> dict[str, Any]:
@@ -157,20 +219,52 @@ def on_connection_gone(connection_id: str, record: Connection | None) -> None:
 
 def expel(space: Space, member: Member, reason: str, by: str) -> None:
     """Remove a member for the rest of the space: attendee deleted first (its join token dies
-    with it), then the membership is marked removed."""
+    with it), then the membership is marked removed; then whatever attendee a join racing
+    the removal wrote meanwhile is deleted too (no join succeeds once removed is written)."""
     user_id = member.user_id
     transitions.safe_delete_attendee(member.meeting_id, member.attendee_id)
-    on_stage = user_id in Stage.from_stored(space.stage)
-    if on_stage:
-        _, change = transitions.run(by, None, space.space_id, lambda c: decisions.expel(c, user_id, reason))
-    else:
-        with TransactWrite(connection=dynamo()) as tx:
-            tx.update(
-                Member(space.space_id, user_id),
-                actions=[*store.exit_actions(True), Member.role.set("listener")],
+    _expel(space, member, reason, by)
+    after = store.get_member(space.space_id, user_id)
+    if after is not None and after.attendee_id:
+        if after.attendee_id != member.attendee_id:
+            transitions.safe_delete_attendee(after.meeting_id, after.attendee_id)
+        with contextlib.suppress(UpdateError):  # someone else cleared it
+            after.update(
+                actions=[Member.attendee_id.remove()],
+                condition=(Member.removed == True) & (Member.attendee_id == after.attendee_id),  # noqa: E712
             )
-            if member.present:
-                tx.update(*counters.change(space.space_id, user_id, -1))
+
+
+def _expel(space: Space, member: Member, reason: str, by: str) -> None:
+    user_id = member.user_id
+    for _ in range(JOIN_RETRIES):
+        on_stage = user_id in Stage.from_stored(space.stage)
+        if on_stage:
+            _, change = transitions.run(
+                by, None, space.space_id, lambda c: decisions.expel(c, user_id, reason)
+            )
+            break
+        try:
+            # Conditional on the member as read: a listener who left or joined meanwhile
+            # must not be counted out twice, or not at all.
+            with TransactWrite(connection=dynamo()) as tx:
+                tx.update(
+                    Member(space.space_id, user_id),
+                    actions=[*store.exit_actions(True), Member.role.set("listener")],
+                    condition=_member_unchanged(member) & (Member.role == member.role),
+                )
+                if member.present:
+                    tx.update(*counters.change(space.space_id, user_id, -1))
+            break
+        except TransactWriteError as exc:
+            if not is_conflict(exc):
+                raise
+            fresh = store.get_member(space.space_id, user_id)
+            if fresh is None or fresh.removed:
+                return
+            member, space = fresh, store.get_space(space.space_id)
+    else:
+        raise CommandError(ErrorCode.CONFLICT, "the space changed while removing; try again")
     fanout.send_private([member.connection_id or ""], "participant.removed", space.space_id, reason=reason)
     if on_stage:
         transitions.announce(space.space_id, change.stage, change.reason, change.target)

@@ -14,7 +14,7 @@ from chalicelib import counters
 from chalicelib.clock import now_iso
 from chalicelib.db import dynamo
 from chalicelib.errors import CommandError, ErrorCode
-from chalicelib.models import Member, Relation, Space
+from chalicelib.models import Connection, Member, Relation, Space
 from chalicelib.rules import Role, SpaceState
 from chalicelib.spaces.decisions import Change, Ctx
 
@@ -46,11 +46,15 @@ def load(
     *,
     target: str | None = None,
     with_counts: bool = False,
+    with_connection: bool = False,
 ) -> Ctx:
     """The space, the caller's membership, the target's (if any) and the space's event seq in
     one TransactGetItems call; with_counts adds the listener counter shards (19 items, well
-    under the 100 a call takes)."""
+    under the 100 a call takes), with_connection the caller's connection record."""
     with TransactGet(connection=dynamo()) as tx:
+        connection_future = (
+            tx.get(Connection, connection_id) if with_connection and connection_id is not None else None
+        )
         space_future = tx.get(Space, space_id)
         member_future = tx.get(Member, space_id, user_id)
         target_future = tx.get(Member, space_id, target) if target and target != user_id else None
@@ -74,6 +78,11 @@ def load(
         pass
     if with_counts:
         ctx.listeners = sum(_shard_value(f) for f in shard_futures)
+    if connection_future is not None:
+        try:
+            ctx.connection = connection_future.get()
+        except Connection.DoesNotExist:
+            ctx.connection = None
     return ctx
 
 
@@ -108,18 +117,25 @@ def follows(user_id: str, other: str) -> bool:
 
 # -- a stage change as conditional writes -------------------------------------------
 
+_DROP_ATTENDEE = Member.attendee_id.remove()
 _LEAVE_ACTIONS = (
     Member.present.set(False),
     Member.connection_id.remove(),
     Member.hand_raised_at.remove(),
     Member.invited_at.remove(),
-    Member.attendee_id.remove(),
+    _DROP_ATTENDEE,
 )
 
 
 def exit_actions(removed: bool) -> list[Any]:
-    """The member item of someone who leaves the space (or is removed from it for good)."""
-    return [*_LEAVE_ACTIONS, Member.removed.set(True)] if removed else list(_LEAVE_ACTIONS)
+    """The member item of someone who leaves the space (or is removed from it for good).
+
+    A removal keeps `attendee_id`: a join racing the removal may have written a new attendee
+    after the remover read the member, and the remover deletes whatever the removed member
+    holds once no join can succeed any more (membership.expel)."""
+    if removed:
+        return [*(a for a in _LEAVE_ACTIONS if a is not _DROP_ATTENDEE), Member.removed.set(True)]
+    return list(_LEAVE_ACTIONS)
 
 
 def _member_writes(change: Change) -> tuple[list[Any], Condition]:

@@ -281,6 +281,7 @@ class ChimeMeetingsEmulator:
         self._faults: dict[str, list[tuple[str, str, int | None]]] = {}  # op -> [(code, message, times)]
         self._buckets: dict[str, _Bucket] = {}
         self._creating: set[str] = set()  # ClientRequestTokens of CreateMeeting calls in progress
+        self._holds: dict[str, list[threading.Event]] = {}  # op -> gates the next calls wait on
 
     # ------------------------------------------------------------------ test hooks
 
@@ -326,6 +327,21 @@ class ChimeMeetingsEmulator:
                     queue[0] = (code, message, times - 1)
             return ChimeError(code, message)
 
+    def hold_next(self, operation: str) -> threading.Event:
+        """The next call of `operation` waits (up to 10 s) until the returned event is set, then is
+        served as usual: a test makes a race happen in a chosen order."""
+        if operation not in DEFAULT_RATES:
+            raise ValueError(f"unknown operation {operation!r}; expected one of {sorted(DEFAULT_RATES)}")
+        gate = threading.Event()
+        with self._lock:
+            self._holds.setdefault(operation, []).append(gate)
+        return gate
+
+    def _held(self, operation: str) -> threading.Event | None:
+        with self._lock:
+            queue = self._holds.get(operation)
+            return queue.pop(0) if queue else None
+
     def count(self, operation: str) -> int:
         with self._lock:
             return sum(1 for name, _ in self.calls if name == operation)
@@ -336,6 +352,10 @@ class ChimeMeetingsEmulator:
             self.calls.clear()
             self._faults.clear()
             self._buckets.clear()
+            for gates in self._holds.values():
+                for gate in gates:
+                    gate.set()
+            self._holds.clear()
 
     # ------------------------------------------------------------------ HTTP
 
@@ -365,6 +385,9 @@ class ChimeMeetingsEmulator:
             params = self._parse(route, labels, request.query_params, await request.body())
             with self._lock:
                 self.calls.append((route.name, params))
+            held = self._held(route.name)
+            if held is not None:
+                await run_in_threadpool(held.wait, 10)
             fault = self._injected(route.name)
             if fault is not None:
                 raise fault

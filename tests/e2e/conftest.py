@@ -359,6 +359,33 @@ def has_attendee(space_id: str, user_id: str) -> bool:
     )
 
 
+def stored_member(space_id: str, user_id: str) -> Any:
+    """The user's member item in the space (strongly consistent), or None."""
+    from chalicelib.spaces import store
+
+    return store.get_member(space_id, user_id)
+
+
+def listener_count(space_id: str) -> int:
+    """The exact listener count, summed from the counter shards (not the coalesced one GET shows)."""
+    from chalicelib import counters
+
+    return int(counters.listeners(space_id))
+
+
+@contextlib.contextmanager
+def suspended(stack: Any, user_id: str, seconds: int = 600) -> Iterator[None]:
+    """The user's account suspended (written straight to the users table) inside the block."""
+    dynamodb = aws_client(stack, "dynamodb")
+    table = stack.env["USERS_TABLE"]
+    until = str(int(time.time()) + seconds)
+    dynamodb.put_item(TableName=table, Item={"user_id": {"S": user_id}, "suspended_until": {"N": until}})
+    try:
+        yield
+    finally:
+        dynamodb.delete_item(TableName=table, Key={"user_id": {"S": user_id}})
+
+
 def now_iso() -> str:
     from chalicelib.clock import now_iso as app_now_iso
 

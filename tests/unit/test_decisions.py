@@ -475,6 +475,30 @@ def test_someone_a_moderator_blocks_cannot_join() -> None:
     )
 
 
+@pytest.mark.parametrize("role", [Role.HOST, Role.COHOST])
+def test_a_block_never_keeps_a_host_or_cohost_out_of_their_seat(role: Role) -> None:
+    # GIVEN the host (or a co-host) away, blocked by a co-host  WHEN they rejoin  THEN they are seated
+    host = "eve" if role == Role.HOST else "ada"
+    space = room(**{host: entry(Role.HOST, present=host == "ada")}, bob=entry(Role.COHOST))
+    if role == Role.COHOST:
+        space = room(ada=entry(Role.HOST), bob=entry(Role.COHOST), eve=entry(Role.COHOST, present=False))
+    join = decisions.joining(
+        joiner("eve", space, member("eve", present=False)), blocked_by_moderator=True, max_listeners=10
+    )
+    assert join.role == role
+
+
+def test_a_blocked_speaker_coming_back_is_kept_out() -> None:
+    space = room(ada=entry(Role.HOST), cem=entry(Role.SPEAKER, present=False))
+    refused(
+        ErrorCode.NOT_ALLOWED,
+        decisions.joining,
+        joiner("cem", space, member("cem", present=False)),
+        blocked_by_moderator=True,
+        max_listeners=10,
+    )
+
+
 @pytest.mark.parametrize(
     ("state", "code"),
     [(SpaceState.SCHEDULED, ErrorCode.NOT_ALLOWED), (SpaceState.ENDED, ErrorCode.SPACE_ENDED)],
