@@ -53,6 +53,7 @@ class Settings:
     naive_fanout: bool
     reaction_limit: int
     reaction_window_seconds: int
+    reaction_flush_seconds: float
     max_listeners: int
     meeting_max_attendees: int
     # doors at the edge (docs/limits.md)
@@ -115,6 +116,7 @@ def from_environment() -> Settings:
         naive_fanout=os.environ.get("NAIVE_FANOUT", "") in ("1", "true", "yes"),
         reaction_limit=_int("REACTION_LIMIT", 5),
         reaction_window_seconds=_int("REACTION_WINDOW_SECONDS", 10),
+        reaction_flush_seconds=_float("REACTION_FLUSH_SECONDS", 1.0),
         max_listeners=_int("MAX_LISTENERS", 10_000),
         meeting_max_attendees=_int("MEETING_MAX_ATTENDEES", 250),
         command_rate_per_second=_float("COMMAND_RATE_PER_SECOND", 10.0),

@@ -21,6 +21,7 @@ from chalicelib import (
     moderation,
     observability,
     protocol,
+    reactions,
     relations,
     schemas,
     shards,
@@ -136,7 +137,8 @@ def moderation_batch(event: Any) -> Any:
 
 
 def fanout_batch(event: Any) -> Any:
-    """Post the shards of big broadcasts; a shard that raises returns to the queue alone."""
+    """Post the shards of big broadcasts and flush coalesced reactions; a record that raises
+    returns to the queue alone."""
     # cold start: Powertools' batch utility loads in the SQS consumers only
     from aws_lambda_powertools.utilities.batch import process_partial_response
 
@@ -149,7 +151,11 @@ def fanout_batch(event: Any) -> Any:
 
 
 def _post_shard(record: Any) -> None:
-    shards.post_shard(record.body, fanout.cleanup_gone)
+    space_id = reactions.flush_request(record.body)
+    if space_id is not None:
+        spaces.flush_reactions(space_id)
+    else:
+        shards.post_shard(record.body, fanout.cleanup_gone)
 
 
 def sweep(event: Any) -> dict[str, int]:

@@ -33,6 +33,7 @@ from sohbet_client.client import (
     ConnectionClosed,
     SohbetClient,
     SohbetError,
+    describe_reactions,
     get_token,
     http_base_url,
     rest,
@@ -148,6 +149,8 @@ async def _join(client: SohbetClient, space_id: str) -> int:
     async def show_events() -> None:
         async for event in client.events():
             _print(event)
+            if event.get("event") == "reactions":
+                print("reactions:", describe_reactions(event), file=sys.stderr, flush=True)
         stop.set()  # the server closed the connection
 
     async def read_commands() -> None:

@@ -10,6 +10,7 @@ the server for a fresh snapshot with `space.sync`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import itertools
@@ -32,6 +33,7 @@ __all__ = [
     "Gap",
     "SohbetClient",
     "SohbetError",
+    "describe_reactions",
     "get_token",
     "http_base_url",
     "rest",
@@ -156,6 +158,8 @@ class SohbetClient:
         self.stale = 0  # broadcast events dropped because their seq was already seen
         self.resyncs: list[tuple[str, Frame]] = []  # (space_id, space.sync reply data) after a gap
         self.last_seq: dict[str, int] = {}
+        # Reactions counted per space and emoji, summed over the `reactions` events admitted.
+        self.reaction_totals: dict[str, collections.Counter[str]] = {}
         self.closed_code: int | None = None
         self.closed_reason: str | None = None
         self._ws: ClientConnection | None = None
@@ -406,6 +410,8 @@ class SohbetClient:
             pending.future.set_result(frame)
         elif kind == "event":
             if self._admit(frame):
+                if frame.get("event") == "reactions":
+                    self._tally(frame)
                 self._events.put_nowait(frame)
         else:  # API Gateway's own {"message", "connectionId", "requestId"}, or something unknown
             self.unmatched.append(frame)
@@ -423,6 +429,13 @@ class SohbetClient:
         if pending.action in SNAPSHOT_ACTIONS and isinstance(seq, int) and not isinstance(seq, bool):
             # Events newer than the snapshot may have arrived before the reply: never go back.
             self.last_seq[space_id] = max(seq, self.last_seq.get(space_id, seq))
+
+    def _tally(self, frame: Frame) -> None:
+        counts = frame.get("counts")
+        space_id = frame.get("space_id")
+        if isinstance(counts, dict) and isinstance(space_id, str):
+            totals = self.reaction_totals.setdefault(space_id, collections.Counter())
+            totals.update({k: v for k, v in counts.items() if isinstance(v, int) and not isinstance(v, bool)})
 
     def _admit(self, frame: Frame) -> bool:
         """Whether an event goes to the application; tracks seq, drops stale ones, notes gaps."""
@@ -563,6 +576,14 @@ COMMAND_METHODS: Final[dict[str, str]] = {
 
 
 # -- REST ----------------------------------------------------------------------
+
+
+def describe_reactions(event: Mapping[str, Any]) -> str:
+    """A `reactions` event in one line: "🔥 12  👏 3  (bob, cy)"."""
+    counts = event.get("counts") or {}
+    senders = [r.get("user_id", "?") for r in event.get("recent") or [] if isinstance(r, dict)]
+    line = "  ".join(f"{emoji} {n}" for emoji, n in counts.items())
+    return f"{line}  ({', '.join(senders)})" if senders else line
 
 
 def _http(

@@ -8,7 +8,7 @@ from typing import Any
 
 from pynamodb.exceptions import UpdateError
 
-from chalicelib import fanout, rules
+from chalicelib import fanout, reactions, rules
 from chalicelib.clock import now_iso
 from chalicelib.config import get_settings
 from chalicelib.errors import CommandError, ErrorCode
@@ -202,21 +202,47 @@ def react(conn: Connection, space_id: str, emoji: str) -> dict[str, Any]:
     settings = get_settings()
     window = int(time.time() // settings.reaction_window_seconds)
     member = Member(space_id, conn.user_id)
-    try:
-        member.update(
-            actions=[Member.reaction_count.add(1)],
-            condition=(Member.reaction_window == window) & (Member.reaction_count < settings.reaction_limit),
-        )
-    except UpdateError:
+    # Two tries: a concurrent reaction of the same member may open the window between ours.
+    for _ in range(2):
+        try:
+            member.update(
+                actions=[Member.reaction_count.add(1)],
+                condition=(Member.reaction_window == window)
+                & (Member.reaction_count < settings.reaction_limit),
+            )
+            break
+        except UpdateError:
+            pass
         try:
             member.update(
                 actions=[Member.reaction_window.set(window), Member.reaction_count.set(1)],
                 condition=Member.reaction_window.does_not_exist() | (Member.reaction_window != window),
             )
+            break
         except UpdateError:
-            raise CommandError(
-                ErrorCode.RATE_LIMITED,
-                f"at most {settings.reaction_limit} reactions per {settings.reaction_window_seconds} s",
-            ) from None
-    fanout.broadcast(space_id, "reaction", user_id=conn.user_id, emoji=emoji)
+            continue
+    else:
+        raise CommandError(
+            ErrorCode.RATE_LIMITED,
+            f"at most {settings.reaction_limit} reactions per {settings.reaction_window_seconds} s",
+        )
+    if settings.naive_fanout:
+        # the naive baseline (benchmark only): every reaction to everyone, at once
+        fanout.broadcast(space_id, "reactions", **reactions.single(conn.user_id, emoji))
+    else:
+        reactions.record(space_id, conn.user_id, emoji)
     return {}
+
+
+def flush_reactions(space_id: str) -> int:
+    """The fan-out consumer's flush: one `reactions` event with what the interval collected."""
+    collected = reactions.take(space_id)
+    if not collected.total:
+        return 0  # a duplicate flush message, or the tally was closed after a failed schedule
+    try:
+        live = store.get_space(space_id).state == SpaceState.LIVE
+    except CommandError:
+        live = False
+    if live:  # after space.ended (the last event of a space) nothing more is sent
+        fanout.broadcast(space_id, "reactions", **collected.payload())
+    return collected.total

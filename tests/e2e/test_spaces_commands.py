@@ -118,7 +118,7 @@ async def test_raised_hands_go_to_the_hosts_only(stack, clients: Clients) -> Non
 
     # A broadcast after the hand went up: once the bystander has it, the hand would have arrived too.
     await asker.send("reaction.send", space_id=sid, emoji="✋")
-    await bystander.event("reaction", user_id=asker.user)
+    await bystander.event("reactions", timeout=REACTIONS_TIMEOUT, counts={"✋": 1})
     assert bystander.events("hand.raised") == [] and asker.events("hand.raised") == []
 
     await asker.send("hand.lower", space_id=sid)
@@ -395,6 +395,19 @@ async def test_settings_are_the_hosts_and_decide_who_may_ask_to_speak(stack, cli
 # -- reactions ---------------------------------------------------------------------------
 
 
+REACTIONS_TIMEOUT = 20.0  # one flush interval (1 s) and the fan-out queue's delay, on a loaded machine
+
+
+def reaction_totals(client: Client, sid: str) -> dict[str, int]:
+    """Every emoji's count summed over the `reactions` events a client received."""
+    totals: dict[str, int] = {}
+    for event in client.events("reactions", space_id=sid):
+        assert event["total"] == sum(event["counts"].values())
+        for emoji, n in event["counts"].items():
+            totals[emoji] = totals.get(emoji, 0) + n
+    return totals
+
+
 async def test_reactions_from_a_fixed_set_and_rate_limited_per_user(stack, clients: Clients) -> None:
     room = await Room.open(clients)
     fan, other = await room.listener("fan"), await room.listener("other")
@@ -406,10 +419,12 @@ async def test_reactions_from_a_fixed_set_and_rate_limited_per_user(stack, clien
     emojis = sorted(rules.REACTIONS)
     limit = 5
     for emoji in emojis[:limit]:
-        assert await fan.send("reaction.send", space_id=sid, emoji=emoji) == {}
-    for emoji in emojis[:limit]:
-        event = await other.event("reaction", emoji=emoji, user_id=fan.user)
-        assert isinstance(event["seq"], int)
+        assert await fan.send("reaction.send", space_id=sid, emoji=emoji) == {}  # acknowledged at once
+    expected = dict.fromkeys(emojis[:limit], 1)
+    await until(lambda: reaction_totals(other, sid) == expected, REACTIONS_TIMEOUT, "fan's 5 reactions")
+    first = other.events("reactions")[0]
+    assert isinstance(first["seq"], int)
+    assert {"user_id": fan.user, "emoji": first["recent"][0]["emoji"]} in first["recent"]
     err = await refused(fan.send("reaction.send", space_id=sid, emoji=emojis[limit]), "rate_limited")
     assert err.message
     await other.send("reaction.send", space_id=sid, emoji="🔥")  # the limit is per user
@@ -418,8 +433,44 @@ async def test_reactions_from_a_fixed_set_and_rate_limited_per_user(stack, clien
     err = await refused(other.send("reaction.send", space_id=sid, emoji="🍕"), "bad_request")
     assert sorted(err.data["allowed"]) == emojis
     await alive(fan)
-    await other.event("reaction", user_id=room.host.user)
+    expected.update({"🔥": expected.get("🔥", 0) + 1, "🎉": expected.get("🎉", 0) + 1})
+    await until(lambda: reaction_totals(other, sid) == expected, REACTIONS_TIMEOUT, "two more reactions")
+    # the refused ones were never counted, and the sender sees the room's aggregates too
+    await until(lambda: reaction_totals(fan, sid) == expected, REACTIONS_TIMEOUT, "the fan's view")
     assert_consecutive(other, sid, None)
+
+
+async def test_a_reaction_storm_reaches_the_room_as_a_few_aggregates(stack, clients: Clients) -> None:
+    """40 reactions from 20 people within a moment: a handful of events, every reaction counted once,
+    and the last of the burst flushed without any further reaction (nor the minute's sweep)."""
+    room = await Room.open(clients)
+    watcher = await room.listener("watcher")
+    fans = [await room.listener(f"fan{i}") for i in range(20)]
+    sid = room.sid
+    # the joins' coalesced count has gone out: the posts below are the storm's own
+    await watcher.event("listeners.count", timeout=REACTIONS_TIMEOUT, listener_count=21)
+    await asyncio.sleep(0.6)
+    posts_before = stack.gateway.posted
+    sent = [("🔥" if i % 3 else "👏") for i in range(40)]
+    started = time.monotonic()
+    await asyncio.gather(
+        *(fans[i % 20].send("reaction.send", space_id=sid, emoji=emoji) for i, emoji in enumerate(sent))
+    )
+    acked = time.monotonic() - started
+    expected = {"🔥": sent.count("🔥"), "👏": sent.count("👏")}
+    await until(lambda: reaction_totals(watcher, sid) == expected, REACTIONS_TIMEOUT, "every reaction")
+    took = time.monotonic() - started
+    events = watcher.events("reactions", space_id=sid)
+    # at most one event per flush interval (1 s) while the storm and its tail lasted, plus one
+    assert 1 <= len(events) <= int(took) + 1, (len(events), took)
+    assert all(1 <= len(e["recent"]) <= 5 for e in events)
+    senders = {r["user_id"] for e in events for r in e["recent"]}
+    assert senders <= {f.user for f in fans}
+    # posts: the 40 replies plus one per member (22) per event, not 40 x 22
+    await asyncio.sleep(0.3)
+    posts = stack.gateway.posted - posts_before
+    assert posts <= 40 + 22 * (len(events) + 1), (posts, len(events), acked)
+    assert reaction_totals(watcher, sid) == expected  # nothing counted twice meanwhile
 
 
 # -- the end -------------------------------------------------------------------------------
@@ -689,6 +740,7 @@ async def test_broadcasts_are_numbered_one_by_one_and_private_events_are_not(sta
     await asker.send("mic.unmute", space_id=room.sid)
     await room.host.send("settings.update", space_id=room.sid, title="numbered")
     await asker.send("reaction.send", space_id=room.sid, emoji="💯")
+    await watcher.event("reactions", timeout=REACTIONS_TIMEOUT, counts={"💯": 1})
     await room.host.send("speaker.remove", space_id=room.sid, user_id=asker.user)
     await watcher.event("stage.changed", reason="moved_to_audience")
     seqs = assert_consecutive(watcher, room.sid, start)

@@ -21,6 +21,7 @@ from sohbet_client import (
     Gap,
     SohbetClient,
     SohbetError,
+    describe_reactions,
     get_token,
     http_base_url,
     rest,
@@ -275,16 +276,24 @@ async def test_uncorrelated_frames_do_not_become_events() -> None:
 # -- events and seq ----------------------------------------------------------------
 
 
+def fire(n: int) -> dict[str, Any]:
+    return {"counts": {"🔥": n}, "total": n, "recent": [{"user_id": "bob", "emoji": "🔥"}]}
+
+
+def clap(n: int) -> dict[str, Any]:
+    return {"counts": {"👏": n}, "total": n, "recent": [{"user_id": "bob", "emoji": "👏"}]}
+
+
 async def test_gap_triggers_space_sync_and_resets_seq() -> None:
     async def gappy(ws: ServerConnection, msg: dict[str, Any]) -> None:
         if msg["action"] == "space.join":
             await ws.send(reply(msg, {"seq": 5, "role": "listener"}))
             await ws.send(event("stage.changed", seq=6, stage=[], reason="approved"))
-            await ws.send(event("reaction", seq=8, user_id="bob", emoji="🔥"))  # 7 went missing
+            await ws.send(event("reactions", seq=8, **fire(1)))  # 7 went missing
         elif msg["action"] == "space.sync":
             await ws.send(reply(msg, {"seq": 10, "role": "listener"}))
-            await ws.send(event("reaction", seq=9, user_id="bob", emoji="👏"))  # older than the snapshot
-            await ws.send(event("reaction", seq=10, user_id="bob", emoji="👏"))
+            await ws.send(event("reactions", seq=9, **clap(1)))  # older than the snapshot
+            await ws.send(event("reactions", seq=10, **clap(1)))
             await ws.send(event("hand.denied"))  # private: no seq
             await ws.send(event("host.away", seq=11, grace_deadline=1.0))
 
@@ -298,7 +307,7 @@ async def test_gap_triggers_space_sync_and_resets_seq() -> None:
         seen = [await client.next_event() for _ in range(4)]
         assert [(e["event"], e.get("seq")) for e in seen] == [
             ("stage.changed", 6),
-            ("reaction", 8),
+            ("reactions", 8),
             ("hand.denied", None),
             ("host.away", 11),
         ]
@@ -332,15 +341,16 @@ async def test_duplicate_and_stale_events_are_dropped() -> None:
         if msg["action"] == "space.join":
             await ws.send(reply(msg, {"seq": 5}))
             for seq in (5, 6, 6, 4, 7):
-                await ws.send(event("reaction", seq=seq, user_id="bob", emoji="🔥"))
-            await ws.send(
-                event("reaction", space_id="sp2", seq=1, user_id="bob", emoji="🔥")
-            )  # another space
+                await ws.send(event("reactions", seq=seq, **fire(seq)))
+            await ws.send(event("reactions", space_id="sp2", seq=1, **fire(1)))  # another space
 
     async with FakeServer(repeats) as server, client_for(server) as client:
         await client.join("sp1")
-        got = [await client.next_event("reaction") for _ in range(3)]
+        got = [await client.next_event("reactions") for _ in range(3)]
         assert [(e["space_id"], e["seq"]) for e in got] == [("sp1", 6), ("sp1", 7), ("sp2", 1)]
+        # only the admitted events are counted: 6 + 7 fires in sp1 (the stale 5, 6, 4 are not)
+        assert client.reaction_totals == {"sp1": {"🔥": 13}, "sp2": {"🔥": 1}}
+        assert describe_reactions(got[0]) == "🔥 6  (bob)"
         assert client.stale == 3 and client.gaps == []
         assert client.last_seq == {"sp1": 7, "sp2": 1}
         assert server.actions() == ["space.join"]

@@ -431,6 +431,7 @@ function renderRoom() {
   $("#hands").innerHTML = room.hands.length
     ? room.hands.map(V.handItem).join("")
     : `<li class="muted">No one has asked to speak.</li>`;
+  $("#reaction-counts").innerHTML = V.reactionCounts(room.reactionCounts);
   $("#reaction-feed").innerHTML = room.reactions.slice(-8).map(V.reactionItem).join("");
   $("#notices").innerHTML = room.notices
     .slice()

@@ -47,6 +47,7 @@ export function fromSnapshot(me, data, previous = null) {
     ended: null,
     gone: null, // why this page no longer takes part: removed, replaced
     reactions: previous ? previous.reactions : [],
+    reactionCounts: previous ? previous.reactionCounts : null,
     notices: previous ? previous.notices : [],
   };
 }
@@ -100,11 +101,14 @@ export function applyEvent(room, ev) {
     case "session.replaced":
       r.gone = "replaced";
       break;
-    case "reaction":
-      r.reactions = [...r.reactions, { user_id: ev.user_id, emoji: ev.emoji, at: Date.now() }].slice(
-        -MAX_REACTIONS,
-      );
+    case "reactions": {
+      // One event per interval: counts per emoji since the last one, and a few of the senders.
+      const at = Date.now();
+      const senders = (ev.recent || []).slice().reverse().map((x) => ({ user_id: x.user_id, emoji: x.emoji, at }));
+      r.reactions = [...r.reactions, ...senders].slice(-MAX_REACTIONS);
+      r.reactionCounts = { counts: ev.counts || {}, total: ev.total || 0, at };
       break;
+    }
     case "settings.changed":
       r.settings = { ...r.settings, ...ev.settings };
       r.space = { ...r.space, ...ev.settings };

@@ -118,6 +118,14 @@ export function reactionButtons() {
   return REACTIONS.map((e) => `<button type="button" data-action="reaction.send" data-emoji="${e}" aria-label="react ${e}">${e}</button>`).join("");
 }
 
+/** The last interval's reactions as one line: "🔥 12 · 👏 3". */
+export function reactionCounts(rc) {
+  if (!rc) return "";
+  return Object.entries(rc.counts)
+    .map(([emoji, n]) => `<span class="burst">${esc(emoji)} <strong>${esc(String(n))}</strong></span>`)
+    .join(" · ");
+}
+
 export function reactionItem(r) {
   return `<li>${esc(r.emoji)} ${esc(r.user_id)}</li>`;
 }

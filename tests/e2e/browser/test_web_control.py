@@ -110,7 +110,10 @@ def test_settings_reactions_cohost_and_end(people) -> None:
     expect(dan.page.locator("#room-title")).to_have_text(name + " (renamed)")
 
     dan.page.get_by_role("button", name="react 🔥").click()
-    expect(ada.page.locator("#reaction-feed")).to_contain_text("🔥 dan")
+    # counted into the next `reactions` event (one per second at most), seen by everyone
+    expect(ada.page.locator("#reaction-feed")).to_contain_text("🔥 dan", timeout=20_000)
+    expect(ada.page.locator("#reaction-counts")).to_contain_text("🔥 1")
+    expect(dan.page.locator("#reaction-counts")).to_contain_text("🔥 1", timeout=20_000)
 
     ada.tile_action("dan", "Remove co-host")
     expect(dan.me_on_stage()).to_have_attribute("data-role", "speaker")
