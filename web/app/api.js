@@ -2,11 +2,12 @@
 // server's stable `code` and its `message`.
 
 export class ApiError extends Error {
-  constructor(code, message, status = 0) {
+  constructor(code, message, status = 0, data = null) {
     super(`${code}: ${message}`);
     this.code = code;
     this.detail = message;
     this.status = status;
+    this.data = data; // the error's `data`, e.g. a conflict's case as it now is
   }
 }
 
@@ -16,8 +17,8 @@ export class Api {
     this.token = token;
   }
 
-  async call(method, path, body) {
-    const headers = { Accept: "application/json" };
+  async call(method, path, body, extraHeaders = {}) {
+    const headers = { Accept: "application/json", ...extraHeaders };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     if (this.token) headers.Authorization = `Bearer ${this.token}`;
     let response;
@@ -40,13 +41,16 @@ export class Api {
     if (!response.ok) {
       const code = (data && data.code) || `http_${response.status}`;
       const message = (data && (data.message || data.Message)) || response.statusText || "request failed";
-      throw new ApiError(code, message, response.status);
+      throw new ApiError(code, message, response.status, (data && data.data) || null);
     }
     return data;
   }
 
-  devToken(user) {
-    return this.call("POST", "/dev/token", { user });
+  devToken(user, groups = []) {
+    return this.call("POST", "/dev/token", groups.length ? { user, groups } : { user });
+  }
+  wsTicket() {
+    return this.call("POST", "/ws/ticket");
   }
   whoami() {
     return this.call("GET", "/whoami");

@@ -3,7 +3,7 @@
 import { Api } from "./api.js";
 import { loadConfig } from "./config.js";
 import { audioContext, createMedia, mediaKind } from "./media.js";
-import { SohbetSocket } from "./protocol.js";
+import { FinalRefusal, SohbetSocket, withTicket } from "./protocol.js";
 import * as R from "./room.js";
 import * as V from "./view.js";
 
@@ -60,16 +60,17 @@ async function signIn(token) {
     refused("Signing in", error);
     return;
   }
-  const socket = new SohbetSocket(config.wsUrl, token, {
+  const socket = new SohbetSocket(connectUrl, {
     onEvent,
     onStatus: setConnection,
     onResync,
     onReconnect,
-    onRefreshToken,
+    onGiveUp,
   });
   try {
     await socket.connect();
   } catch (error) {
+    if (error instanceof FinalRefusal) return; // onGiveUp said why
     showAlert(V.esc(`Cannot open the WebSocket at ${config.wsUrl}: ${error.message}`));
     return;
   }
@@ -86,26 +87,52 @@ async function signIn(token) {
   if (wanted) await join(wanted);
 }
 
-/** While reconnecting: is the token still good? Dev users get a fresh one; others sign in again. */
-async function onRefreshToken() {
+/** Before each (re)connection: a single-use ticket (POST /ws/ticket), so the JWT never sits in a
+ * URL and a refusal says why. An expired token: dev users get a fresh one, others sign in again. */
+async function connectUrl() {
+  let ticket;
   try {
-    await api.whoami();
-    return undefined; // the token is fine: the network or the server is the problem
+    ticket = await api.wsTicket();
   } catch (error) {
-    if (error.code !== "unauthorized") return undefined;
-  }
-  if (config.signIn === "dev" && app.user) {
-    try {
-      const minted = await api.devToken(app.user);
-      api.token = minted.token;
-      sessionStorage.setItem("sohbet.token", minted.token);
-      return minted.token;
-    } catch {
-      // fall through: ask the user
+    if (error.code === "not_allowed" && error.data && error.data.suspended_until) {
+      throw new FinalRefusal("suspended", error.detail, error.data);
     }
+    if (error.code !== "unauthorized") throw error;
+    if (!(await refreshToken())) throw new FinalRefusal("signed out", "your sign-in has expired");
+    ticket = await api.wsTicket();
   }
-  showAlert("Your sign-in has expired. Sign out and sign in again.");
-  return null;
+  return withTicket(config.wsUrl, ticket.ticket);
+}
+
+async function refreshToken() {
+  if (config.signIn !== "dev" || !app.user) return false;
+  try {
+    const minted = await api.devToken(app.user);
+    api.token = minted.token;
+    sessionStorage.setItem("sohbet.token", minted.token);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** No reconnect can help: the account is suspended (a moderator cut the user off) or signed out. */
+function onGiveUp(refusal) {
+  setConnection(refusal.reason === "suspended" ? "suspended" : "signed out");
+  if (refusal.reason === "suspended") {
+    const until = new Date(refusal.data.suspended_until * 1000).toLocaleString();
+    showAlert(
+      `<strong id="suspended">A moderator suspended your account until ${V.esc(until)}.</strong> ` +
+        "You were cut off: this page is disconnected and cannot reconnect until then.",
+    );
+  } else {
+    showAlert("Your sign-in has expired. Sign out and sign in again.");
+  }
+  if (app.room && !app.room.ended && refusal.reason === "suspended") {
+    app.room = { ...app.room, gone: "suspended" };
+    stopMedia();
+    renderRoom();
+  }
 }
 
 function setConnection(status, detail) {
@@ -382,6 +409,14 @@ async function roomAction(action, user, el) {
     case "reaction.send":
       await command(action, { emoji: el.dataset.emoji });
       break;
+    case "report.open": {
+      // The report form, filled in for this person: the reporter still picks why.
+      const form = $("#report");
+      $("#safety").open = true;
+      form.user_id.value = user;
+      form.category.focus();
+      return;
+    }
     case "space.end":
       if (r.role === "host" && !confirmEnd()) return;
       await command(action);

@@ -2,7 +2,10 @@
 // commands carry a `ref`; the reply or error with that ref settles the command's
 // promise; events go to `onEvent`. Broadcast events carry a per-space `seq`: stale
 // ones are dropped and a gap triggers `space.sync`. A dropped socket reconnects
-// with backoff and then calls `onReconnect` (the app re-joins its space).
+// with backoff and then calls `onReconnect` (the app re-joins its space). Before each
+// connection `connectUrl()` gives the URL to open (the app fetches a single-use ticket, so a
+// refusal comes back over REST with its reason: a browser never sees a handshake's status);
+// a refusal it marks `final` (suspended, signed out) ends the reconnecting: `onGiveUp(error)`.
 
 export class CommandError extends Error {
   constructor(code, message, data = null) {
@@ -18,22 +21,30 @@ const COMMAND_TIMEOUT_MS = 10_000;
 const KEEPALIVE_MS = 5 * 60_000;
 const SNAPSHOT_ACTIONS = new Set(["space.join", "space.sync"]);
 
-export function withToken(url, token) {
+export function withTicket(url, ticket) {
   const u = new URL(url);
-  u.searchParams.set("token", token);
+  u.searchParams.set("ticket", ticket);
   return u.toString();
 }
 
+/** A refusal that no reconnect can cure (thrown by `connectUrl`). */
+export class FinalRefusal extends Error {
+  constructor(reason, message, data = null) {
+    super(message);
+    this.reason = reason; // "suspended", "signed out"
+    this.data = data;
+  }
+}
+
 export class SohbetSocket {
-  constructor(url, token, handlers = {}) {
-    this.url = url;
-    this.token = token;
+  /** connectUrl: async () => the URL to open now; throws FinalRefusal to stop for good. */
+  constructor(connectUrl, handlers = {}) {
+    this.connectUrl = connectUrl;
     this.onEvent = handlers.onEvent || (() => {});
     this.onStatus = handlers.onStatus || (() => {});
     this.onResync = handlers.onResync || (() => {});
     this.onReconnect = handlers.onReconnect || (() => {});
-    // () => new token | undefined (keep the current one) | null (give up: signed out)
-    this.onRefreshToken = handlers.onRefreshToken || null;
+    this.onGiveUp = handlers.onGiveUp || (() => {});
     this.ws = null;
     this.pending = new Map(); // ref -> {resolve, reject, action, spaceId, timer}
     this.lastSeq = new Map(); // space_id -> last broadcast seq seen
@@ -56,11 +67,28 @@ export class SohbetSocket {
     return this._open();
   }
 
-  _open() {
+  async _open() {
+    this.onStatus(this.attempt ? "reconnecting" : "connecting");
+    let url;
+    try {
+      url = await this.connectUrl();
+    } catch (error) {
+      if (error instanceof FinalRefusal) {
+        this.closedByUs = true;
+        this.onGiveUp(error);
+      } else if (this.attempt > 0 && !this.closedByUs) {
+        this._scheduleReconnect(0); // the REST call failed (network): try again later
+      }
+      throw error;
+    }
+    if (this.closedByUs) throw new Error("closed while connecting");
+    return this._openSocket(url);
+  }
+
+  _openSocket(url) {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(withToken(this.url, this.token));
+      const ws = new WebSocket(url);
       this.ws = ws;
-      this.onStatus(this.attempt ? "reconnecting" : "connecting");
       let opened = false;
       ws.onopen = () => {
         opened = true;
@@ -78,7 +106,7 @@ export class SohbetSocket {
         }
         this._failPending(new CommandError("disconnected", "the connection closed before the answer came"));
         if (!opened) {
-          reject(new Error("the server refused the connection (is the token valid?) or cannot be reached"));
+          reject(new Error("the server refused the connection or cannot be reached"));
         }
         if (this.closedByUs) {
           this.onStatus("offline");
@@ -95,20 +123,10 @@ export class SohbetSocket {
     this.onStatus("reconnecting", { code, delay });
     setTimeout(async () => {
       if (this.closedByUs) return;
-      if (this.attempt >= 2 && this.onRefreshToken) {
-        // Repeated refusals may be an expired token rather than a network problem.
-        const token = await this.onRefreshToken();
-        if (token === null) {
-          this.closedByUs = true;
-          this.onStatus("signed out");
-          return;
-        }
-        if (token) this.token = token;
-      }
       try {
         await this._open();
       } catch {
-        return; // onclose scheduled the next attempt
+        return; // the next attempt is scheduled, or a final refusal ended them
       }
       this.reconnects += 1;
       this.onReconnect();

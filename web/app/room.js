@@ -96,7 +96,7 @@ export function applyEvent(room, ev) {
       r.notices = notice(r, `${ev.user_id} declined the invitation to speak.`);
       break;
     case "participant.removed":
-      r.gone = "removed";
+      r.gone = ev.reason === "suspended" ? "suspended" : "removed";
       break;
     case "session.replaced":
       r.gone = "replaced";

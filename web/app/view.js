@@ -46,6 +46,7 @@ export function stageItem(entry, room, level) {
     if (entry.role === "speaker") actions.push(button("cohost.add", "Make co-host", { user: entry.user_id }));
     if (entry.role === "cohost") actions.push(button("cohost.remove", "Remove co-host", { user: entry.user_id }));
   }
+  if (!me) actions.push(button("report.open", "Report", { user: entry.user_id }));
   const classes = [me && "me", !entry.present && "away", speaking && "speaking"].filter(Boolean).join(" ");
   return `<li class="${classes}" data-user="${esc(entry.user_id)}"
       data-role="${esc(entry.role)}" data-muted="${entry.muted}" data-muted-by="${esc(entry.muted_by ?? "")}">
@@ -88,6 +89,9 @@ export function myControls(room) {
 
 export function banner(room) {
   if (room.gone === "removed") return `<p class="banner bad" id="removed">A moderator removed you from this space.</p>`;
+  if (room.gone === "suspended") {
+    return `<p class="banner bad" id="cut-off">A moderator suspended your account: you were cut off from this space.</p>`;
+  }
   if (room.gone === "replaced") {
     return `<p class="banner bad" id="replaced">You joined this space from another window or device; this one no longer takes part.</p>`;
   }
@@ -111,7 +115,8 @@ export function roomMeta(room) {
 export function handItem(hand) {
   return `<li data-user="${esc(hand.user_id)}">✋ <strong>${esc(hand.user_id)}</strong>
     ${button("request.approve", "Bring on stage", { user: hand.user_id, cls: "" })}
-    ${button("request.deny", "Decline", { user: hand.user_id })}</li>`;
+    ${button("request.deny", "Decline", { user: hand.user_id })}
+    ${button("report.open", "Report", { user: hand.user_id })}</li>`;
 }
 
 export function reactionButtons() {
