@@ -63,8 +63,8 @@ def test_an_empty_cursor_is_a_bad_request(stack, path: str) -> None:
     _refused(status, answer)
 
 
-# `/` is not here: on the local stack it serves the web client (devstack/web.py), which in AWS
-# lives outside API Gateway; test_web_static covers it.
+# `/` and `/admin` are not here: on the local stack they serve the web client and the admin
+# console (devstack/web.py), which in AWS live outside API Gateway; test_web_static covers them.
 @pytest.mark.parametrize("path", ["/nope", "/spaces/a/b/c", "/ws", "/admin/nope"])
 def test_an_unknown_route_gets_the_uniform_404_and_never_echoes_the_token(stack, path: str) -> None:
     token = stack.mint_token("ada")

@@ -31,9 +31,22 @@ def test_the_page_and_its_modules(stack) -> None:
     assert _get(stack, "/app/../README.md")[0] == 404  # no way out of web/
 
 
+def test_the_admin_console_page(stack) -> None:
+    for path in ("/admin", "/admin/"):
+        status, ctype, body = _get(stack, path)
+        assert status == 200 and ctype.startswith("text/html"), path
+        # relative links: the same from /admin and /admin/, and from a copy of web/ on any host
+        assert b'<script type="module" src="../app/admin/main.js">' in body
+    for module in ("main.js", "api.js", "view.js", "admin.css"):
+        assert _get(stack, f"/app/admin/{module}")[0] == 200
+
+
 def test_other_routes_are_not_shadowed(stack) -> None:
     assert _get(stack, "/openapi.yaml")[0] == 200
     assert http(stack, "GET", "/whoami")[0] == 401  # still the app's REST route
+    assert http(stack, "GET", "/admin/cases")[0] == 401  # the admin API beside the console
+    status, body = http(stack, "GET", "/admin/nope", token=stack.mint_token("ada"))
+    assert (status, body["code"]) == (404, "not_found")
     status, body = http(stack, "POST", "/dev/token", {"user": "ada"})
     assert status == 200 and body["token"]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from .web_support import ARTIFACTS, Person
+from .web_support import ARTIFACTS, Admin, Person
 
 # Debian's chromium; CHROMIUM=/path/to/chrome picks another build of the real browser.
 CHROMIUM = Path(os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium")
@@ -153,3 +153,26 @@ def people(stack: Any, browser_with_tone: Any, request: pytest.FixtureRequest) -
     for p in made:
         assert not p.page_errors, f"{p.name}'s page threw: {p.page_errors}"
         assert p.check_protocol() > 0, f"{p.name}'s page exchanged no WebSocket frames"
+
+
+@pytest.fixture
+def admins(stack: Any, browser_with_tone: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """admins(name, admin=True, at=""): an Admin on the console at the stack's `/admin/` (hash `at`),
+    signed in as dev user `name`, in the admins group unless admin=False. Shares the 440 Hz browser
+    with `people`; saved as artifacts/browser/<test>-admin-<name>.png at the end."""
+    made: list[Admin] = []
+
+    def admin(name: str, admin: bool = True, at: str = "") -> Admin:
+        context = browser_with_tone(440).new_context(viewport={"width": 1100, "height": 1000})
+        a = Admin(name, context.new_page(), stack.base_url)
+        made.append(a)
+        a.sign_in(admin=admin, at=at)
+        return a
+
+    yield admin
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for a in made:
+        a.page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-admin-{a.name}.png"), full_page=True)
+        a.page.context.close()
+    for a in made:
+        assert not a.page_errors, f"{a.name}'s console threw: {a.page_errors}"

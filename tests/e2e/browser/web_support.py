@@ -109,3 +109,46 @@ def wait_for(what: str, probe: Callable[[], Any], ok: Callable[[Any], bool], tim
         time.sleep(0.05)
         value = probe()
     return value
+
+
+class Admin:
+    """Someone using the admin console at /admin/ (signed in as a dev user, in the admins group or not)."""
+
+    def __init__(self, name: str, page: Any, base_url: str) -> None:
+        self.name = name
+        self.page = page
+        self.base_url = base_url
+        self.page_errors: list[str] = []
+        page.on("pageerror", lambda error: self.page_errors.append(str(error)))
+        page.set_default_timeout(TIMEOUT_MS)
+
+    def sign_in(self, admin: bool = True, at: str = "") -> None:
+        self.page.goto(f"{self.base_url}/admin/{at}")
+        form = self.page.locator("#dev-signin")
+        form.get_by_label("User name").fill(self.name)
+        form.get_by_label("in the admins group").set_checked(admin)
+        form.get_by_role("button", name="Sign in as this dev user").click()
+        expect(self.page.locator("#whoami")).to_have_text(f"signed in as {self.name}")
+
+    def case_row(self, case_id: str) -> Any:
+        return self.page.locator(f'#cases tr[data-case="{case_id}"]')
+
+    def filter(self, form_id: str, **fields: str) -> None:
+        """Fill a filter form (#case-filters, #audit-filters) by field name, then press Show."""
+        form = self.page.locator(form_id)
+        for name, value in fields.items():
+            box = form.locator(f'[name="{name}"]')
+            if box.evaluate("e => e.tagName") == "SELECT":
+                box.select_option(value)
+            else:
+                box.fill(value)
+        form.get_by_role("button", name="Show").click()
+
+    def act(self, action: str, reason: str) -> None:
+        form = self.page.locator("#case-action")
+        form.get_by_label("Reason").fill(reason)
+        form.get_by_role("button", name=action, exact=True).click()
+
+    def screenshot(self, label: str) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"{label}-admin-{self.name}.png"), full_page=True)

@@ -1,0 +1,169 @@
+"""The admin console (/admin/) in a real browser, with the web client on the other side."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from conftest import http, live_space, wait_for_case
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.browser
+
+
+def name(prefix: str) -> str:
+    # Fresh users: a suspension lasts a day on the session's stack.
+    return f"{prefix}{secrets.token_hex(3)}"
+
+
+def test_report_from_the_room_then_suspend_cuts_the_user_off(stack, people, admins) -> None:
+    ada = people(name("ada"))
+    title = f"Moderated {secrets.token_hex(3)}"
+    ada.create_space(title)
+    bob = people(name("bob"))
+    bob.join_from_list(title)
+    bob.click("Raise my hand")
+    hand = ada.page.locator(f'#hands li[data-user="{bob.name}"]')
+    hand.get_by_role("button", name="Bring on stage").click()
+    expect(ada.tile(bob.name)).to_have_attribute("data-role", "speaker")
+
+    # Given the host reports bob from his tile on stage
+    ada.tile_action(bob.name, "Report")
+    report = ada.page.locator("#report")
+    expect(report.get_by_label("Who")).to_have_value(bob.name)
+    report.get_by_label("Why").select_option("violence")
+    report.get_by_label("Note").fill("threatening a listener")
+    report.get_by_role("button", name="Report").click()
+    expect(ada.page.locator("#notices")).to_contain_text("Report sent")
+    case = wait_for_case(stack, "user", bob.name, 1)
+
+    # Then the admin finds the case at the top of the queue (violence is high priority)
+    root = admins("root")
+    first = root.page.locator("#cases tbody tr").first
+    expect(first).to_have_attribute("data-case", case["id"])
+    expect(first).to_contain_text("high")
+    expect(first).to_contain_text(f"user {bob.name}")
+    first.get_by_role("link", name="Open").click()
+
+    # And the case shows the report, the stage at report time and (so far) no evidence
+    expect(root.page.locator("#case-title")).to_have_text(f"Case about user {bob.name}")
+    shown = root.page.locator(f'#reports li[data-report="{case["latest_report_id"]}"]')
+    expect(shown).to_contain_text(f"{ada.name} reported user {bob.name} for violence")
+    expect(shown.locator("blockquote")).to_have_text("threatening a listener")
+    expect(shown).to_contain_text(f"“{title}” hosted by {ada.name}")
+    stage = shown.locator(".stage-at-report tbody")
+    expect(stage.locator("tr", has_text=ada.name)).to_contain_text("host")
+    expect(stage.locator("tr", has_text=bob.name)).to_contain_text("speaker")
+    expect(root.page.locator("#case-actions")).to_contain_text("No admin has acted on this case yet.")
+    expect(root.page.locator("#no-evidence")).to_have_text("No evidence recorded for this case.")
+    root.screenshot("case-before-suspend")
+
+    # When the admin suspends bob for a day
+    root.page.locator("#case-action").get_by_label("Suspend for").select_option("86400")
+    root.act("Suspend", "threats on stage")
+    expect(root.page.locator("#case-done")).to_contain_text("Suspend applied: the case is closed")
+    expect(root.page.locator("#case-status")).to_have_text("closed")
+    done = root.page.locator("#case-actions li")
+    expect(done).to_have_count(1)
+    expect(done).to_contain_text("Suspend by root")
+    expect(done).to_contain_text("for 1 day")
+
+    # Then bob's page is cut off live, says so, and does not reconnect
+    expect(bob.page.locator("#cut-off")).to_have_text(
+        "A moderator suspended your account: you were cut off from this space."
+    )
+    expect(bob.page.locator("#suspended")).to_contain_text("A moderator suspended your account until")
+    expect(bob.page.locator("#connection")).to_have_text("suspended")
+    expect(ada.tile(bob.name)).to_have_count(0)
+    assert bob.page.evaluate("window.sohbet.socket.open") is False
+
+    # And the audit log shows it
+    root.page.get_by_role("link", name="Audit log").click()
+    root.filter("#audit-filters", target_type="user", target_id=bob.name)
+    row = root.page.locator("#audit-log tbody tr")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("Suspend")
+    expect(row).to_contain_text("root")
+    expect(row).to_contain_text("threats on stage")
+    expect(row).to_contain_text("for 1 day")
+
+
+def _space_case(stack, category: str) -> tuple[str, dict]:
+    """A live space reported by its own host: an open case about the space."""
+    host = name("hal")
+    space = live_space(stack, host, f"Reported {secrets.token_hex(2)}")
+    status, body = http(
+        stack, "POST", "/reports", {"space_id": space, "category": category}, stack.mint_token(host)
+    )
+    assert status == 202, body
+    return space, wait_for_case(stack, "space", space, 1)
+
+
+def test_two_admins_on_one_case_and_paging(stack, admins) -> None:
+    _, older = _space_case(stack, "impersonation")
+    space, newer = _space_case(stack, "impersonation")
+
+    # Paging through the queue, one case a page: newest first within a priority
+    una = admins(name("una"))
+    una.filter("#case-filters", category="impersonation", target_type="space", limit="1")
+    rows = una.page.locator("#cases tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows).to_have_attribute("data-case", newer["id"])
+    una.page.get_by_role("button", name="Next page").click()
+    expect(rows).to_have_attribute("data-case", older["id"])
+    expect(una.page.locator("#cases-pager")).to_contain_text("page 2")
+    una.page.get_by_role("button", name="Previous page").click()
+    expect(rows).to_have_attribute("data-case", newer["id"])
+
+    # Two admins open the same case (the second by its link)
+    rows.get_by_role("link", name="Open").click()
+    expect(una.page.locator("#case-version")).to_have_text(str(newer["version"]))
+    vic = admins(name("vic"), at=f"#case/{newer['id']}")
+    expect(vic.page.locator("#case-title")).to_have_text(f"Case about space {space}")
+    expect(vic.page.locator("#case-action").get_by_role("button", name="Warn")).to_have_count(0)  # users only
+
+    # The first dismisses; the second, still looking at the old version, tries to end the space
+    una.act("Dismiss", "a parody account, allowed")
+    expect(una.page.locator("#case-done")).to_contain_text("Dismiss applied: the case is closed")
+    vic.act("End the space", "impersonating a brand")
+    conflict = vic.page.locator("#conflict")
+    expect(conflict).to_contain_text("Someone else acted on this case first")
+    expect(conflict).to_contain_text(f"{una.name} chose Dismiss")
+    expect(conflict).to_contain_text("your End the space was not applied")
+    expect(conflict).to_contain_text(f"The case is now closed (version {newer['version'] + 1})")
+    expect(vic.page.locator("#case-status")).to_have_text("closed")  # the new state, shown
+    expect(vic.page.locator("#case-actions li")).to_have_count(1)
+    expect(vic.page.locator("#action-buttons button")).to_have_count(0)  # nothing left to do to it
+    status, space_now = http(stack, "GET", f"/spaces/{space}", token=stack.mint_token(una.name))
+    assert status == 200 and space_now["state"] == "live"  # the losing action did nothing
+    vic.screenshot("conflict")
+
+    # vic dismisses the other case; the audit log pages one entry at a time, newest first
+    vic.page.goto(f"{stack.base_url}/admin/#case/{older['id']}")
+    expect(vic.page.locator("#case-version")).to_have_text(str(older["version"]))
+    vic.act("Dismiss", "duplicate")
+    expect(vic.page.locator("#case-done")).to_be_visible()
+    vic.page.get_by_role("link", name="Audit log").click()
+    vic.filter("#audit-filters", limit="1")
+    audit = vic.page.locator("#audit-log tbody tr")
+    expect(audit).to_have_count(1)
+    expect(audit).to_contain_text(f"{vic.name}")
+    expect(audit.get_by_role("link", name="case")).to_have_attribute("href", f"#case/{older['id']}")
+    vic.page.get_by_role("button", name="Next page").click()
+    expect(audit.get_by_role("link", name="case")).to_have_attribute("href", f"#case/{newer['id']}")
+    expect(audit).to_contain_text(una.name)
+
+
+def test_someone_outside_the_admins_group_gets_the_not_an_admin_page(stack, admins) -> None:
+    eve = admins(name("eve"), admin=False)
+    expect(eve.page.locator("#not-admin-title")).to_have_text("Not an admin")
+    text = eve.page.locator("#not-admin-text")
+    expect(text).to_contain_text(f"You are signed in as {eve.name}, in no group, and you are not an admin.")
+    expect(text.locator("code")).to_have_text("not_allowed")
+    expect(eve.page.locator("#nav")).to_be_hidden()
+    expect(eve.page.locator("#queue")).to_be_hidden()
+    # The page decides nothing: its deep links get the server's same refusal.
+    eve.page.goto(f"{stack.base_url}/admin/#audit")
+    expect(eve.page.locator("#not-admin-title")).to_be_visible()
+    status, body = http(stack, "GET", "/admin/audit", token=stack.mint_token(eve.name))
+    assert (status, body["code"]) == (403, "not_allowed")
