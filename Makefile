@@ -54,6 +54,6 @@ browser-deps:
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
 	fi
 
-## make bench: sohbet against the naive design on the local stack (BENCH_N listeners, default 400)
+## make bench: sohbet against the naive design on the local stack (BENCH_N listeners, default 1000)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -51,6 +51,7 @@ class Settings:
     fanout_shard_size: int
     fanout_workers: int
     naive_fanout: bool
+    naive_join_broadcast: bool
     reaction_limit: int
     reaction_window_seconds: int
     reaction_flush_seconds: float
@@ -114,6 +115,9 @@ def from_environment() -> Settings:
         fanout_shard_size=_int("FANOUT_SHARD_SIZE", 250),
         fanout_workers=_int("FANOUT_WORKERS", 16),
         naive_fanout=os.environ.get("NAIVE_FANOUT", "") in ("1", "true", "yes"),
+        # the benchmark builds its naive room without the quadratic join broadcasts (NAIVE_JOINS=0)
+        naive_join_broadcast=os.environ.get("NAIVE_FANOUT", "") in ("1", "true", "yes")
+        and os.environ.get("NAIVE_JOINS", "1") not in ("0", "false", "no"),
         reaction_limit=_int("REACTION_LIMIT", 5),
         reaction_window_seconds=_int("REACTION_WINDOW_SECONDS", 10),
         reaction_flush_seconds=_float("REACTION_FLUSH_SECONDS", 1.0),

@@ -31,7 +31,7 @@ from devstack.media.events import EventBus
 from devstack.media.registry import MediaRegistry
 from devstack.media.server import MediaServer
 from devstack.rest import RestGateway
-from devstack.stats import AWS_CALLS, cpu_seconds, install_call_counter
+from devstack.stats import AWS_CALLS, cpu_seconds, install_call_counter, thread_cpu_seconds
 from devstack.web import routes as web_routes
 
 log = logging.getLogger("devstack")
@@ -302,6 +302,7 @@ class LocalStack:
                 "posts": self.gateway.posted,
                 "connections": len(self.gateway.connections),
                 "cpu_seconds": cpu_seconds(),
+                "thread_cpu_seconds": thread_cpu_seconds(),
                 "media": await self.media_server.run(self.media_server.snapshot()),
             }
         )

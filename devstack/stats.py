@@ -57,3 +57,22 @@ def install_call_counter() -> None:
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds of the live threads, by the first word of their name: `push` (the fan-out's
+    senders), `lambda` (handlers), `uvicorn` (the gateway's event loop), `sqs`, `MainThread`..."""
+    import re
+    import time
+
+    groups: dict[str, float] = {}
+    for thread in threading.enumerate():
+        if thread.ident is None:
+            continue
+        try:
+            seconds = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+        except (OSError, ProcessLookupError):
+            continue  # ended meanwhile
+        group = re.split(r"[-_ ]", thread.name, maxsplit=1)[0]
+        groups[group] = groups.get(group, 0.0) + seconds
+    return groups

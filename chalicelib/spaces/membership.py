@@ -318,7 +318,7 @@ def publish_listener_count(space: Space, force: bool = False, last_published: fl
     # at most ~25 posts a second per space up to 1,500 listeners, then one event a minute.
     interval = min(60.0, max(settings.listener_count_interval_seconds, int(space.listener_count or 0) / 25))
     # The naive baseline (benchmark only) tells everyone about every join and leave.
-    if not force and not settings.naive_fanout:
+    if not force and not settings.naive_join_broadcast:
         if last_published is not None and time.time() - last_published < interval:
             return False
         if not counters.claim_publication(space.space_id, interval):
