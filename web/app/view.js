@@ -107,7 +107,8 @@ export function roomMeta(room) {
   const policy = { everyone: "anyone may ask to speak", following: "people the host follows may ask", invited: "by invitation only" }[
     room.settings.speak_policy
   ];
-  return `${esc(room.space.state)} · you are ${ROLE_NAMES[room.role] || esc(room.role)} · <span id="listener-count">${esc(
+  const you = room.gone ? "you are no longer in it" : `you are ${ROLE_NAMES[room.role] || esc(room.role)}`;
+  return `${esc(room.space.state)} · ${you} · <span id="listener-count">${esc(
     room.listenerCount,
   )}</span> listening · ${esc(policy || "")}`;
 }

@@ -87,6 +87,21 @@ def test_report_from_the_room_then_suspend_cuts_the_user_off(stack, people, admi
     expect(row).to_contain_text("threats on stage")
     expect(row).to_contain_text("for 1 day")
 
+    # A closed case about a user still offers lifting the suspension; lifting twice is refused
+    row.get_by_role("link", name="case").click()
+    expect(root.page.locator("#case-action-note")).to_have_text(
+        "This case is closed (Suspend). A suspension can still be lifted."
+    )
+    expect(root.page.locator("#action-buttons button")).to_have_text(["Lift suspension"])
+    root.act("Lift suspension", "appeal accepted")
+    expect(root.page.locator("#case-done")).to_contain_text("Lift suspension applied")
+    expect(root.page.locator("#case-actions li")).to_have_count(2)
+    root.act("Lift suspension", "again")
+    expect(root.alert()).to_contain_text("Lift suspension was refused: conflict — that user is not suspended")
+    expect(root.page.locator("#conflict")).to_be_hidden()  # a refusal, not another admin's action
+    status, _ = http(stack, "POST", "/ws/ticket", token=stack.mint_token(bob.name))
+    assert status == 201  # bob may connect again
+
 
 def _space_case(stack, category: str) -> tuple[str, dict]:
     """A live space reported by its own host: an open case about the space."""

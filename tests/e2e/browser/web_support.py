@@ -130,8 +130,8 @@ class Admin:
         form.get_by_role("button", name="Sign in as this dev user").click()
         expect(self.page.locator("#whoami")).to_have_text(f"signed in as {self.name}")
 
-    def case_row(self, case_id: str) -> Any:
-        return self.page.locator(f'#cases tr[data-case="{case_id}"]')
+    def alert(self) -> Any:
+        return self.page.locator("#alert")
 
     def filter(self, form_id: str, **fields: str) -> None:
         """Fill a filter form (#case-filters, #audit-filters) by field name, then press Show."""

@@ -190,7 +190,7 @@ function renderCase() {
   $("#case-actions").innerHTML = c.actions.length
     ? c.actions.map(V.actionItem).join("")
     : `<li class="muted">No admin has acted on this case yet.</li>`;
-  $("#evidence").innerHTML = V.evidence(state.evidence, c);
+  $("#evidence").innerHTML = V.evidence(state.evidence, state.case);
   $("#transcript").innerHTML = V.transcript(state.evidence, c);
   $("#reports").innerHTML = reports.map(V.reportItem).join("");
   $("#reports-pager").innerHTML = next

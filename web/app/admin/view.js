@@ -157,35 +157,40 @@ export function conflict(tried, error, now) {
 
 // -- evidence and transcript ---------------------------------------------------------------
 
-/** Evidence from GET /admin/cases/{id}/evidence: presigned audio URLs, short-lived. */
-export function evidence(answer, caseView) {
-  const note = caseView && caseView.evidence && caseView.evidence.status === "unavailable"
-    ? `<p class="muted" id="evidence-unavailable">Evidence unavailable: ${esc(caseView.evidence.reason || "not captured")}</p>`
-    : "";
+const EVIDENCE_STATUS = {
+  capturing: "Capturing: the space is still live; the audio so far is below.",
+  available: "Recorded audio of the space from the first report on.",
+  unavailable: "Evidence unavailable",
+};
+
+/** Evidence: the case detail's `evidence` ({status, reason}) and GET /admin/cases/{id}/evidence
+ * ({items: presigned audio URLs, short-lived; status; reason}). Neither there: none recorded. */
+export function evidence(answer, detail) {
+  const summary = (answer && answer.status ? answer : null) || (detail && detail.evidence) || null;
   const items = evidenceItems(answer);
-  if (!items.length) return `${note}<p class="muted" id="no-evidence">No evidence recorded for this case.</p>`;
-  return (
-    note +
-    items
-      .map(
-        (e, i) => `<figure class="evidence-item" data-index="${i}">
-      <figcaption>Audio${e.space_id ? ` of space <code>${esc(e.space_id)}</code>` : ""}${
-        e.started_at ? `, from ${esc(when(e.started_at))}` : ""
-      }${e.ended_at ? ` to ${esc(when(e.ended_at))}` : ""}${e.status ? ` · ${esc(e.status)}` : ""}</figcaption>
-      ${e.url ? `<audio controls preload="metadata" src="${esc(e.url)}"></audio>` : `<p class="muted">${esc(e.message || "not ready yet")}</p>`}
+  if (!summary && !items.length) return `<p class="muted" id="no-evidence">No evidence recorded for this case.</p>`;
+  let head = "";
+  if (summary) {
+    const text = EVIDENCE_STATUS[summary.status] || esc(summary.status);
+    const reason = summary.reason ? `: ${esc(summary.reason)}` : summary.status === "unavailable" ? "." : "";
+    head = `<p id="evidence-status" data-status="${esc(summary.status)}">${text}${reason}</p>`;
+  }
+  const players = items
+    .map(
+      (e, i) => `<figure class="evidence-item" data-index="${i}">
+      <figcaption>Audio${e.started_at ? ` from ${esc(when(e.started_at))}` : ""}${
+        e.ended_at ? ` to ${esc(when(e.ended_at))}` : ""
+      }${e.expires_at ? ` <span class="muted">(link valid until ${esc(when(e.expires_at))})</span>` : ""}</figcaption>
+      <audio controls preload="metadata" src="${esc(e.url)}"${e.content_type ? ` data-type="${esc(e.content_type)}"` : ""}></audio>
     </figure>`,
-      )
-      .join("")
-  );
+    )
+    .join("");
+  return head + players;
 }
 
 export function evidenceItems(answer) {
-  if (!answer) return [];
-  const list = answer.data || answer.evidence || answer.recordings || answer.audio || [];
-  return (Array.isArray(list) ? list : [list]).map((e) => ({
-    ...e,
-    url: e.url || e.audio_url || e.presigned_url || null,
-  }));
+  const list = (answer && answer.items) || [];
+  return list.filter((e) => e && e.url);
 }
 
 /** Transcript lines around the report time (within two minutes of it highlighted). */
