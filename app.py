@@ -35,6 +35,14 @@ def ws_disconnect(event):
     return handlers.ws_disconnect(event)
 
 
+# -- The broadcast tier's Lambda authorizer (AppSync Events, chalicelib/broadcast.py) -------
+
+
+@app.lambda_function(name="broadcast_authorizer")
+def broadcast_authorizer(event, context):
+    return handlers.broadcast_authorizer(event)
+
+
 # -- Queues and schedules --------------------------------------------------
 
 

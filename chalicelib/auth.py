@@ -33,6 +33,7 @@ __all__ = [
     "get_verifier",
     "identity_from_bearer",
     "identity_from_query",
+    "identity_from_token",
 ]
 
 logger = logging.getLogger(__name__)
@@ -310,6 +311,16 @@ def identity_from_bearer(headers: Mapping[str, str], verifier: TokenVerifier | N
     if len(parts) != 2 or parts[0].lower() != "bearer":
         raise AuthError("missing bearer token")
     return _verify(parts[1], verifier)
+
+
+def identity_from_token(value: str, verifier: TokenVerifier | None = None) -> Identity:
+    """Identity from a bare JWT or `Bearer <jwt>` (the broadcast tier's Authorization header)."""
+    parts = value.split() if isinstance(value, str) else []
+    if len(parts) == 2 and parts[0].lower() == "bearer":
+        parts = parts[1:]
+    if len(parts) != 1:
+        raise AuthError("missing token")
+    return _verify(parts[0], verifier)
 
 
 def identity_from_query(params: Mapping[str, str] | None, verifier: TokenVerifier | None = None) -> Identity:

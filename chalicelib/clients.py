@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
-from chalicelib import auth, config, db, push
+from chalicelib import auth, broadcast, config, db, push
 from chalicelib import media as media_module
 
 _built: dict[str, Any] = {}
@@ -81,9 +81,14 @@ def pusher() -> push.Pusher:
     return _overrides.get("pusher") or push.get_pusher()
 
 
+def publisher() -> broadcast.Publisher:
+    """The broadcast tier's publisher (used only when BROADCAST_HTTP_URL is set)."""
+    return _overrides.get("publisher") or broadcast.get_publisher()
+
+
 @contextmanager
 def override(**clients: Any) -> Iterator[None]:
-    """Use these clients (sqs=, settings=, media=, pusher=) in the block."""
+    """Use these clients (sqs=, settings=, media=, pusher=, publisher=) in the block."""
     saved = dict(_overrides)
     _overrides.update(clients)
     if "settings" in clients:
@@ -105,4 +110,5 @@ def reset() -> None:
     db.reset()
     media_module.reset_media()
     push.get_pusher.cache_clear()
+    broadcast.get_publisher.cache_clear()
     auth.get_verifier.cache_clear()

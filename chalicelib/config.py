@@ -63,6 +63,12 @@ class Settings:
     command_hard_limit: int
     max_connections_per_user: int
     ticket_ttl_seconds: int
+    # the broadcast tier (chalicelib/broadcast.py): AppSync Events' https://{http domain}/event
+    # and wss://{realtime domain}/event/realtime; empty: every event goes through API Gateway
+    broadcast_http_url: str = ""
+    broadcast_realtime_url: str = ""
+    # spaces whose listener count reaches this publish once per event (0: every space)
+    broadcast_threshold: int = 0
 
 
 def _table(name: str) -> str:
@@ -128,4 +134,7 @@ def from_environment() -> Settings:
         command_hard_limit=_int("COMMAND_HARD_LIMIT", 50),
         max_connections_per_user=_int("MAX_CONNECTIONS_PER_USER", 10),
         ticket_ttl_seconds=_int("TICKET_TTL_SECONDS", 45),
+        broadcast_http_url=os.environ.get("BROADCAST_HTTP_URL", ""),
+        broadcast_realtime_url=os.environ.get("BROADCAST_REALTIME_URL", ""),
+        broadcast_threshold=_int("BROADCAST_THRESHOLD", 0),
     )

@@ -16,7 +16,7 @@ import time
 import zlib
 from typing import Any
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import UpdateError
 from pynamodb.models import Model
 
@@ -36,6 +36,8 @@ class SpaceCounter(Model):
     space_state = UnicodeAttribute(null=True)  # "ended" once the space has ended
     seq = NumberAttribute(null=True)
     published_at = NumberAttribute(null=True)
+    # set once the space reached BROADCAST_THRESHOLD: its room events go through the broadcast tier
+    broadcast = BooleanAttribute(null=True)
 
 
 def shard_key(space_id: str, user_id: str) -> str:
@@ -75,10 +77,24 @@ def listeners(space_id: str) -> int:
     return sum(int(c.listeners or 0) for c in shards)
 
 
-def next_seq(space_id: str) -> int:
+def next_seq(space_id: str) -> tuple[int, bool]:
+    """The next event number, and whether the space's events go through the broadcast tier
+    (read from the same UpdateItem's new image: no extra call)."""
     counter = SpaceCounter(seq_key(space_id))
     counter.update(actions=[SpaceCounter.seq.add(1)])
-    return int(counter.seq or 0)
+    return int(counter.seq or 0), bool(counter.broadcast)
+
+
+def mark_broadcast(space_id: str) -> bool:
+    """Switch the space to the broadcast tier for good; True for the one caller that did it."""
+    try:
+        SpaceCounter(seq_key(space_id)).update(
+            actions=[SpaceCounter.broadcast.set(True)],
+            condition=SpaceCounter.broadcast.does_not_exist(),
+        )
+    except UpdateError:
+        return False
+    return True
 
 
 def claim_publication(space_id: str, interval: float) -> bool:

@@ -1,8 +1,9 @@
 """Events to the people in a space: broadcasts with a per-space seq, and private messages.
 
-Recipients of a broadcast come from a Query on the space's members (never a
-Scan). Posts go out in parallel; a connection that answers 410 is cleaned up,
-not retried.
+A broadcast of a space on the broadcast tier is ONE publish to its channel
+(chalicelib/broadcast.py); otherwise, or if that publish fails, its recipients
+come from a Query on the space's members (never a Scan) and are posted to in
+parallel; a connection that answers 410 is cleaned up, not retried.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from chalicelib import broadcast as tier
 from chalicelib import clients, counters, observability, protocol, shards
 from chalicelib.config import get_settings
 from chalicelib.models import Member
@@ -109,7 +111,18 @@ def broadcast(space_id: str, name: str, **payload: Any) -> Delivery | None:
     """An event everyone in the space receives, numbered by the space's seq."""
     if _later(lambda: broadcast(space_id, name, **payload)):
         return None
-    message = protocol.event(name, space_id, counters.next_seq(space_id), **payload)
+    seq, flagged = counters.next_seq(space_id)
+    message = protocol.event(name, space_id, seq, **payload)
+    if tier.carries(flagged):
+        try:
+            clients.publisher().publish(tier.channel(space_id), [message])
+        except Exception:
+            # Never lost: the members get it through API Gateway instead.
+            logger.exception("broadcast publish failed; posting instead", extra={"event": name})
+            observability.count("BroadcastFallbacks")
+        else:
+            observability.count("BroadcastPublishes")
+            return Delivery(published=1)
     return deliver(recipients(space_id), message)
 
 

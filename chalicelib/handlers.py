@@ -128,6 +128,15 @@ def ws_disconnect(event: Any) -> None:
     commands.connection_gone(event.connection_id)
 
 
+def broadcast_authorizer(event: Any) -> dict[str, Any]:
+    """AppSync Events asks whether a connect or subscribe may go ahead (chalicelib/broadcast.py)."""
+    from chalicelib import broadcast
+
+    decision = broadcast.authorize(event)
+    observability.count_by("BroadcastAuth", allowed=str(decision["isAuthorized"]).lower())
+    return decision
+
+
 # -- queues and schedules ----------------------------------------------------
 
 

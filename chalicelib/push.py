@@ -44,6 +44,7 @@ class Delivery:
     failed: list[str] = field(default_factory=list)
     throttled: int = 0  # 429s that were retried
     queued: int = 0  # handed to the fan-out queue in shards
+    published: int = 0  # publishes to the broadcast tier (one reaches every subscriber)
 
     def add(self, other: Delivery) -> None:
         self.delivered += other.delivered
@@ -51,6 +52,7 @@ class Delivery:
         self.failed += other.failed
         self.throttled += other.throttled
         self.queued += other.queued
+        self.published += other.published
 
 
 class SigV4Signer:

@@ -34,11 +34,16 @@ def main() -> None:
 
     began = time.perf_counter()
     options = StackOptions(
-        host=args.host, port=args.port, stage=args.stage, media_addresses=tuple(args.media_address)
+        host=args.host,
+        port=args.port,
+        stage=args.stage,
+        media_addresses=tuple(args.media_address),
+        broadcast=os.environ.get("SOHBET_BROADCAST", "1") != "0",
     )
     stack = LocalStack(options).start()
     ready = time.perf_counter() - began
     base = stack.base_url
+    tier = "broadcast tier on" if options.broadcast else "broadcast tier off: SOHBET_BROADCAST=1"
     limits = "on" if stack.chime.rules.rate_limits else "off; LOCAL_CHIME_RATE_LIMITS=1 for Chime's"
     print(
         f"""
@@ -46,6 +51,7 @@ sohbet local stack ready in {ready:.1f}s
   WebSocket   {stack.ws_url}?ticket=TICKET   (POST {base}/ws/ticket, Bearer TOKEN; or ?token=TOKEN)
   REST        {base}/            (e.g. GET {base}/whoami with Authorization: Bearer TOKEN)
   @connections {base}/@connections/{{connection_id}}   (SigV4-signed, local credentials)
+  AppSync Events {base}/event (publish, SigV4), ws://…/event/realtime ({tier})
   Chime SDK Meetings API {base}/_aws/chime-sdk-meetings  (rate limits {limits})
   audio (WHIP) {base}/media/whip/{{MeetingId}}   (ICE candidates on {", ".join(stack.media_addresses)})
   embedded AWS (moto) {stack.aws.endpoint}

@@ -21,6 +21,7 @@ from devstack.aws import (
     load_template,
     local_process_environment,
 )
+from devstack.eventapi import EventApiEmulator, EventApiSettings
 from devstack.gateway import GatewaySettings, WebSocketGateway
 from devstack.idp import LocalIdentityProvider
 from devstack.idp import routes as idp_routes
@@ -63,6 +64,10 @@ class StackOptions:
     # Meetings end on their own as Chime's do (no audio for 5 min, ...); checked this often.
     media_auto_end: bool = True
     media_tick_seconds: float = 5.0
+    # The app publishes room events once to the embedded AppSync Events emulator (/event,
+    # /event/realtime) instead of posting to every member; it is served either way.
+    broadcast: bool = False
+    broadcast_ka_seconds: float = 60.0
 
 
 def _chalice_environment(stage: str) -> dict[str, str]:
@@ -122,6 +127,7 @@ class LocalStack:
         self.scheduler: Scheduler | None = None
         self.app: Any = None
         self.gateway: WebSocketGateway | None = None
+        self.events: EventApiEmulator | None = None
         self.idp: LocalIdentityProvider | None = None
         self.media_server: MediaServer | None = None
         self._server: Any = None
@@ -153,6 +159,13 @@ class LocalStack:
     @property
     def ws_url(self) -> str:
         return f"ws://{self.options.host}:{self.port}/"
+
+    def broadcast_env(self) -> dict[str, str]:
+        """The settings that point the app at the stack's Event API (chalicelib/broadcast.py)."""
+        return {
+            "BROADCAST_HTTP_URL": f"{self.base_url}/event",
+            "BROADCAST_REALTIME_URL": f"ws://{self.options.host}:{self.port}/event/realtime",
+        }
 
     def start(self) -> LocalStack:
         started = time.perf_counter()
@@ -187,6 +200,8 @@ class LocalStack:
                 "POWERTOOLS_DEV": "false",
             }
         )
+        if opts.broadcast:
+            env.update(self.broadcast_env())
         env.update(opts.extra_env)
         self.env = env
         apply_environment(env)
@@ -243,6 +258,12 @@ class LocalStack:
                 max_connection_seconds=opts.max_connection_seconds,
             ),
         )
+        self.events = EventApiEmulator(
+            self.app.handler_map["broadcast_authorizer"],
+            self.executor,
+            LambdaContextFactory("broadcast_authorizer"),
+            EventApiSettings(ka_seconds=opts.broadcast_ka_seconds),
+        )
         from devstack.media import whip
 
         rest = RestGateway(self.app, opts.stage, self.executor)
@@ -255,6 +276,7 @@ class LocalStack:
             Route("/openapi.json", _openapi_json, methods=["GET"]),
             *web_routes(),
             *self.chime.routes(),
+            *self.events.routes(),
             *self.gateway.routes(),
             *whip.routes(self.media_server),
         ]
@@ -295,11 +317,12 @@ class LocalStack:
     async def _stats(self, request: Any) -> Any:
         from starlette.responses import JSONResponse
 
-        assert self.gateway is not None and self.media_server is not None
+        assert self.gateway is not None and self.media_server is not None and self.events is not None
         return JSONResponse(
             {
                 "aws_calls": AWS_CALLS.snapshot(),
                 "posts": self.gateway.posted,
+                "broadcast": self.events.snapshot(),
                 "connections": len(self.gateway.connections),
                 "cpu_seconds": cpu_seconds(),
                 "thread_cpu_seconds": thread_cpu_seconds(),

@@ -1,5 +1,6 @@
 """sohbet_client: an asyncio client for sohbet's WebSocket API (see docs/asyncapi.yaml)."""
 
+from sohbet_client.broadcast import BroadcastError, BroadcastLink
 from sohbet_client.client import (
     COMMAND_METHODS,
     ConnectionClosed,
@@ -16,6 +17,8 @@ from sohbet_client.client import (
 
 __all__ = [
     "COMMAND_METHODS",
+    "BroadcastError",
+    "BroadcastLink",
     "ConnectionClosed",
     "Gap",
     "SohbetClient",

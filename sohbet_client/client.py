@@ -5,6 +5,10 @@ coroutine that sent the command with the same `ref`; events go to a queue read
 with `events()` or `next_event()`. Broadcast events carry a per-space `seq`:
 the client drops the ones it has already seen and, when it sees a gap, asks
 the server for a fresh snapshot with `space.sync`.
+
+When a join reply names a broadcast channel (`data.broadcast`), the client also subscribes to
+it on AWS AppSync Events (sohbet_client/broadcast.py): room events of big spaces come that way,
+published once by the server, and go through the same seq bookkeeping as the socket's.
 """
 
 from __future__ import annotations
@@ -28,7 +32,10 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 
+from sohbet_client.broadcast import BroadcastError, BroadcastLink
+
 __all__ = [
+    "BroadcastError",
     "ConnectionClosed",
     "Gap",
     "SohbetClient",
@@ -174,6 +181,11 @@ class SohbetClient:
         self._resyncing: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        # The broadcast tier: one realtime socket for every space whose join reply named a channel.
+        self.broadcast: BroadcastLink | None = None
+        self.broadcast_channels: dict[str, str] = {}  # space_id -> channel subscribed (or being)
+        self.broadcast_errors: list[tuple[str, BroadcastError]] = []
+        self._subscribed: dict[str, asyncio.Future[str]] = {}
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -212,6 +224,8 @@ class SohbetClient:
         """Wait until the connection has closed (from either side) and the reader has finished."""
         if self._reader is not None:
             await self._reader
+        if self.broadcast is not None:
+            await self.broadcast.close()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -409,6 +423,9 @@ class SohbetClient:
                 self._note_reply(pending, frame)
             pending.future.set_result(frame)
         elif kind == "event":
+            if frame.get("event") in ("participant.removed", "space.ended", "session.replaced"):
+                # This socket no longer belongs in the room: leave its channel too.
+                self._drop_channel(frame.get("space_id"))
             if self._admit(frame):
                 if frame.get("event") == "reactions":
                     self._tally(frame)
@@ -423,8 +440,15 @@ class SohbetClient:
             return
         if pending.action == "space.leave":
             self.last_seq.pop(space_id, None)
+            self._drop_channel(space_id)
             return
         data = frame.get("data")
+        if (
+            pending.action == "space.join"
+            and isinstance(data, dict)
+            and isinstance(data.get("broadcast"), dict)
+        ):
+            self._follow_channel(space_id, data["broadcast"])
         seq = data.get("seq") if isinstance(data, dict) else None
         if pending.action in SNAPSHOT_ACTIONS and isinstance(seq, int) and not isinstance(seq, bool):
             # Events newer than the snapshot may have arrived before the reply: never go back.
@@ -455,6 +479,61 @@ class SohbetClient:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         return True
+
+    # -- the broadcast tier ------------------------------------------------
+
+    def _follow_channel(self, space_id: str, info: dict[str, Any]) -> None:
+        channel, url, host = info.get("channel"), info.get("realtime_url"), info.get("http_host")
+        if not all(isinstance(v, str) and v for v in (channel, url, host)) or self.token is None:
+            log.warning("unusable broadcast channel in the join reply: %r", info)
+            return
+        if self.broadcast is None:
+            self.broadcast = BroadcastLink(
+                str(url), str(host), self.token, self._broadcast_event, self.open_timeout
+            )
+        self.broadcast_channels[space_id] = str(channel)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # read by broadcast_ready, or not
+        self._subscribed[space_id] = future
+        self._spawn(self._subscribe(space_id, str(channel), future), f"sohbet-subscribe-{space_id}")
+
+    async def _subscribe(self, space_id: str, channel: str, future: asyncio.Future[str]) -> None:
+        assert self.broadcast is not None
+        try:
+            ident = await self.broadcast.subscribe(channel)
+        except (BroadcastError, OSError, TimeoutError, WsConnectionClosed) as exc:
+            error = exc if isinstance(exc, BroadcastError) else BroadcastError("Unreachable", str(exc))
+            log.warning("could not subscribe to %s: %s", channel, error)
+            self.broadcast_errors.append((space_id, error))
+            if not future.done():
+                future.set_exception(error)
+            return
+        if not future.done():
+            future.set_result(ident)
+
+    def _drop_channel(self, space_id: Any) -> None:
+        channel = self.broadcast_channels.pop(space_id, None) if isinstance(space_id, str) else None
+        self._subscribed.pop(space_id, None)
+        if channel is not None and self.broadcast is not None:
+            self._spawn(self.broadcast.unsubscribe(channel), f"sohbet-unsubscribe-{space_id}")
+
+    async def broadcast_ready(self, space_id: str, timeout: float = 5.0) -> str:
+        """Wait until the space's channel is subscribed; its subscription id (BroadcastError if refused)."""
+        future = self._subscribed.get(space_id)
+        if future is None:
+            raise RuntimeError(f"no broadcast channel for {space_id}: its join reply named none")
+        async with asyncio.timeout(timeout):
+            return await asyncio.shield(future)
+
+    def _broadcast_event(self, frame: Frame) -> None:
+        """A room event from the broadcast tier: logged and handled like one from the socket."""
+        self.received.append(frame)
+        self._dispatch(frame)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _resync(self, space_id: str) -> None:
         try:

@@ -14,12 +14,13 @@ from typing import Any
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib import counters, fanout, media, observability, placement, rules
+from chalicelib import broadcast, counters, fanout, media, observability, placement, rules
 from chalicelib.clock import now_iso
 from chalicelib.config import get_settings
 from chalicelib.db import dynamo, is_conflict
 from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Connection, Member, Space, list_shards
+from chalicelib.observability import logger
 from chalicelib.rules import MODERATORS, Role, SpaceState
 from chalicelib.spaces import decisions, store, transitions
 from chalicelib.spaces.stage import Stage, audio_of
@@ -146,7 +147,11 @@ def _join_once(conn: Connection, ctx: decisions.Ctx, made: list[media.Attendee])
     # The joiner's snapshot: the exact count as read with the counters, the joiner included.
     space.listener_count = listeners + (1 if new_listener else 0)
     observability.count("Joins")
-    return snapshot(space, conn.user_id, role, ctx.seq, media.credentials(meeting, attendee))
+    data = snapshot(space, conn.user_id, role, ctx.seq, media.credentials(meeting, attendee))
+    channel = broadcast.client_info(space_id)
+    if channel is not None:
+        data["broadcast"] = channel
+    return data
 
 
 def _drop_unclaimed(space_id: str, user_id: str, made: list[media.Attendee]) -> None:
@@ -332,6 +337,9 @@ def publish_listener_count(space: Space, force: bool = False, last_published: fl
         )
     except UpdateError:
         return False
+    threshold = settings.broadcast_threshold
+    if broadcast.enabled() and 0 < threshold <= listeners and counters.mark_broadcast(space.space_id):
+        logger.info("space moves to the broadcast tier", extra={"space_id": space.space_id})
     fanout.broadcast(space.space_id, "listeners.count", listener_count=listeners, participant_count=count)
     return True
 

@@ -1,0 +1,134 @@
+"""The broadcast tier end to end: room events published once to the space's channel on the
+stack's AppSync Events emulator, received by sohbet_client over the realtime protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from conftest import Clients, Room, refused, until
+
+from sohbet_client import BroadcastError, BroadcastLink
+
+pytestmark = pytest.mark.usefixtures("no_scan")
+
+
+@pytest.fixture
+def tier(stack: Any, settings: Callable[..., None]) -> Iterator[Any]:
+    """The app publishes room events to the stack's Event API, every space (threshold 0)."""
+    settings(**stack.broadcast_env(), BROADCAST_THRESHOLD="0")
+    yield stack.events
+
+
+async def subscribed(*people: Any, space_id: str) -> None:
+    for person in people:
+        await person.broadcast_ready(space_id)
+
+
+async def test_a_stage_change_is_one_publish_that_every_listener_receives(
+    stack: Any, clients: Clients, tier: Any
+) -> None:
+    room = await Room.open(clients, title="big room")
+    listeners = await room.listeners(12)
+    await subscribed(room.host, *listeners, space_id=room.sid)
+    speaker = listeners[0]
+    # Let the count events of the joins go out first: they are publishes too.
+    await asyncio.sleep(0.8)
+    since, posted = len(tier.log), stack.gateway.posted
+    marks = {c.user: c.mark for c in [room.host, *listeners]}
+
+    began = time.monotonic()
+    await room.host.send("speaker.invite", space_id=room.sid, user_id=speaker.user)
+    await speaker.send("invite.accept", space_id=room.sid)
+    members = [room.host, *listeners]
+    changed = [await c.event("stage.changed", since=marks[c.user], user_id=speaker.user) for c in members]
+    latency = time.monotonic() - began
+
+    assert {e["seq"] for e in changed} == {changed[0]["seq"]}  # one event, one number
+    stage_publishes = [
+        p for p in tier.publishes(f"/spaces/{room.sid}", since) if p[0]["event"] == "stage.changed"
+    ]
+    assert stage_publishes == [[changed[0]]]  # one publish for 13 members, the event as they got it
+    # API Gateway carried the two replies and the private invitation, not the broadcast.
+    assert stack.gateway.posted - posted == 3
+    assert all(c.broadcast is not None and c.broadcast.received > 0 for c in listeners)
+    print(f"\nstage change to 13 members via the tier: {latency * 1000:.0f} ms (invite, accept, delivery)")
+
+
+async def test_a_missed_event_shows_as_a_gap_and_the_client_syncs(
+    stack: Any, clients: Clients, tier: Any
+) -> None:
+    room = await Room.open(clients)
+    late = await room.listener()
+    await subscribed(late, space_id=room.sid)
+    channel = late.broadcast_channels[room.sid]
+    assert late.broadcast is not None
+    # The listener's subscription lapses (a lost socket would do the same) while the room changes.
+    assert await late.broadcast.unsubscribe(channel)
+    await room.host.send("settings.update", space_id=room.sid, title="while away")
+    await late.broadcast.subscribe(channel)
+    await room.host.send("settings.update", space_id=room.sid, title="back again")
+
+    await until(lambda: late.resyncs, what="a space.sync after the gap")
+    (gap,) = late.gaps  # the title change missed (and any count event of the joins)
+    assert gap.space_id == room.sid and gap.got > gap.expected
+    space_id, snapshot = late.resyncs[0]
+    assert space_id == room.sid and snapshot["space"]["title"] == "back again"
+
+
+async def test_only_a_present_member_may_subscribe(stack: Any, clients: Clients, tier: Any) -> None:
+    room = await Room.open(clients)
+    listener = await room.listener()
+    await subscribed(listener, space_id=room.sid)
+    channel = listener.broadcast_channels[room.sid]
+
+    # Someone who never joined, on a link of their own: refused by the Lambda authorizer.
+    outsider = await clients.open("outsider")
+    await outsider.send("ping")
+
+    link = BroadcastLink(
+        stack.broadcast_env()["BROADCAST_REALTIME_URL"],
+        f"127.0.0.1:{stack.port}",
+        stack.mint_token("outsider"),
+        lambda frame: None,
+    )
+    try:
+        with pytest.raises(BroadcastError) as refusal:
+            await link.subscribe(channel)
+        assert refusal.value.error_type == "UnauthorizedException"
+    finally:
+        await link.close()
+
+    # A removed member is told over API Gateway, leaves the channel, and cannot subscribe again.
+    await room.host.send("participant.remove", space_id=room.sid, user_id=listener.user)
+    await listener.event("participant.removed")
+    assert room.sid not in listener.broadcast_channels
+    assert listener.broadcast is not None
+    await until(lambda: channel not in listener.broadcast.channels, what="the unsubscribe")
+    with pytest.raises(BroadcastError):
+        await listener.broadcast.subscribe(channel)
+    await refused(listener.send("space.join", space_id=room.sid), "not_allowed")
+
+
+async def test_spaces_move_to_the_tier_at_the_threshold(
+    stack: Any, clients: Clients, settings: Callable[..., None]
+) -> None:
+    settings(**stack.broadcast_env(), BROADCAST_THRESHOLD="3")
+    tier = stack.events
+    room = await Room.open(clients)
+    first = await room.listeners(2)
+    await subscribed(*first, space_id=room.sid)
+    channel, since, mark = f"/spaces/{room.sid}", len(tier.log), first[0].mark
+    await room.host.send("settings.update", space_id=room.sid, title="small room")
+    await first[0].event("settings.changed", since=mark)
+    assert tier.publishes(channel, since) == []  # 2 listeners: posted through API Gateway
+
+    await room.listener()  # the third: the next count event moves the space for good
+    await until(lambda: first[0].events("listeners.count", listener_count=3), what="the count of 3")
+    since, mark = len(tier.log), first[0].mark
+    await room.host.send("settings.update", space_id=room.sid, title="big room now")
+    changed = await first[0].event("settings.changed", since=mark)
+    assert [changed] in tier.publishes(channel, since)
