@@ -65,6 +65,11 @@ REF_ENV = {
 WEBSOCKET_ENDPOINT = {
     "Fn::Sub": "https://${WebsocketAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${Stage}"
 }
+BROADCAST_ENV = {
+    "BROADCAST_HTTP_URL": {"Fn::Sub": "https://${EventApi.Dns.Http}/event"},
+    "BROADCAST_REALTIME_URL": {"Fn::Sub": "wss://${EventApi.Dns.Realtime}/event/realtime"},
+    "BROADCAST_THRESHOLD": {"Ref": "BroadcastThreshold"},
+}
 
 
 def _tool(name: str) -> str:
@@ -198,7 +203,13 @@ def _functions(sam: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_sam_template_is_sam_with_parameters(sam: dict[str, Any]) -> None:
     assert sam["Transform"] == "AWS::Serverless-2016-10-31"
-    assert set(sam["Parameters"]) == {"Stage", "AuthIssuer", "AuthAudience", "AlarmTopicArn"}
+    assert set(sam["Parameters"]) == {
+        "Stage",
+        "AuthIssuer",
+        "AuthAudience",
+        "AlarmTopicArn",
+        "BroadcastThreshold",
+    }
     assert sam["Parameters"]["Stage"]["Default"] == "dev"
     # Every resource patched by the merge template exists in Chalice's output: a renamed
     # logical id would leave a resource with no Type behind.
@@ -290,14 +301,21 @@ def test_sqs_event_sources_use_the_queues_and_report_batch_failures(sam: dict[st
 
 def test_every_function_gets_the_environment(sam: dict[str, Any]) -> None:
     functions = _functions(sam)
-    # 3 WebSocket handlers, the REST handler, 2 queue consumers, the schedule.
-    assert len(functions) == 7, sorted(functions)
+    # 3 WebSocket handlers, the REST handler, 2 queue consumers, the schedule, the
+    # broadcast tier's Lambda authorizer.
+    assert len(functions) == 8, sorted(functions)
     assert sam["Resources"]["WebsocketAPI"]["Type"] == "AWS::ApiGatewayV2::Api"
     expected = {name: {"Ref": target} for name, target in REF_ENV.items()}
     expected["WEBSOCKET_ENDPOINT"] = WEBSOCKET_ENDPOINT
     for logical_id, function in functions.items():
         env = _with_globals(sam, function)
         assert {k: env.get(k) for k in expected} == expected, logical_id
+        # The authorizer is what the Event API refers to: a reference back would be a cycle.
+        tier = {k: env.get(k) for k in BROADCAST_ENV}
+        if logical_id == "BroadcastAuthorizer":
+            assert tier["BROADCAST_HTTP_URL"] == tier["BROADCAST_REALTIME_URL"] == "", tier
+        else:
+            assert tier == BROADCAST_ENV, logical_id
         assert env["SOHBET_STAGE"] == STAGE, logical_id  # Chalice's own variables survive
 
 
@@ -481,6 +499,11 @@ def test_policies_are_least_privilege(stage: str) -> None:
             assert [(set(st["Action"]), st["Resource"]) for st in extra] == [
                 (CONSUMER_ACTIONS, [f"arn:aws:sqs:*:*:sohbet-{stage}-{CONSUMERS[function]}"])
             ], function
+        elif function == "broadcast_authorizer":
+            # Less than the rest: it reads one member item, nothing else.
+            assert actions == {*PLATFORM_ACTIONS, "dynamodb:GetItem"}, actions
+            (tables,) = [st for st in policy["Statement"] if st["Sid"] == "Tables"]
+            assert tables["Resource"] == [f"arn:aws:dynamodb:*:*:table/sohbet-{stage}-members"]
         else:
             assert extra == [] and not actions & CONSUMER_ACTIONS, function
 
@@ -521,6 +544,7 @@ CODE_CALLS = {
     r"\b[A-Z]\w*\.(exists|describe_table)\(\)": "dynamodb:DescribeTable",
     r"\.send_message(_batch)?\(": "sqs:SendMessage",
     r"\.(post_to|delete|get)_connection\(": "execute-api:ManageConnections",
+    r"\bpublisher\(\)\.publish\(": "appsync:EventPublish",
 }
 
 
@@ -537,12 +561,52 @@ def _called_actions() -> set[str]:
 def test_policies_grant_exactly_what_the_code_calls() -> None:
     called = _called_actions()
     assert {"dynamodb:Query", "sqs:SendMessage", "chime:CreateAttendee"} <= called  # the scan works
+    template_granted = set().union(*(_actions(p["PolicyDocument"]) for p in _template_policies().values()))
+    assert template_granted == {"appsync:EventPublish"}
     for stage in sorted(CHALICE_CONFIG["stages"]):
-        granted = set().union(*(_actions(_policy(stage, f)) for f in FUNCTIONS))
+        granted = template_granted.union(*(_actions(_policy(stage, f)) for f in FUNCTIONS))
         missing = called - granted
         assert not missing, f"the code calls {sorted(missing)}: grant them in .chalice/policy-{stage}*.json"
         unused = granted - called - PLATFORM_ACTIONS - CONSUMER_ACTIONS
         assert not unused, f"policy-{stage}*.json grants {sorted(unused)}, which no code calls: remove them"
+
+
+def _template_policies() -> dict[str, dict[str, Any]]:
+    """The IAM policies infra/template.yaml itself attaches to the functions' roles."""
+    template = _merge_template()
+    return {
+        k: r["Properties"] for k, r in template["Resources"].items() if r.get("Type") == "AWS::IAM::Policy"
+    }
+
+
+def test_the_broadcast_tier_is_wired_least_privilege(sam: dict[str, Any]) -> None:
+    resources = sam["Resources"]
+    api = resources["EventApi"]["Properties"]["EventConfig"]
+    # Only IAM publishes (our functions); only the Lambda authorizer connects and subscribes.
+    assert api["DefaultPublishAuthModes"] == [{"AuthType": "AWS_IAM"}]
+    assert api["ConnectionAuthModes"] == api["DefaultSubscribeAuthModes"] == [{"AuthType": "AWS_LAMBDA"}]
+    (lambda_auth,) = [p for p in api["AuthProviders"] if p["AuthType"] == "AWS_LAMBDA"]
+    assert lambda_auth["LambdaAuthorizerConfig"] == {
+        "AuthorizerUri": {"Fn::GetAtt": ["BroadcastAuthorizer", "Arn"]},
+        "AuthorizerResultTtlInSeconds": 0,  # membership is read at every subscribe
+    }
+    assert _functions(sam)["BroadcastAuthorizer"]["Properties"]["Handler"] == "app.broadcast_authorizer"
+    namespace = resources["SpacesChannelNamespace"]["Properties"]
+    assert namespace["Name"] == "spaces"  # chalicelib.broadcast.NAMESPACE
+    assert namespace["PublishAuthModes"] == [{"AuthType": "AWS_IAM"}]
+    permission = resources["BroadcastAuthorizerInvokePermission"]["Properties"]
+    assert permission["Principal"] == "appsync.amazonaws.com"
+    assert permission["SourceArn"] == {"Fn::GetAtt": ["EventApi", "ApiArn"]}
+
+    (policy,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::IAM::Policy"]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == ["appsync:EventPublish"]
+    assert statement["Resource"] == {"Fn::GetAtt": ["SpacesChannelNamespace", "ChannelNamespaceArn"]}
+    # Every function that can broadcast, and no other.
+    functions = _functions(sam)
+    roles = {functions[f]["Properties"]["Role"]["Fn::GetAtt"][0] for f in FUNCTIONS.values()}
+    never = {"OnModerationReportRole", "BroadcastAuthorizerRole"}
+    assert {r["Ref"] for r in policy["Roles"]} == roles - never
 
 
 # -- deploy script and CI ---------------------------------------------------------
@@ -709,6 +773,7 @@ FUNCTIONS = {
     "on_moderation_report": "OnModerationReport",
     "on_fanout_shard": "OnFanoutShard",
     "sweep": "Sweep",
+    "broadcast_authorizer": "BroadcastAuthorizer",
 }
 
 
