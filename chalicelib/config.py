@@ -69,6 +69,12 @@ class Settings:
     broadcast_realtime_url: str = ""
     # spaces whose listener count reaches this publish once per event (0: every space)
     broadcast_threshold: int = 0
+    # per-user quotas (chalicelib/quotas.py) and a host who never shows up
+    quota_live_spaces_per_hour: int = 6
+    quota_scheduled_spaces_per_day: int = 20
+    quota_reports_per_hour: int = 20
+    quota_hand_toggles_per_minute: int = 10
+    host_no_show_seconds: int = 600
 
 
 def _table(name: str) -> str:
@@ -137,4 +143,9 @@ def from_environment() -> Settings:
         broadcast_http_url=os.environ.get("BROADCAST_HTTP_URL", ""),
         broadcast_realtime_url=os.environ.get("BROADCAST_REALTIME_URL", ""),
         broadcast_threshold=_int("BROADCAST_THRESHOLD", 0),
+        quota_live_spaces_per_hour=_int("QUOTA_LIVE_SPACES_PER_HOUR", 6),
+        quota_scheduled_spaces_per_day=_int("QUOTA_SCHEDULED_SPACES_PER_DAY", 20),
+        quota_reports_per_hour=_int("QUOTA_REPORTS_PER_HOUR", 20),
+        quota_hand_toggles_per_minute=_int("QUOTA_HAND_TOGGLES_PER_MINUTE", 10),
+        host_no_show_seconds=_int("HOST_NO_SHOW_SECONDS", 600),
     )

@@ -21,6 +21,7 @@ from chalicelib import (
     moderation,
     observability,
     protocol,
+    quotas,
     reactions,
     relations,
     schemas,
@@ -204,6 +205,7 @@ def _query(request: Any) -> dict[str, str]:
 def create_space(request: Any) -> Response:
     user = api.caller(request)
     body = api.body_as(request, schemas.CreateSpace)
+    quotas.take(quotas.scheduled_spaces() if body.scheduled_start else quotas.live_spaces(), user.user_id)
     space = spaces.create(
         user.user_id,
         body.title,

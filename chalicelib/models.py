@@ -190,6 +190,8 @@ class Space(Model):
     replica_count = NumberAttribute(default=0)
     grace_shard = UnicodeAttribute(null=True)  # set with grace_deadline while the host is away
     grace_deadline = NumberAttribute(null=True)
+    # Live and the host has not joined yet: grace_deadline is when the space ends if they never do.
+    host_no_show = BooleanAttribute(null=True)
     invited_user_ids = ListAttribute(of=UnicodeAttribute, null=True)
 
     by_state = SpacesByState()

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib import clients, idempotency, observability, suspensions
+from chalicelib import clients, idempotency, observability, quotas, suspensions
 from chalicelib import triage as triage_rules
 from chalicelib.clock import now_iso
 from chalicelib.config import get_settings
@@ -33,6 +33,7 @@ def file_report(reporter: str, fields: ReportFields, connection_id: str | None =
     """Take the snapshot, queue the report for triage and give the reporter its id."""
     via = "ws" if connection_id else "rest"
     report = build_report(reporter, fields.space_id, fields.user_id, fields.category, fields.note, via=via)
+    quotas.take(quotas.reports(), reporter)
     enqueue(report)
     return {"report_id": report["report_id"]}
 
@@ -50,6 +51,7 @@ def file_report_rest(
     report = build_report(reporter, body.space_id, body.user_id, body.category, body.note, via="rest")
 
     def send() -> dict[str, Any]:
+        quotas.take(quotas.reports(), reporter)  # a replay (same key) is not charged again
         enqueue(report)
         return {"report_id": report["report_id"]}
 

@@ -55,8 +55,17 @@ def create(
     )
     if not scheduled_start:
         _open_meeting(space)
+        _await_host(space)
     space.save(condition=Space.space_id.does_not_exist())
     return space
+
+
+def _await_host(space: Space) -> None:
+    """A live space whose host never joins ends after HOST_NO_SHOW_SECONDS: the grace period
+    machinery (expire_grace, run by the sweep) ends it; the host's first join clears it."""
+    space.grace_shard = store.GRACE_SHARD
+    space.grace_deadline = time.time() + get_settings().host_no_show_seconds
+    space.host_no_show = True
 
 
 def _open_meeting(space: Space) -> None:
@@ -81,9 +90,13 @@ def start(user_id: str, space_id: str) -> Space:
     if space.state == SpaceState.LIVE:
         raise CommandError(ErrorCode.CONFLICT, "the space is already live")
     _open_meeting(space)
+    _await_host(space)
     try:
         space.update(
             actions=[
+                Space.grace_shard.set(space.grace_shard),
+                Space.grace_deadline.set(space.grace_deadline),
+                Space.host_no_show.set(True),
                 Space.state.set(SpaceState.LIVE.value),
                 Space.list_shard.set(list_shard(SpaceState.LIVE.value, space.space_id)),
                 Space.meeting_id.set(space.meeting_id),
@@ -150,6 +163,7 @@ def end(space: Space, reason: str, only_if: Condition | None = None) -> bool:
                     Space.ended_reason.set(reason),
                     Space.grace_deadline.remove(),
                     Space.grace_shard.remove(),
+                    Space.host_no_show.remove(),
                 ],
                 condition=condition,
             )
@@ -187,15 +201,16 @@ def expire_grace(now: float | None = None) -> int:
         if host is not None and host.present:
             space.update(actions=[Space.grace_deadline.remove(), Space.grace_shard.remove()])
             continue
+        reason = "host_no_show" if space.host_no_show else "host_left"
         if not space.handover or stage.next_host(space.host_id) is None:
-            end(space, "host_left", only_if=still_expired)
+            end(space, reason, only_if=still_expired)
             continue
         try:
             _hand_over(space, now)
         except decisions.HostReturned:
             continue
         except CommandError:
-            end(space, "host_left", only_if=still_expired)
+            end(space, reason, only_if=still_expired)
     return handled
 
 

@@ -108,7 +108,11 @@ def _join_once(conn: Connection, ctx: decisions.Ctx, made: list[media.Attendee])
                     Space.stage_version.add(1),
                 ]
                 if role == Role.HOST:
-                    space_actions += [Space.grace_deadline.remove(), Space.grace_shard.remove()]
+                    space_actions += [
+                        Space.grace_deadline.remove(),
+                        Space.grace_shard.remove(),
+                        Space.host_no_show.remove(),
+                    ]
                 tx.update(
                     space,
                     actions=space_actions,
@@ -140,7 +144,7 @@ def _join_once(conn: Connection, ctx: decisions.Ctx, made: list[media.Attendee])
     space.stage = stage.to_stored()
     if entry is not None:
         transitions.announce(space_id, stage, "rejoined", conn.user_id)
-        if role == Role.HOST and space.grace_deadline:
+        if role == Role.HOST and space.grace_deadline and not space.host_no_show:
             fanout.broadcast(space_id, "host.back", user_id=conn.user_id)
     elif new_listener:
         publish_listener_count(space, last_published=ctx.count_published_at)

@@ -8,7 +8,7 @@ from typing import Any
 
 from pynamodb.exceptions import UpdateError
 
-from chalicelib import fanout, reactions, rules
+from chalicelib import fanout, quotas, reactions, rules
 from chalicelib.clock import now_iso
 from chalicelib.config import get_settings
 from chalicelib.errors import CommandError, ErrorCode
@@ -28,6 +28,7 @@ def raise_hand(conn: Connection, space_id: str) -> dict[str, Any]:
     assert ctx.member is not None
     if ctx.member.hand_raised_at:
         return {"hand_raised_at": ctx.member.hand_raised_at}
+    quotas.take(quotas.hand_toggles(), conn.user_id)
     raised_at = now_iso()
     ctx.member.update(
         actions=[Member.hand_raised_at.set(raised_at)],
@@ -45,6 +46,7 @@ def lower_hand(conn: Connection, space_id: str) -> dict[str, Any]:
     ctx.require_present()
     assert ctx.member is not None
     rules.require_hand_raised(bool(ctx.member.hand_raised_at))
+    quotas.take(quotas.hand_toggles(), conn.user_id)
     ctx.member.update(actions=[Member.hand_raised_at.remove()])
     fanout.send_private(ctx.stage.moderator_connections(), "hand.lowered", space_id, user_id=conn.user_id)
     return {}

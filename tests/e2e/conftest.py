@@ -74,6 +74,11 @@ def stack() -> Iterator[LocalStack]:
                 "COMMAND_BURST": "1000",
                 "COMMAND_HARD_LIMIT": "1000",
                 "MAX_CONNECTIONS_PER_USER": "100",
+                # per-user quotas: tested with their own values (test_quotas.py)
+                "QUOTA_LIVE_SPACES_PER_HOUR": "100000",
+                "QUOTA_SCHEDULED_SPACES_PER_DAY": "100000",
+                "QUOTA_REPORTS_PER_HOUR": "100000",
+                "QUOTA_HAND_TOGGLES_PER_MINUTE": "100000",
             },
         )
     ).start()

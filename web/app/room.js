@@ -168,6 +168,7 @@ export function endedLabel(reason) {
       ended_by_host: "The host ended this space.",
       ended_by_admin: "A moderator ended this space.",
       host_left: "The host did not come back in time; the space ended.",
+      host_no_show: "The host never joined; the space ended.",
       host_suspended: "The host's account was suspended; the space ended.",
       cancelled: "The host cancelled this space.",
     }[reason] || `This space has ended (${reason}).`
