@@ -66,6 +66,7 @@ async function signIn(token) {
     onResync,
     onReconnect,
     onGiveUp,
+    token: () => api.token,
   });
   try {
     await socket.connect();

@@ -6,6 +6,10 @@
 // connection `connectUrl()` gives the URL to open (the app fetches a single-use ticket, so a
 // refusal comes back over REST with its reason: a browser never sees a handshake's status);
 // a refusal it marks `final` (suspended, signed out) ends the reconnecting: `onGiveUp(error)`.
+// A join reply that names a broadcast channel (`data.broadcast`) makes it subscribe there too
+// (broadcast.js, AppSync Events): those room events go through the same seq bookkeeping.
+
+import { BroadcastLink } from "./broadcast.js";
 
 export class CommandError extends Error {
   constructor(code, message, data = null) {
@@ -45,6 +49,9 @@ export class SohbetSocket {
     this.onResync = handlers.onResync || (() => {});
     this.onReconnect = handlers.onReconnect || (() => {});
     this.onGiveUp = handlers.onGiveUp || (() => {});
+    this.token = handlers.token || (() => null); // the JWT, for the broadcast tier's Authorization
+    this.broadcast = null; // BroadcastLink, once a join reply names a channel
+    this.followed = new Map(); // space_id -> channel
     this.ws = null;
     this.pending = new Map(); // ref -> {resolve, reject, action, spaceId, timer}
     this.lastSeq = new Map(); // space_id -> last broadcast seq seen
@@ -136,6 +143,36 @@ export class SohbetSocket {
   close() {
     this.closedByUs = true;
     if (this.ws) this.ws.close(1000, "bye");
+    if (this.broadcast) this.broadcast.close();
+  }
+
+  // -- the broadcast tier
+
+  _follow(spaceId, info) {
+    if (!info || !info.channel || !info.realtime_url || !info.http_host) return;
+    if (!this.broadcast) {
+      this.broadcast = new BroadcastLink(info.realtime_url, info.http_host, this.token, (frame) =>
+        this._receiveBroadcast(frame),
+      );
+    }
+    this.followed.set(spaceId, info.channel);
+    this.broadcast.subscribe(info.channel).catch((error) => {
+      this.onEvent({ event: "error", code: "broadcast", message: `room events channel: ${error.message}` });
+    });
+  }
+
+  _unfollow(spaceId) {
+    const channel = this.followed.get(spaceId);
+    this.followed.delete(spaceId);
+    if (channel && this.broadcast) this.broadcast.unsubscribe(channel).catch(() => {});
+  }
+
+  _receiveBroadcast(frame) {
+    if (!frame || frame.type !== "event") return;
+    if (["participant.removed", "space.ended", "session.replaced"].includes(frame.event)) {
+      this._unfollow(frame.space_id);
+    }
+    if (this._admit(frame)) this.onEvent(frame);
   }
 
   /** Close the socket as a network failure would, and stay away `holdMs` (for tests). */
@@ -194,7 +231,11 @@ export class SohbetSocket {
         return;
       }
       const data = frame.data || {};
-      if (p.action === "space.leave" && p.spaceId) this.lastSeq.delete(p.spaceId);
+      if (p.action === "space.leave" && p.spaceId) {
+        this.lastSeq.delete(p.spaceId);
+        this._unfollow(p.spaceId);
+      }
+      if (p.action === "space.join" && p.spaceId && data.broadcast) this._follow(p.spaceId, data.broadcast);
       if (SNAPSHOT_ACTIONS.has(p.action) && p.spaceId && Number.isInteger(data.seq)) {
         // Events newer than the snapshot may have come before the reply: never go back.
         const last = this.lastSeq.get(p.spaceId);
@@ -204,6 +245,9 @@ export class SohbetSocket {
       return;
     }
     if (frame.type === "event") {
+      if (["participant.removed", "space.ended", "session.replaced"].includes(frame.event)) {
+        this._unfollow(frame.space_id); // this socket no longer belongs in the room
+      }
       if (this._admit(frame)) this.onEvent(frame);
       return;
     }

@@ -89,7 +89,9 @@ def test_a_refused_command_says_why(people) -> None:
     expect(cem.alert()).to_be_hidden()
 
 
-def test_settings_reactions_cohost_and_end(people) -> None:
+def test_settings_reactions_cohost_and_end(people, stack, settings) -> None:
+    # Room events through the broadcast tier: published once, received over AppSync Events.
+    settings(**stack.broadcast_env(), BROADCAST_THRESHOLD="0")
     ada = people("ada")
     name = title("Settings")
     ada.create_space(name)
@@ -125,6 +127,8 @@ def test_settings_reactions_cohost_and_end(people) -> None:
     ada.click("End the space for everyone")
     expect(dan.page.locator("#ended")).to_have_text("The host ended this space.")
     expect(ada.page.locator("#ended")).to_be_visible()
+    came = {e["event"] for e in dan.broadcast_events()}
+    assert {"stage.changed", "settings.changed", "reactions", "space.ended"} <= came, came
 
 
 def test_report_and_block_from_the_room(people) -> None:

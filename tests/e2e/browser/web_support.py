@@ -25,13 +25,23 @@ class Person:
         # Every WebSocket frame the page sends and receives, checked against docs/asyncapi.yaml.
         self.sent: list[str | bytes] = []
         self.received: list[str | bytes] = []
+        # Frames of the broadcast tier's socket (AppSync Events' realtime protocol).
+        self.broadcast_received: list[str | bytes] = []
         page.on("websocket", self._watch)
         page.set_default_timeout(TIMEOUT_MS)
         expect.set_options(timeout=TIMEOUT_MS)
 
     def _watch(self, ws: Any) -> None:
+        if ws.url.split("?")[0].endswith("/event/realtime"):
+            ws.on("framereceived", lambda payload: self.broadcast_received.append(payload))
+            return
         ws.on("framesent", lambda payload: self.sent.append(payload))
         ws.on("framereceived", lambda payload: self.received.append(payload))
+
+    def broadcast_events(self) -> list[dict[str, Any]]:
+        """The room events that came through the broadcast tier (the `event` of each data message)."""
+        frames = [json.loads(raw) for raw in self.broadcast_received]
+        return [json.loads(f["event"]) for f in frames if f.get("type") == "data"]
 
     def check_protocol(self) -> int:
         """AssertionError unless every frame matched the AsyncAPI document; returns how many."""
@@ -39,6 +49,8 @@ class Person:
             validate_command(json.loads(raw))
         for raw in self.received:
             validate_server_message(json.loads(raw))
+        for event in self.broadcast_events():
+            validate_server_message(event)
         return len(self.sent) + len(self.received)
 
     # -- navigation ----------------------------------------------------------
