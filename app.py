@@ -99,6 +99,11 @@ def get_space(space_id):
     return handlers.get_space(app.current_request, space_id)
 
 
+@app.route("/spaces/{space_id}/recording", methods=["GET"], cors=True)
+def space_recording(space_id):
+    return handlers.space_recording(app.current_request, space_id)
+
+
 @app.route("/spaces/{space_id}/start", methods=["POST"], cors=True)
 def start_space(space_id):
     return handlers.start_space(app.current_request, space_id)
@@ -153,6 +158,11 @@ def admin_list_cases():
 @app.route("/admin/cases/{case_id}", methods=["GET"], cors=True)
 def admin_get_case(case_id):
     return handlers.admin_get_case(app.current_request, case_id)
+
+
+@app.route("/admin/cases/{case_id}/evidence", methods=["GET"], cors=True)
+def admin_case_evidence(case_id):
+    return handlers.admin_case_evidence(app.current_request, case_id)
 
 
 @app.route("/admin/cases/{case_id}/actions", methods=["POST"], cors=_IDEMPOTENT_CORS)

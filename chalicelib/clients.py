@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from chalicelib import auth, broadcast, config, db, push
 from chalicelib import media as media_module
+from chalicelib import pipelines as pipelines_module
 
 _built: dict[str, Any] = {}
 _overrides: dict[str, Any] = {}
@@ -69,6 +70,32 @@ def batch_processor(kind: BatchKind) -> Any:
     return _get(f"batch:{kind}", lambda: _build_processor(kind))
 
 
+def _build_s3() -> Any:
+    import boto3  # cold start: only evidence reads and captures load S3's model
+    from botocore.config import Config
+
+    # SigV4 presigned URLs (the only kind S3 accepts in newer Regions); short timeouts.
+    return boto3.session.Session().client(
+        "s3",
+        region_name=config.get_settings().region,
+        config=Config(
+            signature_version="s3v4",
+            retries={"mode": "standard", "max_attempts": 4},
+            connect_timeout=2,
+            read_timeout=5,
+        ),
+    )
+
+
+def s3() -> Any:
+    """The one S3 client (the evidence bucket)."""
+    return _get("s3", _build_s3)
+
+
+def pipelines() -> pipelines_module.CapturePort:
+    return _overrides.get("pipelines") or pipelines_module.get_pipelines()
+
+
 def settings() -> config.Settings:
     return _overrides.get("settings") or config.get_settings()
 
@@ -88,7 +115,7 @@ def publisher() -> broadcast.Publisher:
 
 @contextmanager
 def override(**clients: Any) -> Iterator[None]:
-    """Use these clients (sqs=, settings=, media=, pusher=, publisher=) in the block."""
+    """Use these clients (sqs=, s3=, settings=, media=, pipelines=, pusher=, publisher=) in the block."""
     saved = dict(_overrides)
     _overrides.update(clients)
     if "settings" in clients:
@@ -109,6 +136,7 @@ def reset() -> None:
     config.get_settings.cache_clear()
     db.reset()
     media_module.reset_media()
+    pipelines_module.reset_pipelines()
     push.get_pusher.cache_clear()
     broadcast.get_publisher.cache_clear()
     auth.get_verifier.cache_clear()

@@ -76,6 +76,10 @@ def dispatch(caller: Connection, command: protocol.Command) -> Reply:
         case protocol.SettingsUpdate():
             changes = command.model_dump(include={"speak_policy", "handover", "title"}, exclude_none=True)
             return spaces.update_settings(caller, command.space_id, changes)
+        case protocol.RecordingSet():
+            return spaces.set_recording(caller, command.space_id, command.on)
+        case protocol.CaptionsSet():
+            return spaces.set_captions(caller, command.space_id, command.on)
         case protocol.ReactionSend():
             return spaces.react(caller, command.space_id, command.emoji)
         case protocol.ReportSend():

@@ -75,6 +75,11 @@ class Settings:
     quota_reports_per_hour: int = 20
     quota_hand_toggles_per_minute: int = 10
     host_no_show_seconds: int = 600
+    # audio evidence, host recordings and captions (docs/media.md, "Evidence")
+    evidence_bucket: str = ""
+    capture_all_spaces: bool = False  # X's behaviour: every live space is captured from its start
+    evidence_max_seconds: int = 4 * 60 * 60  # a capture stops this long after it started
+    evidence_url_seconds: int = 300  # lifetime of a presigned evidence or replay URL
 
 
 def _table(name: str) -> str:
@@ -148,4 +153,8 @@ def from_environment() -> Settings:
         quota_reports_per_hour=_int("QUOTA_REPORTS_PER_HOUR", 20),
         quota_hand_toggles_per_minute=_int("QUOTA_HAND_TOGGLES_PER_MINUTE", 10),
         host_no_show_seconds=_int("HOST_NO_SHOW_SECONDS", 600),
+        evidence_bucket=os.environ.get("EVIDENCE_BUCKET", ""),
+        capture_all_spaces=os.environ.get("CAPTURE_ALL_SPACES", "") in ("1", "true", "yes"),
+        evidence_max_seconds=_int("EVIDENCE_MAX_SECONDS", 4 * 60 * 60),
+        evidence_url_seconds=_int("EVIDENCE_URL_SECONDS", 300),
     )

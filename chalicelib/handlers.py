@@ -15,6 +15,7 @@ from chalicelib import (
     clients,
     commands,
     connections,
+    evidence,
     fanout,
     gate,
     idempotency,
@@ -174,6 +175,7 @@ def sweep(event: Any) -> dict[str, int]:
         "grace_expired": spaces.expire_grace(),
         "counts_published": spaces.publish_pending_counts(),
         "stale_connections": connections.sweep_stale(commands.connection_gone),
+        "captures": evidence.housekeeping(),
     }
 
 
@@ -213,6 +215,7 @@ def create_space(request: Any) -> Response:
         speak_policy=body.speak_policy,
         lang=body.lang,
         handover=body.handover,
+        recording=body.recording,
     )
     return Response(body=spaces.public_space(space), status_code=201)
 
@@ -327,6 +330,20 @@ def admin_list_cases(request: Any) -> dict[str, Any]:
 def admin_get_case(request: Any, case_id: str) -> dict[str, Any]:
     api.admin(request)
     return admin.case_detail(api.path_id(case_id, "case"), api.query_as(request, admin.ReportsQuery))
+
+
+@api.endpoint
+def admin_case_evidence(request: Any, case_id: str) -> Response:
+    api.admin(request)
+    body = admin.case_evidence(api.path_id(case_id, "case"))
+    return Response(body=body, status_code=200, headers={"Cache-Control": "no-store"})
+
+
+@api.endpoint
+def space_recording(request: Any, space_id: str) -> Response:
+    user = api.caller(request)
+    body = spaces.recording_of(user.user_id, api.path_id(space_id, "space"))
+    return Response(body=body, status_code=200, headers={"Cache-Control": "no-store"})
 
 
 @api.endpoint

@@ -69,6 +69,7 @@ class Meeting:
     media_region: str
     media_placement: dict[str, Any]
     primary_meeting_id: str | None = None
+    meeting_arn: str | None = None  # the source of a media capture pipeline
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,10 @@ class MediaPort(Protocol):
     def update_attendee_audio(self, meeting_id: str, attendee_id: str, audio: str) -> None: ...
 
     def delete_attendee(self, meeting_id: str, attendee_id: str) -> None: ...
+
+    def start_transcription(self, meeting_id: str, lang: str | None) -> None: ...
+
+    def stop_transcription(self, meeting_id: str) -> None: ...
 
 
 # --------------------------------------------------------------------------- pure rules
@@ -335,6 +340,7 @@ class ChimeMediaAdapter:
             media_region=body.get("MediaRegion", self._media_region),
             media_placement=dict(body.get("MediaPlacement", {})),
             primary_meeting_id=body.get("PrimaryMeetingId") or primary_meeting_id,
+            meeting_arn=body.get("MeetingArn"),
         )
 
     def delete_meeting(self, meeting_id: str) -> None:
@@ -375,6 +381,58 @@ class ChimeMediaAdapter:
         self._delete(
             "delete_attendee", "delete_attendee", {"MeetingId": meeting_id, "AttendeeId": attendee_id}
         )
+
+    def start_transcription(self, meeting_id: str, lang: str | None) -> None:
+        """Live captions: Amazon Transcribe on the meeting's audio, delivered to attendees by Chime."""
+        params = {"MeetingId": meeting_id, "TranscriptionConfiguration": transcription_configuration(lang)}
+        self._call("start_transcription", "start_meeting_transcription", params)
+
+    def stop_transcription(self, meeting_id: str) -> None:
+        try:
+            self._call("stop_transcription", "stop_meeting_transcription", {"MeetingId": meeting_id})
+        except MediaError as exc:
+            # NotFound: the meeting is gone; UnprocessableEntity: no transcription is running.
+            if exc.code not in ("NotFound", "UnprocessableEntity"):
+                raise
+
+
+# Transcribe's streaming languages as Chime's EngineTranscribeSettings.LanguageCode accepts them:
+# https://docs.aws.amazon.com/chime-sdk/latest/APIReference/API_meeting-chime_EngineTranscribeSettings.html
+TRANSCRIBE_LANGUAGES = (
+    "en-US", "en-GB", "en-AU", "es-US", "fr-CA", "fr-FR", "it-IT", "de-DE",
+    "pt-BR", "ja-JP", "ko-KR", "zh-CN", "th-TH", "hi-IN",
+)  # fmt: skip
+# A bare language (a space's `lang`, e.g. "en") goes to its most common variant.
+_DEFAULT_VARIANT = {"en": "en-US", "es": "es-US", "fr": "fr-FR", "pt": "pt-BR"}
+
+
+def transcription_language(lang: str | None) -> str | None:
+    """The LanguageCode for a space's language, or None when Transcribe has no such language."""
+    if not lang:
+        return None
+    wanted = lang.strip().replace("_", "-")
+    for code in TRANSCRIBE_LANGUAGES:
+        if code.lower() == wanted.lower():
+            return code
+    base = wanted.split("-")[0].lower()
+    if base in _DEFAULT_VARIANT:
+        return _DEFAULT_VARIANT[base]
+    return next((c for c in TRANSCRIBE_LANGUAGES if c.split("-")[0] == base), None)
+
+
+def transcription_configuration(lang: str | None) -> dict[str, Any]:
+    """The space's language when Transcribe supports it; language identification otherwise
+    (IdentifyLanguage needs the candidates, at least two)."""
+    code = transcription_language(lang)
+    if code is not None:
+        return {"EngineTranscribeSettings": {"LanguageCode": code}}
+    return {
+        "EngineTranscribeSettings": {
+            "IdentifyLanguage": True,
+            "LanguageOptions": ",".join(TRANSCRIBE_LANGUAGES),
+            "PreferredLanguage": "en-US",
+        }
+    }
 
 
 # --------------------------------------------------------------------------- selection

@@ -156,6 +156,15 @@ class SpacesByGrace(GlobalSecondaryIndex["Space"]):
     grace_deadline = NumberAttribute(range_key=True)
 
 
+class SpacesByCaptureDue(GlobalSecondaryIndex["Space"]):
+    class Meta:
+        index_name = "by_capture_due"
+        projection = AllProjection()
+
+    capture_shard = UnicodeAttribute(hash_key=True)
+    capture_due = NumberAttribute(range_key=True)
+
+
 class Space(Model):
     class Meta(_Meta):
         table_name = FromSettings("spaces_table")
@@ -193,11 +202,23 @@ class Space(Model):
     # Live and the host has not joined yet: grace_deadline is when the space ends if they never do.
     host_no_show = BooleanAttribute(null=True)
     invited_user_ids = ListAttribute(of=UnicodeAttribute, null=True)
+    # Audio capture (evidence.py): the running segment, the finished ones, why it runs.
+    capture = JSONAttribute(null=True)  # {n, pipeline_id, pipeline_arn, prefix, started_at, recording}
+    captures = JSONAttribute(null=True)  # finished segments, oldest first
+    capture_segments = NumberAttribute(default=0)  # segments ever started (optimistic lock)
+    capture_error = UnicodeAttribute(null=True)  # why the last capture could not start
+    capture_shard = UnicodeAttribute(null=True)  # set with capture_due while housekeeping is due
+    capture_due = NumberAttribute(null=True)  # epoch s: the cap of a running capture, or a release check
+    held_by = UnicodeSetAttribute(null=True)  # open cases that hold this space's audio
+    recording = BooleanAttribute(default=False)  # the host records for replay
+    recording_started_at = UnicodeAttribute(null=True)
+    captions = BooleanAttribute(default=False)
 
     by_state = SpacesByState()
     by_schedule = SpacesBySchedule()
     by_creator = SpacesByCreator()
     by_grace = SpacesByGrace()
+    by_capture_due = SpacesByCaptureDue()
 
 
 class MembersByUser(GlobalSecondaryIndex["Member"]):
@@ -367,6 +388,8 @@ class Case(Model):
     latest_report_id = UnicodeAttribute(null=True)
     actions = JSONAttribute(default=list)  # what admins did, oldest first
     version = NumberAttribute(default=0)
+    evidence_spaces = UnicodeSetAttribute(null=True)  # spaces whose audio this case holds
+    evidence_reason = UnicodeAttribute(null=True)  # why audio could not be captured, if it could not
 
     by_status = CasesByStatus()
     by_priority = CasesByPriority()

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib import clients, idempotency, observability, quotas, suspensions
+from chalicelib import clients, evidence, idempotency, observability, quotas, suspensions
 from chalicelib import triage as triage_rules
 from chalicelib.clock import now_iso
 from chalicelib.config import get_settings
@@ -205,15 +205,19 @@ def triage(report: ReportMessage) -> str:
     except DoesNotExist:
         raise UnresolvableReport(f"space {report.space_id} does not exist") from None
     key = triage_rules.target_key(report.space_id, report.user_id)
+    # The space's audio from now on (idempotent: a redelivered report finds it running).
+    held = _capture_for(report.space_id)
     for _ in range(TRIAGE_RETRIES):
         case = _open_case(key)
         try:
             with TransactWrite(connection=dynamo()) as tx:
                 if case is None:
-                    case_id = _new_case(tx, key, report)
+                    case_id = _new_case(tx, key, report, held)
                 else:
                     case_id = case.case_id
-                    _count_into(tx, case, report)
+                    _count_into(tx, case, report, held)
+                if held.status != "unavailable":
+                    tx.update(Space(report.space_id), actions=[evidence.hold_actions(case_id)])
                 tx.save(_report_item(report, case_id, key), condition=Report.report_id.does_not_exist())
         except TransactWriteError as exc:
             if _report_exists(report.report_id):
@@ -226,6 +230,23 @@ def triage(report: ReportMessage) -> str:
             observability.milliseconds("TriageLatency", waited * 1000)  # filed -> stored in its case
         return "new_case" if case is None else "counted"
     raise RuntimeError("the case kept changing; the report goes back to the queue")
+
+
+def _capture_for(space_id: str) -> evidence.Outcome:
+    """Capture the space's audio for the case: "capturing", "captured" (audio from an earlier
+    capture exists, e.g. a host recording of a space that has ended), or "unavailable"."""
+    outcome = evidence.sync(space_id, add="report")
+    if outcome.status == "unavailable":
+        space = Space.get(space_id, consistent_read=True, attributes_to_get=["space_id", "captures"])
+        if space.captures:
+            return evidence.Outcome("captured")
+    return outcome
+
+
+def _evidence_actions(held: evidence.Outcome, space_id: str) -> list[Any]:
+    if held.status == "unavailable":
+        return [Case.evidence_reason.set(held.reason or "unavailable")]
+    return [Case.evidence_spaces.add({space_id})]
 
 
 def _report_exists(report_id: str) -> bool:
@@ -251,7 +272,7 @@ def _open_case(target: str) -> Case | None:
         raise RuntimeError(f"open case {pointer.open_case_id} of {target} is missing") from None
 
 
-def _new_case(tx: TransactWrite, key: str, report: ReportMessage) -> str:
+def _new_case(tx: TransactWrite, key: str, report: ReportMessage, held: evidence.Outcome) -> str:
     target_type, target_id = triage_rules.split_target(key)
     recent = triage_rules.add_recent([], report.created_ts, report.reporter_id)
     priority = triage_rules.priority_for([report.category], recent)
@@ -275,13 +296,15 @@ def _new_case(tx: TransactWrite, key: str, report: ReportMessage) -> str:
         latest_report_id=report.report_id,
         actions=[],
         version=1,
+        evidence_spaces={report.space_id} if held.status != "unavailable" else None,
+        evidence_reason=held.reason if held.status == "unavailable" else None,
     )
     tx.save(case, condition=Case.case_id.does_not_exist())
     tx.save(OpenCase(open_case_key(key), open_case_id=case_id), condition=OpenCase.case_id.does_not_exist())
     return case_id
 
 
-def _count_into(tx: TransactWrite, case: Case, report: ReportMessage) -> None:
+def _count_into(tx: TransactWrite, case: Case, report: ReportMessage, held: evidence.Outcome) -> None:
     recent = triage_rules.add_recent(case.recent or [], report.created_ts, report.reporter_id)
     categories = set(case.categories or ()) | {report.category}
     priority = triage_rules.priority_for(categories, recent, current=case.priority)
@@ -293,6 +316,7 @@ def _count_into(tx: TransactWrite, case: Case, report: ReportMessage) -> None:
         Case.priority.set(priority),
         Case.status_priority.set(f"{triage_rules.OPEN}#{priority}"),
         Case.version.add(1),
+        *_evidence_actions(held, report.space_id),
     ]
     if report.created_at >= case.last_seen_at:
         actions += [

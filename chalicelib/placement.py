@@ -40,6 +40,7 @@ def meeting_record(meeting: media.Meeting) -> dict[str, Any]:
         "media_region": meeting.media_region,
         "media_placement": meeting.media_placement,
         "primary_meeting_id": meeting.primary_meeting_id,
+        "meeting_arn": meeting.meeting_arn,
     }
 
 

@@ -125,6 +125,16 @@ class SettingsUpdate(SpaceCommand):
     title: Annotated[str, Field(min_length=1, max_length=70)] | None = None
 
 
+class RecordingSet(SpaceCommand):
+    action: Literal["recording.set"]
+    on: StrictBool
+
+
+class CaptionsSet(SpaceCommand):
+    action: Literal["captions.set"]
+    on: StrictBool
+
+
 class ReactionSend(SpaceCommand):
     action: Literal["reaction.send"]
     emoji: Annotated[str, Field(min_length=1, max_length=16)]
@@ -175,6 +185,8 @@ AnyCommand = Annotated[
     | CohostAdd
     | CohostRemove
     | SettingsUpdate
+    | RecordingSet
+    | CaptionsSet
     | ReactionSend
     | ReportSend,
     Field(discriminator="action"),

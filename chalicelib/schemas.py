@@ -27,6 +27,7 @@ class CreateSpace(BaseModel):
     speak_policy: SpeakPolicyName = "everyone"
     lang: Annotated[StrictStr, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")] | None = None
     handover: StrictBool = False
+    recording: StrictBool = False  # record for replay from the start (everyone is told)
 
     @field_validator("title")
     @classmethod

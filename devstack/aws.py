@@ -24,13 +24,15 @@ from typing import Any
 import boto3
 import yaml
 
+from devstack import buckets
+
 log = logging.getLogger("devstack.aws")
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "infra" / "template.yaml"
 REGION = "us-east-1"
 # The resource types of infra/template.yaml the local stack creates.
-LOCAL_TYPES = frozenset({"AWS::DynamoDB::Table", "AWS::SQS::Queue"})
+LOCAL_TYPES = frozenset({"AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::S3::Bucket"})
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -174,6 +176,8 @@ class EmbeddedAWS:
             self.physical_ids[res["LogicalResourceId"]] = res["PhysicalResourceId"]
             self.resource_types[res["LogicalResourceId"]] = res["ResourceType"]
         self._enable_ttl(plain)
+        # what moto's CloudFormation leaves out of a bucket (devstack/buckets.py)
+        buckets.configure(self.client("s3"), template, self.physical_ids, REGION, self.stage)
 
     def _enable_ttl(self, plain: dict[str, Any]) -> None:
         # moto's CloudFormation ignores TimeToLiveSpecification.

@@ -29,6 +29,8 @@ from devstack.lambdas import Scheduler, SqsPoller, rate_seconds
 from devstack.media.chime_api import PREFIX as CHIME_PREFIX
 from devstack.media.chime_api import ChimeMeetingsEmulator, ChimeRules
 from devstack.media.events import EventBus
+from devstack.media.pipelines_api import PREFIX as PIPELINES_PREFIX
+from devstack.media.pipelines_api import MediaPipelinesEmulator
 from devstack.media.registry import MediaRegistry
 from devstack.media.server import MediaServer
 from devstack.rest import RestGateway
@@ -142,6 +144,9 @@ class LocalStack:
             region=REGION, event_sink=self.media_events.put, auto_end=self.options.media_auto_end
         )
         self.chime = ChimeMeetingsEmulator(self.media, lambda: self.public_url, self.options.media_rules)
+        self.pipelines = MediaPipelinesEmulator(
+            self.media, lambda: self.media_server, lambda: self.aws.client("s3")
+        )
         self._media_ticker: threading.Thread | None = None
         self._media_stop = threading.Event()
 
@@ -195,6 +200,8 @@ class LocalStack:
                 # The app's own ChimeMediaAdapter, pointed at the emulator with AWS's standard
                 # service-specific endpoint variable: chalicelib's code path is the production one.
                 "AWS_ENDPOINT_URL_CHIME_SDK_MEETINGS": self.base_url + CHIME_PREFIX,
+                # Capture pipelines that record the embedded media server's mix into moto's S3.
+                "AWS_ENDPOINT_URL_CHIME_SDK_MEDIA_PIPELINES": self.base_url + PIPELINES_PREFIX,
                 "POWERTOOLS_TRACE_DISABLED": "true",
                 "POWERTOOLS_METRICS_DISABLED": "true",
                 "POWERTOOLS_DEV": "false",
@@ -277,6 +284,7 @@ class LocalStack:
             *web_routes(),
             *self.chime.routes(),
             *self.events.routes(),
+            *self.pipelines.routes(),
             *self.gateway.routes(),
             *whip.routes(self.media_server),
         ]

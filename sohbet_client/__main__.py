@@ -57,6 +57,8 @@ POSITIONAL: dict[str, tuple[str, ...]] = {
         )
     },
     "reaction.send": ("emoji",),
+    "recording.set": ("on",),
+    "captions.set": ("on",),
     "report.send": ("category", "user_id"),
 }
 NO_SPACE = frozenset({"ping"})

@@ -615,6 +615,14 @@ class SohbetClient:
         """`settings.update`: any of speak_policy ("everyone"|"following"|"invited"), handover, title."""
         return await self.send("settings.update", space_id=space_id, **settings)
 
+    async def set_recording(self, space_id: str, on: bool) -> Frame:
+        """`recording.set`: the host records the space for replay (everyone is told)."""
+        return await self.send("recording.set", space_id=space_id, on=on)
+
+    async def set_captions(self, space_id: str, on: bool) -> Frame:
+        """`captions.set`: the host turns live captions on or off."""
+        return await self.send("captions.set", space_id=space_id, on=on)
+
     async def react(self, space_id: str, emoji: str) -> Frame:
         return await self.send("reaction.send", space_id=space_id, emoji=emoji)
 
@@ -649,6 +657,8 @@ COMMAND_METHODS: Final[dict[str, str]] = {
     "cohost.add": "add_cohost",
     "cohost.remove": "remove_cohost",
     "settings.update": "update_settings",
+    "recording.set": "set_recording",
+    "captions.set": "set_captions",
     "reaction.send": "react",
     "report.send": "report",
 }

@@ -61,6 +61,9 @@ REF_ENV = {
     "FANOUT_QUEUE_URL": "FanoutQueue",
     "AUTH_ISSUER": "AuthIssuer",
     "AUTH_AUDIENCE": "AuthAudience",
+    "EVIDENCE_BUCKET": "EvidenceBucket",
+    "CAPTURE_ALL_SPACES": "CaptureAllSpaces",
+    "EVIDENCE_MAX_SECONDS": "EvidenceMaxSeconds",
 }
 WEBSOCKET_ENDPOINT = {
     "Fn::Sub": "https://${WebsocketAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${Stage}"
@@ -209,6 +212,8 @@ def test_sam_template_is_sam_with_parameters(sam: dict[str, Any]) -> None:
         "AuthAudience",
         "AlarmTopicArn",
         "BroadcastThreshold",
+        "CaptureAllSpaces",
+        "EvidenceMaxSeconds",
     }
     assert sam["Parameters"]["Stage"]["Default"] == "dev"
     # Every resource patched by the merge template exists in Chalice's output: a renamed
@@ -392,7 +397,8 @@ def test_local_template_lints_and_deploys_to_moto(tmp_path: Path) -> None:
     assert sorted(summary["tables"]) == sorted(
         row["name"].replace("{stage}", "pkgtest") for row in DOC["table (logical id)"]
     )
-    assert summary["spaces_indexes"] == ["by_creator", "by_grace", "by_schedule", "by_state"]
+    indexes = ["by_capture_due", "by_creator", "by_grace", "by_schedule", "by_state"]
+    assert summary["spaces_indexes"] == indexes
     assert summary["redrive"] == {
         "sohbet-pkgtest-moderation": ["sohbet-pkgtest-moderation-dlq", 5],
         "sohbet-pkgtest-fanout": ["sohbet-pkgtest-fanout-dlq", 3],
@@ -545,6 +551,9 @@ CODE_CALLS = {
     r"\.send_message(_batch)?\(": "sqs:SendMessage",
     r"\.(post_to|delete|get)_connection\(": "execute-api:ManageConnections",
     r"\bpublisher\(\)\.publish\(": "appsync:EventPublish",
+    r"generate_presigned_url\(\s*\"get_object\"": "s3:GetObject",
+    r"\.put_object_tagging\(": "s3:PutObjectTagging",
+    r"get_paginator\(\"list_objects_v2\"\)": "s3:ListBucket",
 }
 
 

@@ -1,7 +1,7 @@
 """The admin reporting API: cases, their reports, actions on them, and the audit log.
 
 - queries.py: the requests (query strings, action bodies) and the views
-- cases.py: listing cases, one case with its reports
+- cases.py: listing cases, one case with its reports, its audio evidence
 - actions.py: an action on a case (one transaction, then its live effects)
 - audit.py: the audit log
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from chalicelib.admin.actions import act
 from chalicelib.admin.audit import list_audit
-from chalicelib.admin.cases import case_detail, list_cases
+from chalicelib.admin.cases import case_detail, case_evidence, list_cases
 from chalicelib.admin.queries import AuditQuery, CaseAction, CasesQuery, ReportsQuery
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "ReportsQuery",
     "act",
     "case_detail",
+    "case_evidence",
     "list_audit",
     "list_cases",
 ]

@@ -17,7 +17,7 @@ from typing import Any
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib import connections, fanout, idempotency, observability, spaces, suspensions
+from chalicelib import connections, evidence, fanout, idempotency, observability, spaces, suspensions
 from chalicelib import triage as rules
 from chalicelib.admin.cases import get_case, real_case
 from chalicelib.admin.queries import CaseAction, case_view
@@ -179,6 +179,8 @@ def _commit(case: Case, body: CaseAction, entry: dict[str, Any], plan: _Plan) ->
                 OpenCase(open_case_key(case.target_key)),
                 condition=OpenCase.open_case_id == case.case_id,
             )
+            for space_id in sorted(case.evidence_spaces or ()):
+                tx.update(Space(space_id), actions=[Space.held_by.delete({case.case_id})])
         if body.action == "suspend":
             tx.update(
                 User(case.target_id), actions=suspensions.suspend_actions(plan.suspended_until, body.reason)
@@ -190,6 +192,8 @@ def _commit(case: Case, body: CaseAction, entry: dict[str, Any], plan: _Plan) ->
 def _carry_out(case: Case, body: CaseAction, plan: _Plan, admin_id: str) -> None:
     """The action's live effects, after the commit (each is safe to repeat)."""
     user_id = case.target_id
+    if body.action in rules.CLOSING_ACTIONS and case.evidence_spaces:
+        evidence.release_cases(case)  # its audio now expires like any other, unless another case holds it
     if body.action == "warn":
         ids = [c.connection_id for c in connections.of_user(user_id)]
         fanout.send_private(ids, "user.warned", None, reason=body.reason)

@@ -6,6 +6,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
+from chalicelib import evidence
 from chalicelib.admin.queries import CasesQuery, ReportsQuery, case_view, iso, read_cursor, report_view
 from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Case, Report
@@ -148,4 +149,12 @@ def case_detail(case_id: str, q: ReportsQuery) -> dict[str, Any]:
         "case": case_view(case),
         "reports": reports,
         "next_cursor": encode_cursor(results.last_evaluated_key),
+        "evidence": evidence.case_status(case),
     }
+
+
+def case_evidence(case_id: str) -> dict[str, Any]:
+    """The case's captured audio as short-lived presigned URLs (admins only; see evidence.py)."""
+    if case_id.startswith("open#"):
+        raise CommandError(ErrorCode.NOT_FOUND, "case not found")
+    return evidence.case_evidence(real_case(case_id))

@@ -14,6 +14,7 @@ The names below are the package's public face for the rest of chalicelib.
 
 from __future__ import annotations
 
+from chalicelib.spaces.audio_features import recording_of, set_captions, set_recording
 from chalicelib.spaces.lifecycle import cancel, create, end, end_by_host, end_rest, expire_grace, start
 from chalicelib.spaces.membership import (
     enforce_block,
@@ -79,10 +80,13 @@ __all__ = [
     "publish_pending_counts",
     "raise_hand",
     "react",
+    "recording_of",
     "remove_cohost",
     "remove_participant",
     "remove_speaker",
     "search",
+    "set_captions",
+    "set_recording",
     "start",
     "sync",
     "unmute_self",

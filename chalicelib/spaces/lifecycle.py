@@ -10,7 +10,7 @@ from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
 
-from chalicelib import clients, counters, fanout, media, placement, rules
+from chalicelib import clients, counters, evidence, fanout, media, placement, rules
 from chalicelib.clock import now_iso
 from chalicelib.config import get_settings
 from chalicelib.db import dynamo
@@ -18,7 +18,7 @@ from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Connection, Member, Space, list_shard
 from chalicelib.observability import logger
 from chalicelib.rules import Role, SpaceState
-from chalicelib.spaces import decisions, store, transitions
+from chalicelib.spaces import audio_features, decisions, store, transitions
 from chalicelib.spaces.stage import Stage, new_space_stage
 
 
@@ -30,6 +30,7 @@ def create(
     speak_policy: str,
     lang: str | None,
     handover: bool,
+    recording: bool = False,
 ) -> Space:
     now = now_iso()
     space_id = uuid.uuid4().hex[:16]
@@ -52,11 +53,15 @@ def create(
         stage_version=0,
         participant_count=0,
         listener_count=0,
+        recording=recording,
+        recording_started_at=now if recording and not scheduled_start else None,
     )
     if not scheduled_start:
         _open_meeting(space)
         _await_host(space)
     space.save(condition=Space.space_id.does_not_exist())
+    if not scheduled_start and (recording or get_settings().capture_all_spaces):
+        audio_features.start_recording_at_creation(space)
     return space
 
 
@@ -110,6 +115,11 @@ def start(user_id: str, space_id: str) -> Space:
         assert space.meeting_id is not None
         clients.media().delete_meeting(space.meeting_id)
         raise CommandError(ErrorCode.CONFLICT, "the space changed; try again") from None
+    space.state = SpaceState.LIVE.value
+    if space.recording or get_settings().capture_all_spaces:
+        if space.recording:
+            space.update(actions=[Space.recording_started_at.set(now_iso())])
+        audio_features.start_recording_at_creation(space)
     return space
 
 
@@ -173,6 +183,16 @@ def end(space: Space, reason: str, only_if: Condition | None = None) -> bool:
         return False
     space.state = SpaceState.ENDED.value
     fanout.broadcast(space.space_id, "space.ended", reason=reason)
+    # Before the meetings go: a live capture pipeline keeps its meeting from ending.
+    try:
+        evidence.on_space_ended(space.space_id)
+    except Exception:
+        logger.exception("could not finish the space's capture", extra={"space_id": space.space_id})
+    if space.captions and space.meeting_id:
+        try:
+            clients.media().stop_transcription(space.meeting_id)
+        except media.MediaError:
+            logger.exception("could not stop the captions", extra={"space_id": space.space_id})
     for meeting_id in placement.all_meetings(space):  # replicas first, then the primary
         try:
             clients.media().delete_meeting(meeting_id)

@@ -40,6 +40,9 @@ def public_space(space: Space, listeners: int | None = None) -> dict[str, Any]:
         "lang": space.lang,
         "speak_policy": space.speak_policy,
         "handover": bool(space.handover),
+        "recording": bool(space.recording),
+        "recording_started_at": space.recording_started_at,
+        "captions": bool(space.captions),
         "stage": stage.public(),
     }
 

@@ -82,6 +82,8 @@ DEFAULT_RATES: dict[str, float] = {
     "DeleteAttendee": 10,
     "UpdateAttendeeCapabilities": 10,
     "BatchUpdateAttendeeCapabilitiesExcept": 10,
+    "StartMeetingTranscription": 10,
+    "StopMeetingTranscription": 10,
 }
 
 # ExternalUserId's documented pattern, which botocore's model does not carry:
@@ -282,6 +284,9 @@ class ChimeMeetingsEmulator:
         self._buckets: dict[str, _Bucket] = {}
         self._creating: set[str] = set()  # ClientRequestTokens of CreateMeeting calls in progress
         self._holds: dict[str, list[threading.Event]] = {}  # op -> gates the next calls wait on
+        # Live captions (StartMeetingTranscription): set by the stack to the media server's
+        # captioner; None answers UnprocessableEntity, "captions are unavailable here".
+        self.transcriber: Any = None
 
     # ------------------------------------------------------------------ test hooks
 
@@ -565,6 +570,21 @@ class ChimeMeetingsEmulator:
     def _op_BatchUpdateAttendeeCapabilitiesExcept(self, params: dict[str, Any]) -> None:
         excluded = [item["AttendeeId"] for item in params["ExcludedAttendeeIds"]]
         self.registry.update_capabilities_except(params["MeetingId"], excluded, params["Capabilities"])
+
+    def _op_StartMeetingTranscription(self, params: dict[str, Any]) -> None:
+        meeting = self.registry.get_meeting(params["MeetingId"])
+        if self.transcriber is None:
+            raise ChimeError(
+                "UnprocessableEntity",
+                "Captions are unavailable on the local stack: no speech recognizer is installed "
+                "(pip install pocketsphinx, see docs/media.md).",
+            )
+        self.transcriber.start(meeting, params.get("TranscriptionConfiguration") or {})
+
+    def _op_StopMeetingTranscription(self, params: dict[str, Any]) -> None:
+        meeting = self.registry.get_meeting(params["MeetingId"])
+        if self.transcriber is None or not self.transcriber.stop(meeting):
+            raise ChimeError("UnprocessableEntity", "No transcription is running in this meeting.")
 
     # ------------------------------------------------------------------ JSON shapes
 

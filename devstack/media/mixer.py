@@ -261,8 +261,16 @@ class Participant:
 class Room:
     """The mixer of one primary meeting: its attendees and its replicas' attendees."""
 
-    def __init__(self, primary_meeting_id: str, on_empty: Callable[[Room], None]) -> None:
+    def __init__(
+        self,
+        primary_meeting_id: str,
+        on_empty: Callable[[Room], None],
+        taps: list[Callable[[np.ndarray], None]] | None = None,
+    ) -> None:
         self.primary_meeting_id = primary_meeting_id
+        # Who else hears the mix every tick (a capture pipeline's recorder); shared with the
+        # server, which may add to it from another thread.
+        self.taps = taps if taps is not None else []
         self.participants: dict[str, Participant] = {}
         self._on_empty = on_empty
         self._shared = OpusStream()
@@ -327,6 +335,8 @@ class Room:
         if frames:
             total = np.sum(np.stack(list(frames.values())), axis=0, dtype=np.int32)
             mixed_all = _clip(total)
+        for tap in tuple(self.taps):
+            tap(mixed_all)
         shared: list[bytes] | None = None
         for attendee_id, participant in self.participants.items():
             if participant.hears_the_shared_mix:

@@ -107,6 +107,7 @@ class MediaServer:
         self._sessions: dict[str, Session] = {}
         self._by_attendee: dict[str, Session] = {}
         self._revoked: set[str] = set()  # join tokens of deleted attendees: 404, not 401
+        self._taps: dict[str, list[Any]] = {}  # primary meeting id -> who hears its mix (recorders)
         self._unsubscribe: Any = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -250,7 +251,7 @@ class MediaServer:
         room_id = meeting.primary_meeting_id or meeting.meeting_id
         room = self._rooms.get(room_id)
         if room is None:
-            room = self._rooms[room_id] = Room(room_id, self._forget_room)
+            room = self._rooms[room_id] = Room(room_id, self._forget_room, self._taps.setdefault(room_id, []))
         session = Session(
             secrets.token_urlsafe(16), attendee.attendee_id, meeting.meeting_id, room, participant, pc
         )
@@ -329,6 +330,17 @@ class MediaServer:
     def _apply_meeting_deleted(self, meeting: Meeting) -> None:
         for session in [s for s in self._sessions.values() if s.meeting_id == meeting.meeting_id]:
             asyncio.get_running_loop().create_task(self._end(session, dropped=False))
+
+    # ------------------------------------------------------------------ taps (any thread)
+
+    def add_tap(self, primary_meeting_id: str, tap: Any) -> None:
+        """Give `tap` every 20 ms frame of the meeting's mix (all its senders), from now on."""
+        self._taps.setdefault(primary_meeting_id, []).append(tap)
+
+    def remove_tap(self, primary_meeting_id: str, tap: Any) -> None:
+        taps = self._taps.get(primary_meeting_id, [])
+        if tap in taps:
+            taps.remove(tap)
 
     # ------------------------------------------------------------------ figures
 

@@ -29,6 +29,8 @@ BROADCAST = {
     "listeners.count",
     "reactions",
     "settings.changed",
+    "recording.changed",
+    "captions.changed",
     "space.ended",
     "host.away",
     "host.back",
@@ -161,6 +163,8 @@ EVENT_PAYLOADS: dict[str, dict[str, Any]] = {
     },
     "settings.changed": {"settings": {"speak_policy": "invited", "handover": True, "title": "t"}},
     "space.ended": {"reason": "ended_by_host"},
+    "recording.changed": {"recording": True, "started_at": "2026-12-03T06:00:00.000000Z"},
+    "captions.changed": {"captions": False, "lang": None},
     "host.away": {"grace_deadline": 1767225600.5},
     "host.back": {},
     "hand.raised": {"user_id": "bob"},
@@ -302,7 +306,7 @@ def test_failure_message_says_what_is_wrong() -> None:
 
 # -- commands: pydantic and JSON Schema accept the same messages ---------------
 
-FILL = {"space_id": "sp_1.a:b-c", "user_id": "bob", "emoji": "👏", "category": "spam"}
+FILL = {"space_id": "sp_1.a:b-c", "user_id": "bob", "emoji": "👏", "category": "spam", "on": True}
 
 
 def _base(action: str) -> dict[str, Any]:

@@ -446,6 +446,8 @@ def _args(action: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
         return ("sp1", "bob"), {}
     if action == "reaction.send":
         return ("sp1", "🔥"), {}
+    if action in ("recording.set", "captions.set"):
+        return ("sp1", True), {}
     if action == "report.send":
         return ("sp1", "harassment"), {"user_id": "eve", "note": "slurs"}
     if action == "settings.update":
