@@ -173,6 +173,7 @@ async function listSpaces(mode, q = "") {
 async function createSpace(form) {
   const data = new FormData(form);
   const body = { title: data.get("title"), speak_policy: data.get("speak_policy") };
+  if (data.get("recording")) body.recording = true;
   if (data.get("scheduled_start")) body.scheduled_start = new Date(data.get("scheduled_start")).toISOString();
   audioContext(); // this click may lead straight into the space: let audio start now
   let space;
@@ -357,6 +358,7 @@ const WHAT = {
   "cohost.add": "Making co-host",
   "cohost.remove": "Removing the co-host",
   "settings.update": "Changing the settings",
+  "recording.set": "Recording",
   "reaction.send": "Sending the reaction",
   "report.send": "Reporting",
   "space.end": "Ending the space",
@@ -376,6 +378,11 @@ async function command(action, fields = {}) {
 async function roomAction(action, user, el) {
   const r = app.room;
   switch (action) {
+    case "recording.set": {
+      const data = await command(action, { on: user === "on" });
+      if (data) app.room = { ...app.room, recording: !!data.recording };
+      break;
+    }
     case "hand.raise":
       if (await command(action)) app.room = { ...app.room, handRaised: true };
       break;
@@ -461,6 +468,7 @@ function renderRoom() {
   const levels = stageLevels();
   $("#stage").innerHTML = room.stage.map((m) => V.stageItem(m, room, levels.get(m.user_id) || 0)).join("");
   $("#my-controls").innerHTML = V.myControls(room);
+  $("#recording-control").innerHTML = room.ended ? "" : V.recordingButton(room);
   const isMod = R.MODERATORS.has(room.role) && !room.ended && !room.gone;
   $("#moderation").hidden = !isMod;
   for (const el of document.querySelectorAll(".host-only")) el.hidden = room.role !== "host";

@@ -41,6 +41,8 @@ export function fromSnapshot(me, data, previous = null) {
     listenerCount: data.listener_count ?? space.listener_count ?? 0,
     hands: data.hands || [],
     settings: { title: space.title, speak_policy: space.speak_policy, handover: !!space.handover },
+    recording: !!space.recording, // everyone sees the badge while the host records
+    captions: !!space.captions,
     handRaised: previous ? previous.handRaised && data.role === "listener" : false,
     invitedBy: previous ? previous.invitedBy : null,
     hostAway: previous ? previous.hostAway : null,
@@ -112,6 +114,13 @@ export function applyEvent(room, ev) {
     case "settings.changed":
       r.settings = { ...r.settings, ...ev.settings };
       r.space = { ...r.space, ...ev.settings };
+      break;
+    case "recording.changed":
+      r.recording = !!ev.recording;
+      r.notices = notice(r, ev.recording ? "The host started recording this space." : "The host stopped recording.");
+      break;
+    case "captions.changed":
+      r.captions = !!ev.captions;
       break;
     case "space.ended":
       r.ended = ev.reason || "ended";

@@ -108,9 +108,19 @@ export function roomMeta(room) {
     room.settings.speak_policy
   ];
   const you = room.gone ? "you are no longer in it" : `you are ${ROLE_NAMES[room.role] || esc(room.role)}`;
+  const badges = [
+    room.recording && !room.ended ? `<span class="pill recording" id="recording-badge" title="This space is being recorded">● REC</span>` : "",
+    room.captions && !room.ended ? `<span class="pill" id="captions-badge">CC</span>` : "",
+  ].join(" ");
   return `${esc(room.space.state)} · ${you} · <span id="listener-count">${esc(
     room.listenerCount,
-  )}</span> listening · ${esc(policy || "")}`;
+  )}</span> listening · ${esc(policy || "")} ${badges}`;
+}
+
+export function recordingButton(room) {
+  return room.recording
+    ? button("recording.set", "Stop recording", { user: "off" })
+    : button("recording.set", "Record this space", { user: "on" });
 }
 
 export function handItem(hand) {

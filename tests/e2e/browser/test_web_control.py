@@ -131,6 +131,25 @@ def test_settings_reactions_cohost_and_end(people, stack, settings) -> None:
     assert {"stage.changed", "settings.changed", "reactions", "space.ended"} <= came, came
 
 
+def test_the_host_records_and_everyone_sees_the_badge(people) -> None:
+    ada = people("ada")
+    name = title("Recorded")
+    ada.create_space(name)
+    eve = people("eve")
+    eve.join_from_list(name)
+    badge = eve.page.locator("#recording-badge")
+    expect(badge).to_have_count(0)
+    expect(eve.page.get_by_role("button", name="Record this space")).to_be_hidden()  # host only
+    ada.click("Record this space")
+    expect(badge).to_have_text("● REC")
+    expect(ada.page.locator("#recording-badge")).to_be_visible()
+    expect(eve.page.locator("#notices")).to_contain_text("The host started recording this space.")
+    ada.click("Stop recording")
+    expect(badge).to_have_count(0)
+    ada.click("End the space for everyone")
+    expect(eve.page.locator("#ended")).to_be_visible()
+
+
 def test_report_and_block_from_the_room(people) -> None:
     ada = people("ada")
     name = title("Safety")
