@@ -54,6 +54,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
+def why(reasons: list[str]) -> str:
+    """Failure reasons as "code x count", most first ("—" when none)."""
+    counts: dict[str, int] = {}
+    for reason in reasons:
+        counts[reason] = counts.get(reason, 0) + 1
+    return ", ".join(f"{k} x {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) or "—"
+
+
 def load_average() -> str:
     try:
         return " ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -229,8 +237,9 @@ async def join_storm(room: Room, budget: float) -> dict[str, Any]:
         "join storm: messages per join": d.posts / max(joined, 1),
         "join storm: AWS calls per join": d.aws / max(joined, 1),
     }
-    if failed:
-        rows["join storm: first failure"] = repr(failed[0])[:60]
+    rows["join storm: why failed (code x count)"] = why(
+        [getattr(e, "code", None) or type(e).__name__ for e in failed]
+    )
     return rows
 
 
@@ -321,7 +330,7 @@ async def reaction_storm(room: Room, spread: float, budget: float) -> dict[str, 
         try:
             await c.react(room.space_id, emoji)
         except Exception as exc:
-            refused.append(type(exc).__name__)
+            refused.append(getattr(exc, "code", None) or type(exc).__name__)
             return
         sends.append(sent)
         acks.append(time.perf_counter() - sent)
@@ -370,6 +379,7 @@ async def reaction_storm(room: Room, spread: float, budget: float) -> dict[str, 
     return {
         "reactions: reactions acknowledged": expected,
         "reactions: refused or failed": len(refused),
+        "reactions: why (code x count)": why(refused),
         "reactions: seconds to send them all": sent_all,
         "reactions: ack p50 ms": percentile(acks, 50) * 1e3,
         "reactions: ack p99 ms": percentile(acks, 99) * 1e3,
