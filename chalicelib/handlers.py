@@ -170,8 +170,12 @@ def _post_shard(record: Any) -> None:
 
 
 def sweep(event: Any) -> dict[str, int]:
-    """Every minute: hosts whose grace ran out, listener counts not yet published, lost sockets."""
+    """Every minute: hosts whose grace ran out (or never came), listener counts not yet
+    published, lost sockets, admin effects still pending."""
+    from chalicelib.admin import effects
+
     return {
+        "admin_effects_done": effects.carry_out_pending(),
         "grace_expired": spaces.expire_grace(),
         "counts_published": spaces.publish_pending_counts(),
         "stale_connections": connections.sweep_stale(commands.connection_gone),

@@ -41,7 +41,7 @@ def lift_actions() -> list[Any]:
     return [User.suspended_until.remove(), User.suspension_reason.remove()]
 
 
-def take_effect(user_id: str, by: str) -> None:
+def take_effect(user_id: str, by: str, *, strict: bool = False) -> None:
     """A suspension takes effect at once: out of every space (attendees deleted), sockets closed.
 
     The spaces are the ones the user's connections are in plus the memberships the
@@ -49,18 +49,38 @@ def take_effect(user_id: str, by: str) -> None:
     the connection record does not). Spaces first, so the $disconnect that closing
     the sockets causes finds nothing left to do. A host's space ends with them.
     The socket closes without an event; a reconnect is refused with 403 and the reason.
+
+    `strict` (a durable admin effect, admin/effects.py): everything is tried, then the first
+    failure is raised, so the effect stays pending until every attendee is deleted and every
+    socket closed; a retry finds what is left (memberships still holding an attendee too).
     """
     conns = connections.of_user(user_id)
     space_ids = {c.space_id for c in conns if c.space_id}
-    present_or_hosting = (Member.present == True) | (Member.role == Role.HOST.value)  # noqa: E712
-    space_ids |= {m.space_id for m in Member.by_user.query(user_id, filter_condition=present_or_hosting)}
+    holding = (Member.present == True) | (Member.role == Role.HOST.value)  # noqa: E712
+    if strict:
+        holding |= Member.attendee_id.exists()
+    space_ids |= {m.space_id for m in Member.by_user.query(user_id, filter_condition=holding)}
+    failures: list[Exception] = []
     for space_id in sorted(space_ids):
         try:
             _remove_from(space_id, user_id, by)
-        except Exception:
+            if strict:
+                spaces.clear_removed_attendee(space_id, user_id, strict=True)
+        except Exception as exc:
             logger.exception("could not remove a suspended user", extra={"space_id": space_id})
+            failures.append(exc)
     for conn in conns:
-        fanout.disconnect(conn.connection_id)
+        try:
+            fanout.disconnect(conn.connection_id)
+        except Exception as exc:
+            if not strict:
+                raise
+            logger.exception(
+                "could not close a suspended user's socket", extra={"connection_id": conn.connection_id}
+            )
+            failures.append(exc)
+    if strict and failures:
+        raise failures[0]
 
 
 def _remove_from(space_id: str, user_id: str, by: str) -> None:

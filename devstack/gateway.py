@@ -19,7 +19,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -110,6 +110,7 @@ class WebSocketGateway:
         self.settings = settings
         self.connections: dict[str, Connection] = {}
         self.posted = 0  # messages delivered through @connections
+        self._faults: dict[str, int | None] = {}  # @connections method -> failures left (None: until lifted)
 
     # -- events ------------------------------------------------------------
 
@@ -377,6 +378,32 @@ class WebSocketGateway:
 
     # -- @connections management API ---------------------------------------
 
+    def fail_next(self, method: str, times: int = 1) -> None:
+        """Answer the next `times` @connections calls of `method` (POST, GET, DELETE) with 500
+        InternalServerErrorException, changing nothing (a test's fault between commit and effect).
+        The app's client retries 5xx itself: to fail one app call, use `failing` or enough times."""
+        self._faults[method.upper()] = times
+
+    @contextlib.contextmanager
+    def failing(self, method: str) -> Iterator[None]:
+        """Every @connections call of `method` fails with 500 while the block runs (an outage)."""
+        self._faults[method.upper()] = None
+        try:
+            yield
+        finally:
+            self._faults.pop(method.upper(), None)
+
+    def _injected(self, method: str) -> Response | None:
+        if method not in self._faults:
+            return None
+        left = self._faults[method]
+        if left is not None:
+            if left <= 1:
+                self._faults.pop(method, None)
+            else:
+                self._faults[method] = left - 1
+        return _management_error(500, "InternalServerErrorException", "injected failure")
+
     async def _unsigned(self, request: Request, body: bytes = b"") -> Response | None:
         """403 unless the request is SigV4-signed with the local credentials (devstack/sigv4.py)."""
         from devstack.sigv4 import SignatureError, verify
@@ -430,7 +457,7 @@ class WebSocketGateway:
         return JSONResponse(body, headers=_amzn_headers())
 
     async def delete_connection(self, request: Request) -> Response:
-        refused = await self._unsigned(request)
+        refused = await self._unsigned(request) or self._injected("DELETE")
         if refused is not None:
             return refused
         closed = await self.close(request.path_params["connection_id"], 1000, "")

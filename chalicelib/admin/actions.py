@@ -5,7 +5,10 @@ An action is one DynamoDB transaction: the case update (conditional on its
 suspension and the release of the target's open-case marker. Two admins acting
 at once: one transaction wins, the other finds the case changed and gets a
 conflict with the case as it now is. Live effects (events, removals, closing
-sockets) follow the commit; what they need was checked before it.
+sockets) follow the commit; what they need was checked before it. The ones that must
+happen (remove, end, suspend) are recorded as a PendingEffect in the same transaction
+and carried out until done (admin/effects.py): right away, by a retry that answers
+`replayed`, and by the sweep.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib import connections, evidence, fanout, idempotency, observability, spaces, suspensions
 from chalicelib import triage as rules
+from chalicelib.admin import effects
 from chalicelib.admin.cases import get_case, real_case
 from chalicelib.admin.queries import CaseAction, case_view
 from chalicelib.clock import now_iso
@@ -59,7 +63,12 @@ def _act(admin_id: str, case_id: str, body: CaseAction) -> dict[str, Any]:
         case = real_case(case_id)
         earlier = rules.find_repeat(case.actions or [], admin_id, request)
         if earlier is not None:
-            return {"case": case_view(case), "action": dict(earlier), "replayed": True}
+            # the first request's effect may have failed after its commit: finish it now
+            pending = effects.find(earlier["action_id"])
+            effect = "none" if pending is None and earlier["action"] not in effects.DURABLE else "done"
+            if pending is not None and not effects.carry_out(pending):
+                effect = "pending"
+            return {"case": case_view(case), "action": dict(earlier), "replayed": True, "effect": effect}
         if body.expected_version is not None and body.expected_version != case.version:
             raise _conflict(case, "the case changed since you read it")
         try:
@@ -80,8 +89,8 @@ def _act(admin_id: str, case_id: str, body: CaseAction) -> dict[str, Any]:
             continue  # re-read: a new report (still open, act again) or another admin (closed: 409)
         logger.info("admin action", extra={"case_id": case_id, "action": body.action, "admin_id": admin_id})
         observability.count_by("AdminActions", action=str(body.action))
-        _carry_out(case, body, plan, admin_id)
-        return {"case": case_view(get_case(case_id)), "action": entry, "replayed": False}
+        effect = _carry_out(case, body, entry)
+        return {"case": case_view(get_case(case_id)), "action": entry, "replayed": False, "effect": effect}
     raise _conflict(get_case(case_id), "the case kept changing; try again")
 
 
@@ -187,21 +196,19 @@ def _commit(case: Case, body: CaseAction, entry: dict[str, Any], plan: _Plan) ->
             )
         elif body.action == "lift_suspension":
             tx.update(User(case.target_id), actions=suspensions.lift_actions())
+        effect = effects.pending_for(body.action, case.target_id, entry)
+        if effect is not None:
+            tx.save(effect, condition=effects.PendingEffect.case_id.does_not_exist())
 
 
-def _carry_out(case: Case, body: CaseAction, plan: _Plan, admin_id: str) -> None:
-    """The action's live effects, after the commit (each is safe to repeat)."""
-    user_id = case.target_id
+def _carry_out(case: Case, body: CaseAction, entry: dict[str, Any]) -> str:
+    """The action's live effects, after the commit: "done", "pending" (the sweep finishes
+    it) or "none" (the action has no effect that must happen)."""
+    effect = effects.pending_for(body.action, case.target_id, entry)
+    outcome = "none" if effect is None else "done" if effects.carry_out(effect) else "pending"
     if body.action in rules.CLOSING_ACTIONS and case.evidence_spaces:
         evidence.release_cases(case)  # its audio now expires like any other, unless another case holds it
     if body.action == "warn":
-        ids = [c.connection_id for c in connections.of_user(user_id)]
+        ids = [c.connection_id for c in connections.of_user(case.target_id)]
         fanout.send_private(ids, "user.warned", None, reason=body.reason)
-    elif body.action == "remove_from_space":
-        assert plan.space is not None and plan.member is not None
-        spaces.expel(plan.space, plan.member, "removed_by_admin", by=admin_id)
-    elif body.action == "end_space":
-        assert plan.space is not None
-        spaces.end(plan.space, "ended_by_admin")
-    elif body.action == "suspend":
-        suspensions.take_effect(user_id, admin_id)
+    return outcome

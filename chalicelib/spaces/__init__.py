@@ -17,6 +17,7 @@ from __future__ import annotations
 from chalicelib.spaces.audio_features import recording_of, set_captions, set_recording
 from chalicelib.spaces.lifecycle import cancel, create, end, end_by_host, end_rest, expire_grace, start
 from chalicelib.spaces.membership import (
+    clear_removed_attendee,
     enforce_block,
     expel,
     join,
@@ -54,6 +55,7 @@ __all__ = [
     "approve_request",
     "by_creator",
     "cancel",
+    "clear_removed_attendee",
     "create",
     "decline_invite",
     "deny_request",

@@ -14,7 +14,7 @@ from typing import Any
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib import broadcast, counters, fanout, media, observability, placement, rules
+from chalicelib import broadcast, clients, counters, fanout, media, observability, placement, rules
 from chalicelib.clock import now_iso
 from chalicelib.config import get_settings
 from chalicelib.db import dynamo, is_conflict
@@ -230,18 +230,30 @@ def expel(space: Space, member: Member, reason: str, by: str) -> None:
     """Remove a member for the rest of the space: attendee deleted first (its join token dies
     with it), then the membership is marked removed; then whatever attendee a join racing
     the removal wrote meanwhile is deleted too (no join succeeds once removed is written)."""
-    user_id = member.user_id
-    transitions.safe_delete_attendee(member.meeting_id, member.attendee_id)
+    deleted = transitions.safe_delete_attendee(member.meeting_id, member.attendee_id)
     _expel(space, member, reason, by)
-    after = store.get_member(space.space_id, user_id)
-    if after is not None and after.attendee_id:
-        if after.attendee_id != member.attendee_id:
-            transitions.safe_delete_attendee(after.meeting_id, after.attendee_id)
-        with contextlib.suppress(UpdateError):  # someone else cleared it
-            after.update(
-                actions=[Member.attendee_id.remove()],
-                condition=(Member.removed == True) & (Member.attendee_id == after.attendee_id),  # noqa: E712
-            )
+    clear_removed_attendee(space.space_id, member.user_id, done=member.attendee_id if deleted else None)
+
+
+def clear_removed_attendee(
+    space_id: str, user_id: str, *, done: str | None = None, strict: bool = False
+) -> bool:
+    """Delete the attendee a removed member still holds (`done`: one already deleted), then
+    forget it. True when none is left; `strict` raises the media service's error instead."""
+    after = store.get_member(space_id, user_id)
+    if after is None or not after.removed or not after.attendee_id:
+        return True
+    if after.attendee_id != done:
+        if strict:
+            clients.media().delete_attendee(after.meeting_id or "", after.attendee_id)
+        elif not transitions.safe_delete_attendee(after.meeting_id, after.attendee_id):
+            return False  # kept on the item: an admin effect or a later removal tries again
+    with contextlib.suppress(UpdateError):  # someone else cleared it
+        after.update(
+            actions=[Member.attendee_id.remove()],
+            condition=(Member.removed == True) & (Member.attendee_id == after.attendee_id),  # noqa: E712
+        )
+    return True
 
 
 def _expel(space: Space, member: Member, reason: str, by: str) -> None:

@@ -116,10 +116,13 @@ def _move(space: Space, target: Member, meeting: media.Meeting, attendee: media.
     )
 
 
-def safe_delete_attendee(meeting_id: str | None, attendee_id: str | None) -> None:
+def safe_delete_attendee(meeting_id: str | None, attendee_id: str | None) -> bool:
+    """Delete the attendee (already gone counts as deleted); False, logged, if the media service failed."""
     if not meeting_id or not attendee_id:
-        return
+        return True
     try:
         clients.media().delete_attendee(meeting_id, attendee_id)
     except media.MediaError:
         logger.exception("could not delete attendee", extra={"attendee_id": attendee_id})
+        return False
+    return True

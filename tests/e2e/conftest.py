@@ -318,6 +318,11 @@ def chime() -> Any:
     return LocalStack.running().chime
 
 
+def gateway() -> Any:
+    """The stack's WebSocket gateway emulator: @connections fault injection (`fail_next`, `failing`)."""
+    return LocalStack.running().gateway
+
+
 @contextlib.contextmanager
 def chime_rules(**changes: Any) -> Iterator[None]:
     """Switch Chime's request rules on for a block, e.g. chime_rules(rate_limits=True, rates={...})."""
