@@ -22,6 +22,7 @@ from conftest import (
     local_media,
     refused,
     roles,
+    settings_overridden,
     settled,
     token,
     uid,
@@ -471,6 +472,46 @@ async def test_a_reaction_storm_reaches_the_room_as_a_few_aggregates(stack, clie
     posts = stack.gateway.posted - posts_before
     assert posts <= 40 + 22 * (len(events) + 1), (posts, len(events), acked)
     assert reaction_totals(watcher, sid) == expected  # nothing counted twice meanwhile
+
+
+def reactions_pending(sid: str) -> bool:
+    """Whether a flush of the space's reactions is claimed or a tally is still open."""
+    from chalicelib import reactions
+
+    keys = [*reactions.shard_keys(sid), reactions.claim_key(sid)]
+    return any(
+        t.counts is not None or t.flush_due is not None
+        for t in reactions.ReactionTally.batch_get(keys, consistent_read=True)
+    )
+
+
+async def test_no_reactions_event_follows_the_end_of_the_space(stack, clients: Clients) -> None:
+    room = await Room.open(clients)
+    fan, watcher = await room.listener("fan"), await room.listener("watcher")
+    sid = room.sid
+    assert await fan.send("reaction.send", space_id=sid, emoji="🔥") == {}
+    assert reactions_pending(sid)
+    await room.host.send("space.end", space_id=sid)
+    await watcher.event("space.ended")
+    # the flush ran (claim and tally taken) and sent nothing after space.ended
+    await until(lambda: not reactions_pending(sid), REACTIONS_TIMEOUT, "the flush")
+    await asyncio.sleep(0.3)
+    assert watcher.events("reactions") == [] and fan.events("reactions") == []
+
+
+async def test_a_flush_that_cannot_be_queued_fails_the_reaction_and_the_next_starts_over(
+    stack, clients: Clients
+) -> None:
+    room = await Room.open(clients)
+    fan, watcher = await room.listener("fan"), await room.listener("watcher")
+    sid = room.sid
+    with settings_overridden(FANOUT_QUEUE_URL=stack.env["FANOUT_QUEUE_URL"] + "-missing"):
+        await refused(fan.send("reaction.send", space_id=sid, emoji="🔥"), "internal")
+    # the tally it opened was closed and the flush claim released: nothing is stuck
+    assert not reactions_pending(sid)
+    assert await fan.send("reaction.send", space_id=sid, emoji="👏") == {}
+    event = await watcher.event("reactions", timeout=REACTIONS_TIMEOUT)
+    assert event["counts"] == {"👏": 1} and event["recent"] == [{"user_id": fan.user, "emoji": "👏"}]
 
 
 # -- the end -------------------------------------------------------------------------------
