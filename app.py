@@ -56,6 +56,11 @@ def on_fanout_shard(event):
     return handlers.fanout_batch(event)
 
 
+@app.on_sqs_message(queue=f"sohbet-{_stage}-notify", batch_size=10)
+def on_notify(event):
+    return handlers.notify_batch(event)
+
+
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def sweep(event):
     return handlers.sweep(event)
@@ -104,6 +109,11 @@ def space_recording(space_id):
     return handlers.space_recording(app.current_request, space_id)
 
 
+@app.route("/spaces/{space_id}", methods=["PATCH"], cors=True)
+def reschedule_space(space_id):
+    return handlers.reschedule_space(app.current_request, space_id)
+
+
 @app.route("/spaces/{space_id}/start", methods=["POST"], cors=True)
 def start_space(space_id):
     return handlers.start_space(app.current_request, space_id)
@@ -137,6 +147,59 @@ def block(user_id):
 @app.route("/me/blocks", methods=["GET"], cors=True)
 def list_blocks():
     return handlers.list_relations(app.current_request, "block")
+
+
+@app.route("/me/mutes/{user_id}", methods=["PUT", "DELETE"], cors=True)
+def mute(user_id):
+    return handlers.relation(app.current_request, "mute", user_id)
+
+
+@app.route("/me/mutes", methods=["GET"], cors=True)
+def list_mutes():
+    return handlers.list_relations(app.current_request, "mute")
+
+
+# -- REST: reminders, devices, the inbox (chalicelib/notifications) ----------
+
+
+@app.route("/spaces/{space_id}/reminder", methods=["PUT", "DELETE"], cors=True)
+def reminder(space_id):
+    return handlers.reminder(app.current_request, space_id)
+
+
+@app.route("/me/reminders", methods=["GET"], cors=True)
+def list_reminders():
+    return handlers.list_reminders(app.current_request)
+
+
+@app.route("/me/devices", methods=["POST"], cors=True)
+def register_device():
+    return handlers.register_device(app.current_request)
+
+
+@app.route("/me/devices", methods=["GET"], cors=True)
+def list_devices():
+    return handlers.list_devices(app.current_request)
+
+
+@app.route("/me/devices/{device_id}", methods=["DELETE"], cors=True)
+def unregister_device(device_id):
+    return handlers.unregister_device(app.current_request, device_id)
+
+
+@app.route("/me/notifications", methods=["GET"], cors=True)
+def list_notifications():
+    return handlers.list_notifications(app.current_request)
+
+
+@app.route("/me/notifications/read", methods=["POST"], cors=True)
+def mark_notifications_read():
+    return handlers.mark_notifications_read(app.current_request)
+
+
+@app.route("/me/quiet-hours", methods=["GET", "PUT", "DELETE"], cors=True)
+def quiet_hours():
+    return handlers.quiet_hours(app.current_request)
 
 
 # -- REST: reports and the admin reporting API -------------------------------

@@ -24,7 +24,7 @@ _built: dict[str, Any] = {}
 _overrides: dict[str, Any] = {}
 _lock = threading.Lock()
 
-BatchKind = Literal["fanout", "moderation"]
+BatchKind = Literal["fanout", "moderation", "notify"]
 
 
 def _get(name: str, build: Callable[[], Any]) -> Any:
@@ -55,11 +55,32 @@ def sqs() -> Any:
     return _get("sqs", _build_sqs)
 
 
+def _build_sns() -> Any:
+    import boto3  # cold start: only the REST handler and the notify consumer load SNS's model
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "sns",
+        region_name=config.get_settings().region,
+        config=Config(
+            retries={"mode": "standard", "max_attempts": 4},
+            connect_timeout=2,
+            read_timeout=5,
+            max_pool_connections=32,
+        ),
+    )
+
+
+def sns() -> Any:
+    """The one SNS client (mobile push: platform endpoints and Publish)."""
+    return _get("sns", _build_sns)
+
+
 def _build_processor(kind: BatchKind) -> Any:
     # cold start: Powertools' batch utility is loaded by the SQS consumers only
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 
-    if kind == "moderation":
+    if kind in ("moderation", "notify"):
         # An all-failed batch is answered with every record listed, like a partly failed one.
         return BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return BatchProcessor(event_type=EventType.SQS)
@@ -115,7 +136,8 @@ def publisher() -> broadcast.Publisher:
 
 @contextmanager
 def override(**clients: Any) -> Iterator[None]:
-    """Use these clients (sqs=, s3=, settings=, media=, pipelines=, pusher=, publisher=) in the block."""
+    """Use these clients (sqs=, s3=, sns=, settings=, media=, pipelines=, pusher=, publisher=)
+    in the block."""
     saved = dict(_overrides)
     _overrides.update(clients)
     if "settings" in clients:

@@ -36,8 +36,11 @@ class Settings:
     audit_table: str
     idempotency_table: str
     tickets_table: str
+    reminders_table: str
+    notifications_table: str
     moderation_queue_url: str
     fanout_queue_url: str
+    notify_queue_url: str
     # https://{api-id}.execute-api.{region}.amazonaws.com/{stage} in AWS; the
     # emulator's http://127.0.0.1:PORT locally.
     websocket_endpoint: str
@@ -80,6 +83,14 @@ class Settings:
     capture_all_spaces: bool = False  # X's behaviour: every live space is captured from its start
     evidence_max_seconds: int = 4 * 60 * 60  # a capture stops this long after it started
     evidence_url_seconds: int = 300  # lifetime of a presigned evidence or replay URL
+    # notifications (chalicelib/notifications): SNS platform applications (empty: that
+    # platform is not offered), followers per queued chunk, devices per user
+    apns_platform_application_arn: str = ""
+    apns_sandbox_platform_application_arn: str = ""
+    fcm_platform_application_arn: str = ""
+    notify_chunk_size: int = 100
+    notify_page_size: int = 2000
+    max_devices_per_user: int = 10
 
 
 def _table(name: str) -> str:
@@ -119,8 +130,11 @@ def from_environment() -> Settings:
         audit_table=_table("AUDIT_TABLE"),
         idempotency_table=_table("IDEMPOTENCY_TABLE"),
         tickets_table=_table("TICKETS_TABLE"),
+        reminders_table=_table("REMINDERS_TABLE"),
+        notifications_table=_table("NOTIFICATIONS_TABLE"),
         moderation_queue_url=os.environ.get("MODERATION_QUEUE_URL", ""),
         fanout_queue_url=os.environ.get("FANOUT_QUEUE_URL", ""),
+        notify_queue_url=os.environ.get("NOTIFY_QUEUE_URL", ""),
         websocket_endpoint=os.environ.get("WEBSOCKET_ENDPOINT", ""),
         auth_issuer=issuer,
         auth_audience=os.environ.get("AUTH_AUDIENCE", ""),
@@ -157,4 +171,11 @@ def from_environment() -> Settings:
         capture_all_spaces=os.environ.get("CAPTURE_ALL_SPACES", "") in ("1", "true", "yes"),
         evidence_max_seconds=_int("EVIDENCE_MAX_SECONDS", 4 * 60 * 60),
         evidence_url_seconds=_int("EVIDENCE_URL_SECONDS", 300),
+        apns_platform_application_arn=os.environ.get("APNS_PLATFORM_APPLICATION_ARN", ""),
+        apns_sandbox_platform_application_arn=os.environ.get("APNS_SANDBOX_PLATFORM_APPLICATION_ARN", ""),
+        fcm_platform_application_arn=os.environ.get("FCM_PLATFORM_APPLICATION_ARN", ""),
+        # 100: one BatchGetItem and one TransactWriteItems hold at most 100 items
+        notify_chunk_size=min(_int("NOTIFY_CHUNK_SIZE", 100), 100),
+        notify_page_size=_int("NOTIFY_PAGE_SIZE", 2000),
+        max_devices_per_user=_int("MAX_DEVICES_PER_USER", 10),
     )

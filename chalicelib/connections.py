@@ -13,7 +13,7 @@ from pynamodb.exceptions import DoesNotExist
 from chalicelib import clients, gate
 from chalicelib.auth import Identity
 from chalicelib.config import get_settings
-from chalicelib.models import Connection
+from chalicelib.models import Connection, User
 
 SWEEP_SHARDS = 8
 
@@ -36,6 +36,9 @@ def register(connection_id: str, identity: Identity, connected_at_ms: int) -> Co
         token_exp=identity.expires_at,
     )
     record.save()
+    # the notify consumer finds a user's open sockets on the user item (one BatchGetItem
+    # per hundred followers), not with a Query per follower
+    User(identity.user_id).update(actions=[User.connection_ids.add({connection_id})])
     _remember(record)
     return record
 
@@ -74,7 +77,11 @@ def forget(connection_id: str) -> Connection | None:
     gate.forget(connection_id)
     response = Connection._get_connection().delete_item(connection_id, return_values=ALL_OLD)
     old = response.get("Attributes")
-    return Connection.from_raw_data(old) if old else None
+    if not old:
+        return None
+    record = Connection.from_raw_data(old)
+    User(record.user_id).update(actions=[User.connection_ids.delete({connection_id})])
+    return record
 
 
 def of_user(user_id: str) -> list[Connection]:

@@ -161,6 +161,13 @@ def fanout_batch(event: Any) -> Any:
     )
 
 
+def notify_batch(event: Any) -> Any:
+    """Notification jobs and chunks; a record that raises returns to the queue alone."""
+    from chalicelib.notifications import fanout as notify_fanout
+
+    return notify_fanout.notify_batch(event.to_dict(), event.context)
+
+
 def _post_shard(record: Any) -> None:
     space_id = reactions.flush_request(record.body)
     if space_id is not None:
@@ -263,6 +270,14 @@ def spaces_by_creator(request: Any, user_id: str) -> dict[str, Any]:
 
 
 @api.endpoint
+def reschedule_space(request: Any, space_id: str) -> dict[str, Any]:
+    user = api.caller(request)
+    body = api.body_as(request, schemas.RescheduleSpace)
+    start = body.scheduled_start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return spaces.public_space(spaces.reschedule(user.user_id, api.path_id(space_id, "space"), start))
+
+
+@api.endpoint
 def start_space(request: Any, space_id: str) -> dict[str, Any]:
     user = api.caller(request)
     return spaces.public_space(spaces.start(user.user_id, api.path_id(space_id, "space")))
@@ -310,6 +325,87 @@ def relation(request: Any, kind: str, other: str) -> Any:
     if request.method == "DELETE":
         return delete_relation(request, kind, other)
     return put_relation(request, kind, other)
+
+
+# -- REST: reminders, devices, the inbox ----------------------------------------
+# cold start: the notifications modules (and SNS's model) load on these routes only
+
+
+@api.endpoint
+def reminder(request: Any, space_id: str) -> Any:
+    from chalicelib.notifications import reminders
+
+    user = api.caller(request)
+    space_id = api.path_id(space_id, "space")
+    if request.method == "DELETE":
+        reminders.clear_reminder(user.user_id, space_id)
+        return Response(body="", status_code=204)
+    return reminders.set_reminder(user.user_id, space_id)
+
+
+@api.endpoint
+def list_reminders(request: Any) -> dict[str, Any]:
+    from chalicelib.notifications import reminders
+
+    user = api.caller(request)
+    q = api.query_as(request, schemas.PageQuery)
+    return reminders.mine(user.user_id, q.limit, q.cursor)
+
+
+@api.endpoint
+def register_device(request: Any) -> Response:
+    from chalicelib.notifications import devices
+
+    user = api.caller(request)
+    body = api.body_as(request, devices.RegisterDevice)
+    return Response(body=devices.register(user.user_id, body), status_code=201)
+
+
+@api.endpoint
+def list_devices(request: Any) -> dict[str, Any]:
+    from chalicelib.notifications import devices
+
+    return devices.listing(api.caller(request).user_id)
+
+
+@api.endpoint
+def unregister_device(request: Any, device_id: str) -> Response:
+    from chalicelib.notifications import devices
+
+    user = api.caller(request)
+    devices.unregister(user.user_id, api.path_id(device_id, "device"))
+    return Response(body="", status_code=204)
+
+
+@api.endpoint
+def list_notifications(request: Any) -> dict[str, Any]:
+    from chalicelib.notifications import inbox
+
+    user = api.caller(request)
+    q = api.query_as(request, schemas.PageQuery)
+    return inbox.page(user.user_id, q.limit, q.cursor)
+
+
+@api.endpoint
+def mark_notifications_read(request: Any) -> dict[str, Any]:
+    from chalicelib.notifications import inbox
+
+    user = api.caller(request)
+    return inbox.mark_read(user.user_id, api.body_as(request, inbox.MarkRead))
+
+
+@api.endpoint
+def quiet_hours(request: Any) -> Any:
+    from chalicelib.notifications import inbox
+    from chalicelib.notifications.rules import QuietHours
+
+    user = api.caller(request)
+    if request.method == "PUT":
+        return inbox.set_quiet_hours(user.user_id, api.body_as(request, QuietHours))
+    if request.method == "DELETE":
+        inbox.clear_quiet_hours(user.user_id)
+        return Response(body="", status_code=204)
+    return inbox.quiet_hours(user.user_id)
 
 
 # -- REST: reports and the admin reporting API ---------------------------------

@@ -38,6 +38,11 @@ def _persistence(scope: str) -> Any:
     )
 
 
+def persistence(scope: str) -> Any:
+    """The idempotency store of one scope (also used by the notify consumer's records)."""
+    return _persistence(scope)
+
+
 def _run(*, request: dict[str, Any], call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return call()
 

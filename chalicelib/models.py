@@ -15,6 +15,7 @@ from pynamodb.attributes import (
     BooleanAttribute,
     JSONAttribute,
     ListAttribute,
+    MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
     UnicodeSetAttribute,
@@ -213,6 +214,7 @@ class Space(Model):
     recording = BooleanAttribute(default=False)  # the host records for replay
     recording_started_at = UnicodeAttribute(null=True)
     captions = BooleanAttribute(default=False)
+    subscriber_count = NumberAttribute(default=0)  # reminders set (X API's subscriber_count)
 
     by_state = SpacesByState()
     by_schedule = SpacesBySchedule()
@@ -268,12 +270,38 @@ class Member(Model):
 
 
 class User(Model):
+    """A user's own settings and state. The notification fan-out reads a hundred of these
+    with one BatchGetItem, so all it needs of a follower is on this one item."""
+
     class Meta(_Meta):
         table_name = FromSettings("users_table")
 
     user_id = UnicodeAttribute(hash_key=True)
     suspended_until = NumberAttribute(null=True)  # epoch s
     suspension_reason = UnicodeAttribute(null=True)
+    # open WebSocket connections (added on $connect, removed when the socket is forgotten)
+    connection_ids = UnicodeSetAttribute(null=True)
+    # {device_id: {platform, endpoint_arn, registered_at}}: SNS mobile push endpoints
+    devices = MapAttribute(null=True)  # type: ignore[var-annotated]
+    # {start: "22:00", end: "07:00", tz: "Europe/Istanbul"}: no pushes in between
+    quiet_hours = JSONAttribute(null=True)
+    # notifications created at or before this ISO time count as read ("mark all read")
+    read_until = UnicodeAttribute(null=True)
+
+
+class DeviceOwner(Model):
+    """`user_id = "device#<sha256 of the token>"`: which user a push token belongs to now.
+
+    Lives in the users table, like OpenCase in the cases table: a token registered by
+    a second user (a phone changing hands) is taken from the first one's devices.
+    """
+
+    class Meta(_Meta):
+        table_name = FromSettings("users_table")
+
+    user_id = UnicodeAttribute(hash_key=True)
+    owner_id = UnicodeAttribute()
+    endpoint_arn = UnicodeAttribute()
 
 
 class RelationsInverse(GlobalSecondaryIndex["Relation"]):
@@ -299,6 +327,62 @@ class Relation(Model):
     created_at = UnicodeAttribute()
 
     inverse = RelationsInverse()
+
+
+# -- notifications (chalicelib/notifications) ------------------------------------
+
+
+class RemindersByUser(GlobalSecondaryIndex["Reminder"]):
+    class Meta:
+        index_name = "by_user"
+        projection = AllProjection()
+
+    user_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class Reminder(Model):
+    """A user wants to be told when a scheduled space starts, is cancelled or moves."""
+
+    class Meta(_Meta):
+        table_name = FromSettings("reminders_table")
+
+    space_id = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute(range_key=True)
+    created_at = UnicodeAttribute()
+
+    by_user = RemindersByUser()
+
+
+class NotificationsByTime(GlobalSecondaryIndex["Notification"]):
+    class Meta:
+        index_name = "by_time"
+        projection = AllProjection()
+
+    user_id = UnicodeAttribute(hash_key=True)
+    created_sk = UnicodeAttribute(range_key=True)
+
+
+class Notification(Model):
+    """One entry of a user's inbox. Its key names what it is about (`{space_id}:live`), so
+    writing it with attribute_not_exists is also the claim that it is told only once."""
+
+    class Meta(_Meta):
+        table_name = FromSettings("notifications_table")
+
+    user_id = UnicodeAttribute(hash_key=True)
+    notification_id = UnicodeAttribute(range_key=True)
+    created_sk = UnicodeAttribute()  # {created_at}#{notification_id}: the inbox order
+    created_at = UnicodeAttribute()
+    kind = UnicodeAttribute()  # live | cancelled | rescheduled
+    space_id = UnicodeAttribute()
+    title = UnicodeAttribute()
+    actor_id = UnicodeAttribute()  # whose space (host) or whose co-hosting
+    scheduled_start = UnicodeAttribute(null=True)
+    read_at = UnicodeAttribute(null=True)
+    expires_at = NumberAttribute()  # TTL, epoch s
+
+    by_time = NotificationsByTime()
 
 
 # -- safety: reports, cases, audit ---------------------------------------------

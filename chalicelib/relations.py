@@ -1,4 +1,8 @@
-"""Follows and blocks between users. Both directions are key lookups (table and `inverse` GSI)."""
+"""Follows, blocks and mutes between users. Both directions are key lookups (table and `inverse` GSI).
+
+A mute is "don't notify me about this person": the muted user's spaces still list and
+join as before; only the notifications their going live would send are not sent.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Relation
 from chalicelib.schemas import decode_cursor, encode_cursor
 
-KINDS = ("follow", "block")
+KINDS = ("follow", "block", "mute")
 CURSOR_KEYS = {"user_id", "rel"}
 
 

@@ -62,6 +62,24 @@ class CreateSpace(BaseModel):
         return value.astimezone(UTC)
 
 
+class RescheduleSpace(BaseModel):
+    """PATCH /spaces/{id}: a scheduled space's new start (the same rules as at creation)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scheduled_start: datetime
+
+    @field_validator("scheduled_start", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: Any) -> Any:
+        return CreateSpace._rfc3339(value)
+
+    @field_validator("scheduled_start")
+    @classmethod
+    def _within_30_days(cls, value: datetime) -> datetime | None:
+        return CreateSpace._within_30_days(value)
+
+
 LIMIT_DEFAULT = 20
 LIMIT_MAX = 100
 
@@ -142,3 +160,19 @@ def _key_value_ok(value: dict[str, Any]) -> bool:
         # DynamoDB's number range
         return number.is_finite() and (number == 0 or Decimal("1e-130") <= abs(number) < Decimal("1e126"))
     return True
+
+
+class PageQuery(BaseModel):
+    """?limit=&cursor= of a plain list (unknown parameters are refused)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = LIMIT_DEFAULT
+    cursor: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _limit_range(cls, value: Any) -> int:
+        if not isinstance(value, str):
+            raise ValueError(f"limit must be an integer from 1 to {LIMIT_MAX}")
+        return limit_value(value)

@@ -190,6 +190,21 @@ class EmbeddedAWS:
                     TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
                 )
 
+    def create_platform_applications(self, stage: str) -> dict[str, str]:
+        """SNS platform applications standing in for the APNs and FCM ones production is
+        given as stack parameters (moto accepts them without credentials)."""
+        sns = self.client("sns")
+        env = {}
+        for variable, platform in (
+            ("APNS_PLATFORM_APPLICATION_ARN", "APNS"),
+            ("APNS_SANDBOX_PLATFORM_APPLICATION_ARN", "APNS_SANDBOX"),
+            ("FCM_PLATFORM_APPLICATION_ARN", "GCM"),
+        ):
+            name = f"sohbet-{stage}-local-{platform.lower()}"
+            response = sns.create_platform_application(Name=name, Platform=platform, Attributes={})
+            env[variable] = response["PlatformApplicationArn"]
+        return env
+
     def resolve(self, value: Any) -> str | None:
         """Resolve an environment value of the template against the local stack.
 

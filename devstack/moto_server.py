@@ -7,6 +7,8 @@ holds only the items the transaction writes, and a cancelled transaction puts
 exactly those back. What a transaction does, and what a cancelled one leaves,
 is unchanged; tests/e2e check conditional failures and rollbacks through it.
 
+It also serves what moto's SNS "sent" to mobile devices (serve_pushes).
+
 The server answers each request on its own thread, and moto's DynamoDB is not
 safe under that: a transaction checks its conditions and writes its items in
 separate steps, and a cancelled one puts its backups back, so two concurrent
@@ -96,6 +98,53 @@ def serialize_dynamodb() -> None:
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
+PUSHES_PATH = "/_sohbet/pushes"
+
+
+def serve_pushes() -> None:
+    """GET /_sohbet/pushes: every SNS platform endpoint and the messages published to it.
+
+    moto keeps what it would have sent to APNs/FCM on the endpoint, with no API to read
+    it back; the local stack's /dev/pushes shows it to app developers (devstack/pushes.py).
+    """
+    import json
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    if getattr(DomainDispatcherApplication.__call__, "_pushes", False):
+        return
+    original = DomainDispatcherApplication.__call__
+
+    def call(self: Any, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") != PUSHES_PATH:
+            return original(self, environ, start_response)
+        from moto.sns.models import sns_backends
+
+        endpoints = []
+        for account in list(sns_backends.keys()):
+            for backend in list(sns_backends[account].values()):
+                for endpoint in list(backend.platform_endpoints.values()):
+                    endpoints.append(
+                        {
+                            "arn": endpoint.arn,
+                            "platform": endpoint.application.platform,
+                            "token": endpoint.token,
+                            "custom_user_data": endpoint.custom_user_data,
+                            "enabled": endpoint.enabled,
+                            "messages": [
+                                {"message_id": mid, "message": text}
+                                for mid, text in endpoint.messages.items()
+                            ],
+                        }
+                    )
+        body = json.dumps({"endpoints": endpoints}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    call._pushes = True  # type: ignore[attr-defined]
+    DomainDispatcherApplication.__call__ = call  # type: ignore[method-assign]
+
+
 PARENT_PID_ENV = "SOHBET_STACK_PID"
 
 
@@ -129,6 +178,7 @@ def main(argv: list[str]) -> None:
         die_with_parent(int(parent))
     patch_transactions()
     serialize_dynamodb()
+    serve_pushes()
     moto_main(argv)
 
 

@@ -33,6 +33,7 @@ from devstack.media.pipelines_api import PREFIX as PIPELINES_PREFIX
 from devstack.media.pipelines_api import MediaPipelinesEmulator
 from devstack.media.registry import MediaRegistry
 from devstack.media.server import MediaServer
+from devstack.pushes import route as pushes_route
 from devstack.rest import RestGateway
 from devstack.stats import AWS_CALLS, cpu_seconds, install_call_counter, thread_cpu_seconds
 from devstack.web import routes as web_routes
@@ -70,6 +71,9 @@ class StackOptions:
     # /event/realtime) instead of posting to every member; it is served either way.
     broadcast: bool = False
     broadcast_ka_seconds: float = 60.0
+    # Pollers per SQS event source (Lambda runs several batches of a queue at once; the
+    # notify consumer's MaximumConcurrency is 50 in AWS).
+    sqs_concurrency: dict[str, int] = field(default_factory=lambda: {"on_notify": 4})
 
 
 def _chalice_environment(stage: str) -> dict[str, str]:
@@ -186,10 +190,12 @@ class LocalStack:
         moto_url = self.aws.start()
         template = load_template()
         self.aws.deploy(template)
+        platform_applications = self.aws.create_platform_applications(opts.stage)
         issuer = f"{self.base_url}/dev-idp"
         env = local_process_environment(moto_url)
         env.update(_chalice_environment(opts.stage))
         env.update(self.aws.function_environment(template))
+        env.update(platform_applications)
         env.update(
             {
                 "SOHBET_STAGE": opts.stage,
@@ -279,6 +285,7 @@ class LocalStack:
         routes: list[Any] = [
             *idp_routes(self.idp),
             Route("/dev/stats", self._stats, methods=["GET"]),
+            pushes_route(self.aws.endpoint),
             Route("/openapi.yaml", _openapi_yaml, methods=["GET"]),
             Route("/openapi.json", _openapi_json, methods=["GET"]),
             *web_routes(),
@@ -350,19 +357,20 @@ class LocalStack:
                 arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
                     "QueueArn"
                 ]
-                poller = SqsPoller(
-                    source.name,
-                    handler,
-                    sqs,
-                    url,
-                    arn,
-                    source.batch_size,
-                    LambdaContextFactory(source.name),
-                    self.options.sqs_visibility_timeout,
-                    REGION,
-                )
-                poller.start()
-                self.pollers.append(poller)
+                for _ in range(self.options.sqs_concurrency.get(source.name, 1)):
+                    poller = SqsPoller(
+                        source.name,
+                        handler,
+                        sqs,
+                        url,
+                        arn,
+                        source.batch_size,
+                        LambdaContextFactory(source.name),
+                        self.options.sqs_visibility_timeout,
+                        REGION,
+                    )
+                    poller.start()
+                    self.pollers.append(poller)
             elif isinstance(source, ScheduledEventConfig | CloudWatchEventConfig) and hasattr(
                 source, "schedule_expression"
             ):

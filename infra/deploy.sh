@@ -136,6 +136,9 @@ aws cloudformation deploy \
     "AuthIssuer=${AUTH_ISSUER}" \
     "AuthAudience=${AUTH_AUDIENCE}" \
     "AlarmTopicArn=${ALARM_TOPIC_ARN:-}" \
+    "ApnsPlatformApplicationArn=${APNS_PLATFORM_APPLICATION_ARN:-}" \
+    "ApnsSandboxPlatformApplicationArn=${APNS_SANDBOX_PLATFORM_APPLICATION_ARN:-}" \
+    "FcmPlatformApplicationArn=${FCM_PLATFORM_APPLICATION_ARN:-}" \
   --tags "app=sohbet" "stage=${STAGE}" \
   --no-fail-on-empty-changeset \
   "${extra[@]}"

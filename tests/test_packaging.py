@@ -57,8 +57,14 @@ REF_ENV = {
     "AUDIT_TABLE": "AuditTable",
     "IDEMPOTENCY_TABLE": "IdempotencyTable",
     "TICKETS_TABLE": "TicketsTable",
+    "REMINDERS_TABLE": "RemindersTable",
+    "NOTIFICATIONS_TABLE": "NotificationsTable",
     "MODERATION_QUEUE_URL": "ModerationQueue",
     "FANOUT_QUEUE_URL": "FanoutQueue",
+    "NOTIFY_QUEUE_URL": "NotifyQueue",
+    "APNS_PLATFORM_APPLICATION_ARN": "ApnsPlatformApplicationArn",
+    "APNS_SANDBOX_PLATFORM_APPLICATION_ARN": "ApnsSandboxPlatformApplicationArn",
+    "FCM_PLATFORM_APPLICATION_ARN": "FcmPlatformApplicationArn",
     "AUTH_ISSUER": "AuthIssuer",
     "AUTH_AUDIENCE": "AuthAudience",
     "EVIDENCE_BUCKET": "EvidenceBucket",
@@ -214,6 +220,9 @@ def test_sam_template_is_sam_with_parameters(sam: dict[str, Any]) -> None:
         "BroadcastThreshold",
         "CaptureAllSpaces",
         "EvidenceMaxSeconds",
+        "ApnsPlatformApplicationArn",
+        "ApnsSandboxPlatformApplicationArn",
+        "FcmPlatformApplicationArn",
     }
     assert sam["Parameters"]["Stage"]["Default"] == "dev"
     # Every resource patched by the merge template exists in Chalice's output: a renamed
@@ -306,9 +315,9 @@ def test_sqs_event_sources_use_the_queues_and_report_batch_failures(sam: dict[st
 
 def test_every_function_gets_the_environment(sam: dict[str, Any]) -> None:
     functions = _functions(sam)
-    # 3 WebSocket handlers, the REST handler, 2 queue consumers, the schedule, the
+    # 3 WebSocket handlers, the REST handler, 3 queue consumers, the schedule, the
     # broadcast tier's Lambda authorizer.
-    assert len(functions) == 8, sorted(functions)
+    assert len(functions) == 9, sorted(functions)
     assert sam["Resources"]["WebsocketAPI"]["Type"] == "AWS::ApiGatewayV2::Api"
     expected = {name: {"Ref": target} for name, target in REF_ENV.items()}
     expected["WEBSOCKET_ENDPOINT"] = WEBSOCKET_ENDPOINT
@@ -402,6 +411,7 @@ def test_local_template_lints_and_deploys_to_moto(tmp_path: Path) -> None:
     assert summary["redrive"] == {
         "sohbet-pkgtest-moderation": ["sohbet-pkgtest-moderation-dlq", 5],
         "sohbet-pkgtest-fanout": ["sohbet-pkgtest-fanout-dlq", 3],
+        "sohbet-pkgtest-notify": ["sohbet-pkgtest-notify-dlq", 5],
     }
 
 
@@ -456,7 +466,7 @@ PLATFORM_ACTIONS = {
 }
 CONSUMER_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 # The functions that consume a queue, with the queue (name suffix) each may receive from.
-CONSUMERS = {"on_fanout_shard": "fanout", "on_moderation_report": "moderation"}
+CONSUMERS = {"on_fanout_shard": "fanout", "on_moderation_report": "moderation", "on_notify": "notify"}
 
 
 def _policy_file(stage: str, function: str | None = None) -> str:
@@ -554,6 +564,11 @@ CODE_CALLS = {
     r"generate_presigned_url\(\s*\"get_object\"": "s3:GetObject",
     r"\.put_object_tagging\(": "s3:PutObjectTagging",
     r"get_paginator\(\"list_objects_v2\"\)": "s3:ListBucket",
+    r"\.create_platform_endpoint\(": "sns:CreatePlatformEndpoint",
+    r"\.get_endpoint_attributes\(": "sns:GetEndpointAttributes",
+    r"\.set_endpoint_attributes\(": "sns:SetEndpointAttributes",
+    r"\.delete_endpoint\(": "sns:DeleteEndpoint",
+    r"\bsns\(\)\.publish\(": "sns:Publish",
 }
 
 
@@ -694,7 +709,15 @@ def _deploy(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProces
 def test_deploy_script_packages_uploads_and_deploys(tmp_path: Path) -> None:
     env = _deploy_env(tmp_path)
     out = env["OUT_DIR"]
-    proc, calls = _deploy(env | {"ALARM_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:ops"}, "dev")
+    apns = "arn:aws:sns:us-east-1:123456789012:app/APNS/sohbet"
+    proc, calls = _deploy(
+        env
+        | {
+            "ALARM_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:ops",
+            "APNS_PLATFORM_APPLICATION_ARN": apns,
+        },
+        "dev",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert calls[0].startswith("aws cloudformation describe-stacks --stack-name sohbet-dev")
     assert calls[1] == f"chalice package --stage dev --merge-template infra/template.yaml {out}"
@@ -706,6 +729,7 @@ def test_deploy_script_packages_uploads_and_deploys(tmp_path: Path) -> None:
         "--capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND",
         "Stage=dev AuthIssuer=https://cognito-idp.us-east-1.amazonaws.com/us-east-1_x AuthAudience=client123",
         "AlarmTopicArn=arn:aws:sns:us-east-1:123456789012:ops",
+        f"ApnsPlatformApplicationArn={apns} ApnsSandboxPlatformApplicationArn= FcmPlatformApplicationArn=",
     ):
         assert part in calls[3]
     # The WebSocket deployment in what is uploaded is pinned to the routes.
@@ -781,6 +805,7 @@ FUNCTIONS = {
     "websocket_disconnect": "WebsocketDisconnect",
     "on_moderation_report": "OnModerationReport",
     "on_fanout_shard": "OnFanoutShard",
+    "on_notify": "OnNotify",
     "sweep": "Sweep",
     "broadcast_authorizer": "BroadcastAuthorizer",
 }
@@ -812,13 +837,13 @@ def test_functions_are_sized_traced_and_reserved_as_configured(sam: dict[str, An
 
 def test_queue_consumers_have_a_maximum_concurrency(sam: dict[str, Any]) -> None:
     functions = _functions(sam)
-    for logical_id, most in (("OnFanoutShard", 100), ("OnModerationReport", 5)):
+    for logical_id, most in (("OnFanoutShard", 100), ("OnModerationReport", 5), ("OnNotify", 50)):
         events = functions[logical_id]["Properties"]["Events"]
         (sqs,) = [e["Properties"] for e in events.values() if e["Type"] == "SQS"]
         assert sqs["ScalingConfig"] == {"MaximumConcurrency": most}
     reserved = functions["WebsocketMessage"]["Properties"]["ReservedConcurrentExecutions"]
     # The account's default 1,000, less what is reserved, leaves the fan-out its cap and more.
-    assert 1000 - reserved - 1 >= 100 + 5 + 100
+    assert 1000 - reserved - 1 >= 100 + 5 + 50 + 100
 
 
 def test_sweep_is_never_retried_into_an_overlapping_run(sam: dict[str, Any]) -> None:
@@ -925,9 +950,9 @@ def test_dashboard_shows_every_function_queue_and_custom_metric(sam: dict[str, A
     text = json.dumps(widgets)
     for logical_id in _functions(sam):
         assert "${" + logical_id + "}" in text, logical_id
-    for queue in ("ModerationQueue", "FanoutQueue", "ModerationDLQ", "FanoutDLQ"):
+    for queue in ("ModerationQueue", "FanoutQueue", "NotifyQueue", "ModerationDLQ", "FanoutDLQ", "NotifyDLQ"):
         assert "${" + queue + ".QueueName}" in text, queue
     for metric in ("Joins", "Leaves", "Commands", "FanoutPosts", "Gone", "Retries429", "FanoutShards"):
         assert f'"{metric}"' in text or f'MetricName=\\"{metric}\\"' in text, metric
-    for metric in ("Reports", "TriageLatency", "AdminActions"):
+    for metric in ("Reports", "TriageLatency", "AdminActions", "NotificationsTold", "PushesSent"):
         assert f'"{metric}"' in text or f'MetricName=\\"{metric}\\"' in text, metric

@@ -15,7 +15,16 @@ The names below are the package's public face for the rest of chalicelib.
 from __future__ import annotations
 
 from chalicelib.spaces.audio_features import recording_of, set_captions, set_recording
-from chalicelib.spaces.lifecycle import cancel, create, end, end_by_host, end_rest, expire_grace, start
+from chalicelib.spaces.lifecycle import (
+    cancel,
+    create,
+    end,
+    end_by_host,
+    end_rest,
+    expire_grace,
+    reschedule,
+    start,
+)
 from chalicelib.spaces.membership import (
     clear_removed_attendee,
     enforce_block,
@@ -86,6 +95,7 @@ __all__ = [
     "remove_cohost",
     "remove_participant",
     "remove_speaker",
+    "reschedule",
     "search",
     "set_captions",
     "set_recording",

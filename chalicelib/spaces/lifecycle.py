@@ -16,6 +16,7 @@ from chalicelib.config import get_settings
 from chalicelib.db import dynamo
 from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Connection, Member, Space, list_shard
+from chalicelib.notifications import jobs
 from chalicelib.observability import logger
 from chalicelib.rules import Role, SpaceState
 from chalicelib.spaces import audio_features, decisions, store, transitions
@@ -62,6 +63,8 @@ def create(
     space.save(condition=Space.space_id.does_not_exist())
     if not scheduled_start and (recording or get_settings().capture_all_spaces):
         audio_features.start_recording_at_creation(space)
+    if not scheduled_start:
+        jobs.space_created_live(space)
     return space
 
 
@@ -120,6 +123,28 @@ def start(user_id: str, space_id: str) -> Space:
         if space.recording:
             space.update(actions=[Space.recording_started_at.set(now_iso())])
         audio_features.start_recording_at_creation(space)
+    jobs.space_started(space)
+    return space
+
+
+def reschedule(user_id: str, space_id: str, scheduled_start: str) -> Space:
+    """PATCH /spaces/{id}: the host moves a scheduled space; reminder holders are told."""
+    space = store.get_space(space_id)
+    _require_creator_host(space, user_id, "reschedule")
+    if space.state == SpaceState.ENDED:
+        raise CommandError(ErrorCode.SPACE_ENDED, "the space has ended")
+    if space.state != SpaceState.SCHEDULED:
+        raise CommandError(ErrorCode.CONFLICT, "only a scheduled space can be rescheduled")
+    if space.scheduled_start == scheduled_start:
+        return space  # the same time again: nothing changes, nobody is told
+    try:
+        space.update(
+            actions=[Space.scheduled_start.set(scheduled_start), Space.updated_at.set(now_iso())],
+            condition=Space.state == SpaceState.SCHEDULED,
+        )
+    except UpdateError:
+        raise CommandError(ErrorCode.CONFLICT, "the space changed; try again") from None
+    jobs.space_rescheduled(space)
     return space
 
 
@@ -130,6 +155,7 @@ def cancel(user_id: str, space_id: str) -> Space:
         raise CommandError(ErrorCode.CONFLICT, "only a scheduled space can be cancelled")
     if not end(space, "cancelled"):
         raise CommandError(ErrorCode.CONFLICT, "the space changed; try again")
+    jobs.space_cancelled(space)
     return store.get_space(space_id)
 
 

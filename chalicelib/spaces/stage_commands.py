@@ -13,6 +13,7 @@ from chalicelib.clock import now_iso
 from chalicelib.config import get_settings
 from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Connection, Member, Space
+from chalicelib.notifications import jobs
 from chalicelib.relations import blocked_by
 from chalicelib.rules import Role, SpaceState
 from chalicelib.spaces import decisions, store, transitions
@@ -171,6 +172,7 @@ def add_cohost(conn: Connection, space_id: str, user_id: str) -> dict[str, Any]:
     space = store.get_space(space_id)
     for blocked in blocked_by(user_id):
         expel_if_blocked(space, user_id, blocked)
+    jobs.cohost_joined(space, user_id)
     return {}
 
 

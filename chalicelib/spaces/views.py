@@ -32,6 +32,7 @@ def public_space(space: Space, listeners: int | None = None) -> dict[str, Any]:
         "invited_user_ids": list(space.invited_user_ids or []),
         "participant_count": int(space.participant_count or 0),
         "listener_count": int(space.listener_count or 0) if listeners is None else listeners,
+        "subscriber_count": int(space.subscriber_count or 0),
         "scheduled_start": space.scheduled_start,
         "started_at": space.started_at,
         "ended_at": space.ended_at,

@@ -44,6 +44,7 @@ PRIVATE = {
     "participant.removed",
     "session.replaced",
     "user.warned",
+    "notification",
     "media.moved",
 }
 
@@ -175,6 +176,18 @@ EVENT_PAYLOADS: dict[str, dict[str, Any]] = {
     "participant.removed": {},
     "session.replaced": {},
     "user.warned": {"reason": "spam"},
+    "notification": {
+        "notification": {
+            "id": "sp1:live",
+            "kind": "live",
+            "space_id": "sp1",
+            "title": "t",
+            "actor_id": "ada",
+            "scheduled_start": None,
+            "created_at": "2026-12-01T18:00:00.000000Z",
+            "read": False,
+        }
+    },
     "media.moved": {
         "media": {
             "Meeting": {
