@@ -629,7 +629,7 @@ def test_the_broadcast_tier_is_wired_least_privilege(sam: dict[str, Any]) -> Non
     # Every function that can broadcast, and no other.
     functions = _functions(sam)
     roles = {functions[f]["Properties"]["Role"]["Fn::GetAtt"][0] for f in FUNCTIONS.values()}
-    never = {"OnModerationReportRole", "BroadcastAuthorizerRole"}
+    never = {"OnModerationReportRole", "BroadcastAuthorizerRole", "OnNotifyRole"}  # notify: sockets only
     assert {r["Ref"] for r in policy["Roles"]} == roles - never
 
 
