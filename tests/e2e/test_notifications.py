@@ -147,11 +147,11 @@ async def test_followers_told_once_never_blocked_suspended_or_muted(clients: Cli
     assert put(stack, host, f"/me/blocks/{blocked}")[0] == 200
     assert put(stack, cohost, f"/me/blocks/{blocked_by_cohost}")[0] == 200
     assert put(stack, muter, f"/me/mutes/{host}")[0] == 200
-    suspend(gone)
     people = [fan, both, blocked, blocked_by_cohost, muter]
     sockets = {u: await clients.open(u) for u in people}
     for user in [*people, gone]:
         await asyncio.to_thread(register_device, stack, user)
+    suspend(gone)
 
     # the host goes live (created live: no schedule), then adds a co-host
     status, space = await asyncio.to_thread(
