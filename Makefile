@@ -17,7 +17,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 ## make dev: install what is needed and start the local stack on 127.0.0.1:$(PORT)
 dev: $(STAMP)
-	$(BIN)/python -m devstack --port $(PORT)
+	$(BIN)/python -m devstack --port $(PORT) --broadcast
 
 ## make test: install what is needed, lint, type-check and run the test suite
 test: $(STAMP) lint typecheck browser-deps $(WEB_BUNDLE)

@@ -29,6 +29,16 @@ def main() -> None:
             "Use with --host 0.0.0.0 (or that IP) so the phone reaches the signaling too."
         ),
     )
+    parser.add_argument(
+        "--broadcast",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("SOHBET_BROADCAST", "") == "1",
+        help=(
+            "publish room events once to the embedded AppSync Events emulator (the broadcast tier, "
+            "as deployed) instead of posting them to every member; also SOHBET_BROADCAST=1. "
+            "`make dev` turns it on."
+        ),
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -38,12 +48,12 @@ def main() -> None:
         port=args.port,
         stage=args.stage,
         media_addresses=tuple(args.media_address),
-        broadcast=os.environ.get("SOHBET_BROADCAST", "1") != "0",
+        broadcast=args.broadcast,
     )
     stack = LocalStack(options).start()
     ready = time.perf_counter() - began
     base = stack.base_url
-    tier = "broadcast tier on" if options.broadcast else "broadcast tier off: SOHBET_BROADCAST=1"
+    tier = "broadcast tier on" if options.broadcast else "broadcast tier off: --broadcast"
     limits = "on" if stack.chime.rules.rate_limits else "off; LOCAL_CHIME_RATE_LIMITS=1 for Chime's"
     print(
         f"""
