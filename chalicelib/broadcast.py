@@ -87,36 +87,34 @@ class PublishError(Exception):
 class Publisher:
     """Signed HTTP publishes to the Event API over a pooled keep-alive connection.
 
-    Signed like push.SignedPoster signs @connections posts: botocore's SigV4Auth on an
-    AWSRequest, sent with urllib3. 429 and 5xx are retried with full jitter.
+    Signed as push.SignedPoster signs @connections posts (push.SigV4Signer, for the
+    service `appsync`), sent with urllib3. 429 and 5xx are retried with full jitter.
     """
 
     RETRYABLE = frozenset({429, 500, 502, 503, 504})
 
-    def __init__(self, url: str, region: str, max_attempts: int = 4) -> None:
-        import boto3
+    def __init__(self, url: str, region: str, max_attempts: int = 4, credentials: Any = None) -> None:
         import urllib3
-        from botocore.auth import SigV4Auth
 
+        from chalicelib.push import SigV4Signer
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"not an http(s) URL: {url!r}")
         self.url = url
+        self.host, self.path = parts.netloc, parts.path or "/"
         self.region = region
         self.max_attempts = max_attempts
         self.published = 0
-        self._session = boto3.session.Session()
-        self._signer_class = SigV4Auth
+        self._signer = SigV4Signer(region, SERVICE, credentials)
         self._pool = urllib3.PoolManager(
             num_pools=2, maxsize=8, retries=False, timeout=urllib3.Timeout(connect=2.0, read=5.0)
         )
 
     def _headers(self, body: bytes) -> dict[str, str]:
-        from botocore.awsrequest import AWSRequest
-
-        credentials = self._session.get_credentials().get_frozen_credentials()
-        request = AWSRequest(
-            method="POST", url=self.url, data=body, headers={"content-type": "application/json"}
-        )
-        self._signer_class(credentials, SERVICE, self.region).add_auth(request)
-        return dict(request.headers.items())
+        headers = self._signer.headers(self.host, self.path, body)
+        headers["Content-Type"] = "application/json"
+        return headers
 
     def publish(self, channel_path: str, events: list[dict[str, Any]]) -> None:
         """One POST with up to 5 events; PublishError unless the service took every one."""

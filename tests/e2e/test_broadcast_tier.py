@@ -76,7 +76,8 @@ async def test_a_missed_event_shows_as_a_gap_and_the_client_syncs(
     (gap,) = late.gaps  # the title change missed (and any count event of the joins)
     assert gap.space_id == room.sid and gap.got > gap.expected
     space_id, snapshot = late.resyncs[0]
-    assert space_id == room.sid and snapshot["space"]["title"] == "back again"
+    # The snapshot has the change the listener missed (and maybe the next one already).
+    assert space_id == room.sid and snapshot["space"]["title"] in ("while away", "back again")
 
 
 async def test_only_a_present_member_may_subscribe(stack: Any, clients: Clients, tier: Any) -> None:
