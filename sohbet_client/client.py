@@ -56,6 +56,7 @@ ResyncCallback = Callable[[str, Frame], Awaitable[None] | None]
 DEFAULT_TIMEOUT: Final = 10.0
 # Replies that carry the space's current seq in data["seq"].
 SNAPSHOT_ACTIONS: Final = frozenset({"space.join", "space.sync"})
+SUBSCRIBE_ATTEMPTS: Final = 4  # to the broadcast tier, when its socket is busy or lost
 
 
 class SohbetError(Exception):
@@ -499,17 +500,23 @@ class SohbetClient:
 
     async def _subscribe(self, space_id: str, channel: str, future: asyncio.Future[str]) -> None:
         assert self.broadcast is not None
-        try:
-            ident = await self.broadcast.subscribe(channel)
-        except (BroadcastError, OSError, TimeoutError, WsConnectionClosed) as exc:
-            error = exc if isinstance(exc, BroadcastError) else BroadcastError("Unreachable", str(exc))
-            log.warning("could not subscribe to %s: %s", channel, error)
-            self.broadcast_errors.append((space_id, error))
+        for attempt in range(SUBSCRIBE_ATTEMPTS):
+            try:
+                ident = await self.broadcast.subscribe(channel)
+            except (BroadcastError, OSError, TimeoutError, WsConnectionClosed) as exc:
+                error = exc if isinstance(exc, BroadcastError) else BroadcastError("Unreachable", repr(exc))
+                # A refusal is final; a busy or lost connection is tried again, with backoff.
+                if error.error_type in ("Unreachable", "Closed") and attempt < SUBSCRIBE_ATTEMPTS - 1:
+                    await asyncio.sleep(0.5 * 2**attempt)
+                    continue
+                log.warning("could not subscribe to %s: %s", channel, error)
+                self.broadcast_errors.append((space_id, error))
+                if not future.done():
+                    future.set_exception(error)
+                return
             if not future.done():
-                future.set_exception(error)
+                future.set_result(ident)
             return
-        if not future.done():
-            future.set_result(ident)
 
     def _drop_channel(self, space_id: Any) -> None:
         channel = self.broadcast_channels.pop(space_id, None) if isinstance(space_id, str) else None
