@@ -39,6 +39,7 @@ async def test_a_stage_change_is_one_publish_that_every_listener_receives(
     await asyncio.sleep(0.8)
     since, posted = len(tier.log), stack.gateway.posted
     marks = {c.user: c.mark for c in [room.host, *listeners]}
+    via_tier = {c.user: c.broadcast.received for c in listeners if c.broadcast is not None}
 
     began = time.monotonic()
     await room.host.send("speaker.invite", space_id=room.sid, user_id=speaker.user)
@@ -52,9 +53,10 @@ async def test_a_stage_change_is_one_publish_that_every_listener_receives(
         p for p in tier.publishes(f"/spaces/{room.sid}", since) if p[0]["event"] == "stage.changed"
     ]
     assert stage_publishes == [[changed[0]]]  # one publish for 13 members, the event as they got it
-    # API Gateway carried the two replies and the private invitation, not the broadcast.
-    assert stack.gateway.posted - posted == 3
-    assert all(c.broadcast is not None and c.broadcast.received > 0 for c in listeners)
+    # Every listener got it through the tier; API Gateway carried the replies and the private
+    # events of the invitation (a handful), not one post per member.
+    assert all(c.broadcast is not None and c.broadcast.received > via_tier[c.user] for c in listeners)
+    assert stack.gateway.posted - posted < 6 < len(members)
     print(f"\nstage change to 13 members via the tier: {latency * 1000:.0f} ms (invite, accept, delivery)")
 
 
