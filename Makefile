@@ -41,11 +41,13 @@ $(WEB_BUNDLE): web/package.json web/package-lock.json web/build-chime.mjs
 	@command -v npm >/dev/null || { echo "make web needs Node.js and npm: apt-get install -y nodejs npm"; exit 1; }
 	cd web && npm ci --no-audit --no-fund --loglevel=error && node build-chime.mjs
 
-# The browser tests drive Debian's chromium and make their microphone input with sox.
+# The browser tests drive Debian's chromium and make their microphone input with sox; the
+# captions test makes its speech with espeak-ng.
 browser-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || [ -n "$$CHROMIUM" ] || missing="chromium"; \
 	command -v sox >/dev/null || missing="$$missing sox"; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then sudo=""; \
 	  elif sudo -n true 2>/dev/null; then sudo="sudo"; \

@@ -26,6 +26,7 @@ from devstack.gateway import GatewaySettings, WebSocketGateway
 from devstack.idp import LocalIdentityProvider
 from devstack.idp import routes as idp_routes
 from devstack.lambdas import Scheduler, SqsPoller, rate_seconds
+from devstack.media.captions import Captioner, recognizer_available
 from devstack.media.chime_api import PREFIX as CHIME_PREFIX
 from devstack.media.chime_api import ChimeMeetingsEmulator, ChimeRules
 from devstack.media.events import EventBus
@@ -148,6 +149,12 @@ class LocalStack:
             region=REGION, event_sink=self.media_events.put, auto_end=self.options.media_auto_end
         )
         self.chime = ChimeMeetingsEmulator(self.media, lambda: self.public_url, self.options.media_rules)
+        # Live captions: a real recognizer on the mix when pocketsphinx is installed; without it
+        # StartMeetingTranscription answers that captions are unavailable here.
+        self.captioner = Captioner(lambda: self.media_server)
+        self.media.subscribe(self.captioner)
+        if recognizer_available():
+            self.chime.transcriber = self.captioner
         self.pipelines = MediaPipelinesEmulator(
             self.media, lambda: self.media_server, lambda: self.aws.client("s3")
         )
@@ -227,6 +234,7 @@ class LocalStack:
         get_settings.cache_clear()
         self.app = importlib.import_module("app").app
         self.media_server = MediaServer(self.media, addresses=self.media_addresses).start()
+        self.media_server.captions = self.captioner
         self._build_server()
         self._start_event_sources()
         self.ready_seconds = time.perf_counter() - started

@@ -108,6 +108,7 @@ class MediaServer:
         self._by_attendee: dict[str, Session] = {}
         self._revoked: set[str] = set()  # join tokens of deleted attendees: 404, not 401
         self._taps: dict[str, list[Any]] = {}  # primary meeting id -> who hears its mix (recorders)
+        self.captions: Any = None  # devstack.media.captions.Captioner, when a recognizer is installed
         self._unsubscribe: Any = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -220,6 +221,16 @@ class MediaServer:
         if session is None or session.meeting_id != meeting_id:
             raise WhipError(404, "not_found", "no such WHIP session (it ended or was replaced)")
         return session.room.volumes()
+
+    async def transcripts(self, meeting_id: str, session_id: str) -> list[dict[str, Any]]:
+        """The live captions of the session's room (the latest results), while they are on."""
+        session = self._sessions.get(session_id)
+        if session is None or session.meeting_id != meeting_id:
+            raise WhipError(404, "not_found", "no such WHIP session (it ended or was replaced)")
+        if self.captions is None:
+            return []
+        result: list[dict[str, Any]] = self.captions.transcripts(session.room.primary_meeting_id)
+        return result
 
     def _authorize(self, meeting_id: str, token: str | None) -> Attendee:
         if not token:

@@ -7,7 +7,10 @@
     GET    /media/whip/{MeetingId}/{SessionId}  -> 200 {"Volumes": [{AttendeeId, ExternalUserId,
                                                 Volume}]}: who is heard and how loud (the local
                                                 stand-in for Chime's volume indicators; the mix
-                                                is one track, so a client cannot tell otherwise)
+                                                is one track, so a client cannot tell otherwise),
+                                                "Transcripts": [...]}: the room's live captions
+                                                while they are on (devstack/media/captions.py), the
+                                                stand-in for Chime's transcript data messages
 
 A new POST with the same token replaces that attendee's session (WHIP has no
 renegotiation: a listener promoted to the stage re-POSTs with a microphone).
@@ -86,9 +89,11 @@ def routes(server: MediaServer) -> list[Any]:
         if request.method == "GET":
             try:
                 volumes = await server.run(server.volumes(meeting_id, session_id))
+                transcripts = await server.run(server.transcripts(meeting_id, session_id))
             except WhipError as err:
                 return _error(err.status, err.code, err.message)
-            return JSONResponse({"Volumes": volumes}, headers={**CORS, "Cache-Control": "no-store"})
+            body = {"Volumes": volumes, "Transcripts": transcripts}
+            return JSONResponse(body, headers={**CORS, "Cache-Control": "no-store"})
         if request.method == "PATCH":
             # RFC 9725 §4.3: no trickle ICE or ICE restarts: 405.
             return _error(

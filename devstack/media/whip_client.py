@@ -45,6 +45,11 @@ class ToneTrack(MediaStreamTrack):
         self._pts = 0
         self._start: float | None = None
         self.switched_at: float | None = None  # monotonic time of the last set()
+        self._script = np.zeros(0, dtype=np.int16)  # samples to play before the tone (speech)
+
+    def play(self, pcm: np.ndarray) -> None:
+        """Say these 48 kHz mono samples next (e.g. speech from espeak-ng), then go back to the tone."""
+        self._script = np.concatenate([self._script, pcm.astype(np.int16)])
 
     def set(self, frequency: float | None) -> None:
         self.frequency = frequency
@@ -58,7 +63,12 @@ class ToneTrack(MediaStreamTrack):
         wait = self._start + self._pts / SAMPLE_RATE - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
-        if self.frequency is None:
+        if len(self._script):
+            pcm = self._script[:FRAME_SAMPLES]
+            self._script = self._script[FRAME_SAMPLES:]
+            if len(pcm) < FRAME_SAMPLES:
+                pcm = np.concatenate([pcm, np.zeros(FRAME_SAMPLES - len(pcm), dtype=np.int16)])
+        elif self.frequency is None:
             pcm = np.zeros(FRAME_SAMPLES, dtype=np.int16)
         else:
             step = 2 * np.pi * self.frequency / SAMPLE_RATE
@@ -181,6 +191,14 @@ class WhipPeer:
         response = await asyncio.to_thread(whip_request, self.base_url + self.location, "GET")
         assert response.status == 200, (response.status, response.body)
         return {v["AttendeeId"]: v["Volume"] for v in json.loads(response.body)["Volumes"]}
+
+    async def transcripts(self) -> list[dict[str, Any]]:
+        """GET the session: the room's live captions (Chime transcript results), while they are on."""
+        assert self.location, "not joined"
+        response = await asyncio.to_thread(whip_request, self.base_url + self.location, "GET")
+        assert response.status == 200, (response.status, response.body)
+        transcripts: list[dict[str, Any]] = json.loads(response.body)["Transcripts"]
+        return transcripts
 
     async def close(self) -> None:
         if self._reader is not None:

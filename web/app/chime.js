@@ -78,6 +78,17 @@ export class ChimeMedia {
         if (userId && volume !== null) this.levels.set(userId, muted ? 0 : volume);
       });
     });
+    // Live captions arrive as Chime's transcript events (data messages); keep the final results.
+    this.captionResults = [];
+    if (av.transcriptionController) {
+      av.transcriptionController.subscribeToTranscriptEvent((event) => {
+        for (const r of event.results || []) {
+          if (r.isPartial) continue;
+          const text = (r.alternatives && r.alternatives[0] && r.alternatives[0].transcript) || "";
+          this.captionResults = [...this.captionResults, { ResultId: r.resultId, Alternatives: [{ Transcript: text }] }].slice(-20);
+        }
+      });
+    }
     if (this.hooks.audioElement) await av.bindAudioElement(this.hooks.audioElement);
     if (send) await this._startMic();
     this._state("connecting");
@@ -112,6 +123,10 @@ export class ChimeMedia {
     if (!this.session || !this.sending) return;
     if (on) this.session.audioVideo.realtimeUnmuteLocalAudio();
     else this.session.audioVideo.realtimeMuteLocalAudio();
+  }
+
+  async transcripts() {
+    return this.captionResults || [];
   }
 
   micLevel() {

@@ -174,6 +174,7 @@ async function createSpace(form) {
   const data = new FormData(form);
   const body = { title: data.get("title"), speak_policy: data.get("speak_policy") };
   if (data.get("recording")) body.recording = true;
+  if (data.get("lang")) body.lang = data.get("lang");
   if (data.get("scheduled_start")) body.scheduled_start = new Date(data.get("scheduled_start")).toISOString();
   audioContext(); // this click may lead straight into the space: let audio start now
   let space;
@@ -359,6 +360,7 @@ const WHAT = {
   "cohost.remove": "Removing the co-host",
   "settings.update": "Changing the settings",
   "recording.set": "Recording",
+  "captions.set": "Captions",
   "reaction.send": "Sending the reaction",
   "report.send": "Reporting",
   "space.end": "Ending the space",
@@ -378,6 +380,11 @@ async function command(action, fields = {}) {
 async function roomAction(action, user, el) {
   const r = app.room;
   switch (action) {
+    case "captions.set": {
+      const data = await command(action, { on: user === "on" });
+      if (data) app.room = { ...app.room, captions: !!data.captions };
+      break;
+    }
     case "recording.set": {
       const data = await command(action, { on: user === "on" });
       if (data) app.room = { ...app.room, recording: !!data.recording };
@@ -469,6 +476,8 @@ function renderRoom() {
   $("#stage").innerHTML = room.stage.map((m) => V.stageItem(m, room, levels.get(m.user_id) || 0)).join("");
   $("#my-controls").innerHTML = V.myControls(room);
   $("#recording-control").innerHTML = room.ended ? "" : V.recordingButton(room);
+  $("#captions-control").innerHTML = room.ended ? "" : V.captionsButton(room);
+  $("#captions").hidden = !room.captions || !!room.ended;
   const isMod = R.MODERATORS.has(room.role) && !room.ended && !room.gone;
   $("#moderation").hidden = !isMod;
   for (const el of document.querySelectorAll(".host-only")) el.hidden = room.role !== "host";
@@ -496,6 +505,19 @@ function stageLevels() {
   const others = room.stage.filter((m) => m.user_id !== room.me && !m.muted && m.present);
   if (others.length === 1) levels.set(others[0].user_id, app.media.level());
   return levels;
+}
+
+async function pollCaptions() {
+  const el = $("#captions");
+  if (!app.room || !app.room.captions || !app.media || !app.media.transcripts) return;
+  let results = [];
+  try {
+    results = await app.media.transcripts();
+  } catch {
+    return; // the next poll tries again
+  }
+  const lines = results.slice(-2).map((r) => (r.Alternatives[0] || {}).Transcript || "");
+  el.textContent = lines.length ? lines.join(" … ") : "Captions are on; nothing said yet.";
 }
 
 function tickMeters() {
@@ -610,6 +632,7 @@ function setup() {
   });
 
   setInterval(tickMeters, 100);
+  setInterval(pollCaptions, 1000);
   // Closing the tab: end the media session now rather than when the server notices.
   window.addEventListener("pagehide", () => app.media && app.media.stop());
   const saved = sessionStorage.getItem("sohbet.token");

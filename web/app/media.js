@@ -219,6 +219,16 @@ export class WhipMedia {
     return this.remote ? this.remote.level() : 0;
   }
 
+  /** Live captions, while the host has them on: the WHIP session's "Transcripts" (the local
+   * stand-in for Chime's transcript events; docs/media.md). Final results, oldest first. */
+  async transcripts() {
+    if (!this.location) return [];
+    const response = await fetch(this.location, { headers: { Authorization: `Bearer ${this.token}` } });
+    if (!response.ok) return [];
+    const body = await response.json();
+    return (body.Transcripts || []).filter((r) => !r.IsPartial);
+  }
+
   dominantFrequency() {
     return this.remote ? this.remote.dominantFrequency() : null;
   }

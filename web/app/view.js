@@ -117,6 +117,12 @@ export function roomMeta(room) {
   )}</span> listening · ${esc(policy || "")} ${badges}`;
 }
 
+export function captionsButton(room) {
+  return room.captions
+    ? button("captions.set", "Turn captions off", { user: "off" })
+    : button("captions.set", "Turn captions on", { user: "on" });
+}
+
 export function recordingButton(room) {
   return room.recording
     ? button("recording.set", "Stop recording", { user: "off" })

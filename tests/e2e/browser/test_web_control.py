@@ -146,8 +146,28 @@ def test_the_host_records_and_everyone_sees_the_badge(people) -> None:
     expect(eve.page.locator("#notices")).to_contain_text("The host started recording this space.")
     ada.click("Stop recording")
     expect(badge).to_have_count(0)
+    # captions: the space has no language, and the local recognizer knows English only
+    ada.click("Turn captions on")
+    expect(ada.page.locator("#alert")).to_contain_text("captions are unavailable")
+    expect(eve.page.locator("#captions-badge")).to_have_count(0)
     ada.click("End the space for everyone")
     expect(eve.page.locator("#ended")).to_be_visible()
+
+
+def test_captions_on_and_off_for_everyone(people) -> None:
+    ada = people("ada")
+    name = title("Captioned")
+    ada.create_space(name, lang="en")
+    eve = people("eve")
+    eve.join_from_list(name)
+    expect(eve.page.locator("#captions")).to_be_hidden()
+    ada.click("Turn captions on")
+    expect(eve.page.locator("#captions-badge")).to_have_text("CC")
+    expect(eve.page.locator("#captions")).to_be_visible()  # what is said shows here (a tone says nothing)
+    ada.click("Turn captions off")
+    expect(eve.page.locator("#captions-badge")).to_have_count(0)
+    expect(eve.page.locator("#captions")).to_be_hidden()
+    ada.click("End the space for everyone")
 
 
 def test_report_and_block_from_the_room(people) -> None:

@@ -64,11 +64,13 @@ class Person:
         expect(self.page.locator("#connection")).to_have_text("online")
         expect(self.page.locator("#lobby")).to_be_visible()
 
-    def create_space(self, title: str, speak_policy: str = "everyone") -> str:
+    def create_space(self, title: str, speak_policy: str = "everyone", lang: str | None = None) -> str:
         """Create a live space from the lobby form; the page joins it as host. Returns its id."""
         form = self.page.locator("#create-space")
         form.get_by_label("Title").fill(title)
         form.get_by_label("Who may ask to speak").select_option(speak_policy)
+        if lang:
+            form.get_by_label("Language").fill(lang)
         form.get_by_role("button", name="Create").click()
         expect(self.page.locator("#room-title")).to_have_text(title)
         expect(self.me_on_stage()).to_have_attribute("data-role", "host")
