@@ -66,6 +66,18 @@ def sweep(event):
     return handlers.sweep(event)
 
 
+# Chime's meeting events, in the control Region's EventBridge (docs/media.md, "Meetings end").
+@app.on_cw_event(
+    {
+        "source": ["aws.chime"],
+        "detail-type": ["Chime Meeting State Change"],
+        "detail": {"eventType": ["chime:MeetingEnded"]},
+    }
+)
+def on_chime_event(event):
+    return handlers.chime_event(event)
+
+
 # -- REST API --------------------------------------------------------------
 
 

@@ -60,6 +60,15 @@ class Settings:
     reaction_flush_seconds: float
     max_listeners: int
     meeting_max_attendees: int
+    # Chime: the Region whose API endpoint the app calls (a control Region) and the Region
+    # meetings are hosted in by default (any media Region); replicas a primary may have (the
+    # account's quota: 4 unless raised, up to 40); listener attendees pre-created per batch
+    # (BatchCreateAttendee, 1-100; 0: one CreateAttendee per join). docs/media.md.
+    chime_control_region: str
+    media_region: str
+    max_replicas: int
+    attendee_pool_batch: int
+    chime_max_attempts: int  # attempts per Chime call, botocore's retries included
     # doors at the edge (docs/limits.md)
     command_rate_per_second: float
     command_burst: int
@@ -115,11 +124,39 @@ def get_settings() -> Settings:
     return from_environment()
 
 
+# The Regions with a Chime SDK Meetings API endpoint (control Regions), as botocore's endpoint
+# data lists them for chime-sdk-meetings; every other Region can host meetings (MediaRegion)
+# but has no API: https://docs.aws.amazon.com/chime-sdk/latest/dg/chime-sdk-meetings-regions.html
+CHIME_CONTROL_REGIONS = frozenset(
+    {
+        "af-south-1",
+        "ap-northeast-1",
+        "ap-northeast-2",
+        "ap-south-1",
+        "ap-southeast-1",
+        "ap-southeast-2",
+        "ca-central-1",
+        "eu-central-1",
+        "eu-west-2",
+        "il-central-1",
+        "us-east-1",
+        "us-west-2",
+    }
+)
+
+
+def control_region_for(region: str) -> str:
+    """The stack's own Region when it has the Chime API, else us-east-1 (the control plane's home:
+    https://docs.aws.amazon.com/chime-sdk/latest/dg/media-control-plane-java.html)."""
+    return region if region in CHIME_CONTROL_REGIONS else "us-east-1"
+
+
 def from_environment() -> Settings:
     issuer = os.environ.get("AUTH_ISSUER", "")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
     return Settings(
         stage=os.environ.get("SOHBET_STAGE", "dev"),
-        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        region=region,
         spaces_table=_table("SPACES_TABLE"),
         members_table=_table("MEMBERS_TABLE"),
         connections_table=_table("CONNECTIONS_TABLE"),
@@ -154,6 +191,11 @@ def from_environment() -> Settings:
         reaction_flush_seconds=_float("REACTION_FLUSH_SECONDS", 1.0),
         max_listeners=_int("MAX_LISTENERS", 10_000),
         meeting_max_attendees=_int("MEETING_MAX_ATTENDEES", 250),
+        chime_control_region=os.environ.get("CHIME_CONTROL_REGION") or control_region_for(region),
+        media_region=os.environ.get("MEDIA_REGION") or region,
+        max_replicas=_int("MAX_REPLICAS_PER_MEETING", 4),
+        attendee_pool_batch=_int("ATTENDEE_POOL_BATCH", 100),
+        chime_max_attempts=_int("CHIME_MAX_ATTEMPTS", 2),
         command_rate_per_second=_float("COMMAND_RATE_PER_SECOND", 10.0),
         command_burst=_int("COMMAND_BURST", 20),
         command_hard_limit=_int("COMMAND_HARD_LIMIT", 50),

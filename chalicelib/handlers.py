@@ -190,6 +190,14 @@ def sweep(event: Any) -> dict[str, int]:
     }
 
 
+def chime_event(event: Any) -> dict[str, str]:
+    """EventBridge: a "Chime Meeting State Change" event (the rule is app.py's on_chime_event)."""
+    detail = event.to_dict().get("detail") or {}
+    outcome = spaces.on_chime_event(detail)
+    logger.info("chime event", extra={"event_type": detail.get("eventType"), "outcome": outcome})
+    return {"outcome": outcome}
+
+
 # -- REST --------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ import base64
 import hashlib
 import re
 import threading
+import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
@@ -35,6 +36,9 @@ _STAGE_ROLES = frozenset({"host", "cohost", "speaker"})
 
 # Chime's per-meeting hard limit (MeetingFeatures.Attendee.MaxCount is 1..250).
 MAX_ATTENDEES_PER_MEETING = 250
+MAX_BATCH = 100  # attendees per BatchCreateAttendee call
+# Waits before asking CreateMeeting again after a ConflictException (None: give up).
+_CONFLICT_WAITS: tuple[float | None, ...] = (0.2, 0.5, 1.0, None)
 
 # Audio only: no video or screen share can be negotiated, whatever a client asks for.
 _AUDIO_ONLY_FEATURES: dict[str, Any] = {
@@ -83,12 +87,21 @@ class Attendee:
 
 class MediaPort(Protocol):
     def create_meeting(
-        self, space_id: str, *, max_attendees: int, primary_meeting_id: str | None = None
+        self,
+        space_id: str,
+        *,
+        max_attendees: int,
+        primary_meeting_id: str | None = None,
+        media_region: str | None = None,
     ) -> Meeting: ...
 
     def delete_meeting(self, meeting_id: str) -> None: ...
 
     def create_attendee(self, meeting_id: str, user_id: str, audio: str) -> Attendee: ...
+
+    def create_attendees(
+        self, meeting_id: str, external_ids: list[str], audio: str
+    ) -> dict[str, Attendee | MediaError]: ...
 
     def update_attendee_audio(self, meeting_id: str, attendee_id: str, audio: str) -> None: ...
 
@@ -257,15 +270,24 @@ def _from_client_error(exc: ClientError, operation: str) -> MediaError:
     return MediaError(str(error.get("Message") or exc), retryable=retryable, code=code, operation=operation)
 
 
-def make_chime_client(region: str) -> Any:
+def make_chime_client(region: str, max_attempts: int = 2) -> Any:
     """A chime-sdk-meetings client with short timeouts: a join must not hang a Lambda.
 
+    `region` must be a Chime control Region (config.CHIME_CONTROL_REGIONS). Few attempts: Chime's
+    API rates are ~10/s per account and Region, so retrying a throttled call from hundreds of
+    concurrent joins only deepens the throttling (a retry storm); the caller answers
+    `rate_limited` instead and the client tries again later.
+    https://docs.aws.amazon.com/chime-sdk/latest/dg/quotas-throttling.html
     Its endpoint is AWS's unless AWS_ENDPOINT_URL_CHIME_SDK_MEETINGS says otherwise (the local stack).
     """
     import boto3
     from botocore.config import Config
 
-    config = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5)
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": max(1, max_attempts)},
+        connect_timeout=2,
+        read_timeout=5,
+    )
     client = boto3.client("chime-sdk-meetings", region_name=region, config=config)
     _spare_limit_exceeded(client)
     return client
@@ -322,22 +344,42 @@ class ChimeMediaAdapter:
             # Already gone (deleted, or the meeting ended on its own): the goal is met.
 
     def create_meeting(
-        self, space_id: str, *, max_attendees: int, primary_meeting_id: str | None = None
+        self,
+        space_id: str,
+        *,
+        max_attendees: int,
+        primary_meeting_id: str | None = None,
+        media_region: str | None = None,
     ) -> Meeting:
+        """Create the meeting (idempotent on `space_id` and the primary: the same meeting comes back).
+
+        Two creators racing with one ClientRequestToken may get ConflictException ("multiple
+        instances of the same request made simultaneously"): the first one's meeting is what both
+        want, so the loser asks again (the same token returns it) instead of failing.
+        https://docs.aws.amazon.com/chime-sdk/latest/APIReference/API_meeting-chime_CreateMeeting.html
+        """
         _check_meeting_args(space_id, max_attendees)
+        region = media_region or self._media_region
         params: dict[str, Any] = {
             "ClientRequestToken": client_request_token(space_id, primary_meeting_id),
-            "MediaRegion": self._media_region,
+            "MediaRegion": region,
             "ExternalMeetingId": space_id,
             "MeetingFeatures": {**_AUDIO_ONLY_FEATURES, "Attendee": {"MaxCount": max_attendees}},
         }
         if primary_meeting_id:
             params["PrimaryMeetingId"] = primary_meeting_id
-        body = self._call("create_meeting", "create_meeting", params)["Meeting"]
+        for wait in _CONFLICT_WAITS:
+            try:
+                body = self._call("create_meeting", "create_meeting", params)["Meeting"]
+                break
+            except MediaError as exc:
+                if exc.code != "Conflict" or wait is None:
+                    raise
+                time.sleep(wait)
         return Meeting(
             meeting_id=body["MeetingId"],
             external_meeting_id=body.get("ExternalMeetingId", space_id),
-            media_region=body.get("MediaRegion", self._media_region),
+            media_region=body.get("MediaRegion", region),
             media_placement=dict(body.get("MediaPlacement", {})),
             primary_meeting_id=body.get("PrimaryMeetingId") or primary_meeting_id,
             meeting_arn=body.get("MeetingArn"),
@@ -370,6 +412,46 @@ class ChimeMediaAdapter:
             self.update_attendee_audio(meeting_id, attendee.attendee_id, audio)
             attendee = replace(attendee, audio=audio)
         return attendee
+
+    def create_attendees(
+        self, meeting_id: str, external_ids: list[str], audio: str
+    ) -> dict[str, Attendee | MediaError]:
+        """BatchCreateAttendee (at most 100 a call): one API call for many attendees.
+
+        Per external id, the attendee or the item's error (LimitExceeded once the meeting is full).
+        https://docs.aws.amazon.com/chime-sdk/latest/APIReference/API_meeting-chime_BatchCreateAttendee.html
+        """
+        _check_audio(audio, "create_attendees")
+        if not 1 <= len(external_ids) <= MAX_BATCH:
+            raise MediaError(
+                f"1-{MAX_BATCH} attendees per call",
+                retryable=False,
+                code="BadRequest",
+                operation="create_attendees",
+            )
+        params = {
+            "MeetingId": meeting_id,
+            "Attendees": [{"ExternalUserId": e, "Capabilities": _capabilities(audio)} for e in external_ids],
+        }
+        body = self._call("create_attendees", "batch_create_attendee", params)
+        out: dict[str, Attendee | MediaError] = {}
+        for item in body.get("Attendees", []):
+            out[item["ExternalUserId"]] = Attendee(
+                attendee_id=item["AttendeeId"],
+                external_user_id=item["ExternalUserId"],
+                join_token=item["JoinToken"],
+                meeting_id=meeting_id,
+                audio=item.get("Capabilities", {}).get("Audio", audio),
+            )
+        for error in body.get("Errors", []):
+            code = str(error.get("ErrorCode", "")).removesuffix("Exception")
+            out[error["ExternalUserId"]] = MediaError(
+                str(error.get("ErrorMessage") or code),
+                retryable=False,
+                code=code,
+                operation="create_attendees",
+            )
+        return out
 
     def update_attendee_audio(self, meeting_id: str, attendee_id: str, audio: str) -> None:
         _check_audio(audio, "update_attendee_audio")
@@ -447,7 +529,8 @@ def get_media() -> MediaPort:
     with _media_lock:
         if _media is None:
             settings = get_settings()
-            _media = ChimeMediaAdapter(make_chime_client(settings.region), media_region=settings.region)
+            client = make_chime_client(settings.chime_control_region, settings.chime_max_attempts)
+            _media = ChimeMediaAdapter(client, media_region=settings.media_region)
         return _media
 
 

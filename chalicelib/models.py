@@ -198,6 +198,11 @@ class Space(Model):
     meeting = JSONAttribute(null=True)
     replicas = JSONAttribute(null=True)  # replica meetings, oldest first (placement.py)
     replica_count = NumberAttribute(default=0)
+    # The Region hosting the space's meetings (a Chime media Region), and which meeting of the
+    # space this is: Chime ends meetings on their own, and the space then opens its next
+    # generation (placement.renew).
+    media_region = UnicodeAttribute(null=True)
+    meeting_generation = NumberAttribute(null=True)
     grace_shard = UnicodeAttribute(null=True)  # set with grace_deadline while the host is away
     grace_deadline = NumberAttribute(null=True)
     # Live and the host has not joined yet: grace_deadline is when the space ends if they never do.
@@ -259,6 +264,7 @@ class Member(Model):
     connection_id = UnicodeAttribute(null=True)
     attendee_id = UnicodeAttribute(null=True)
     meeting_id = UnicodeAttribute(null=True)
+    pooled = BooleanAttribute(null=True)  # the attendee came from the listener pool (pool.py)
     reaction_window = NumberAttribute(default=0)
     reaction_count = NumberAttribute(default=0)
 

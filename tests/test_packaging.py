@@ -316,8 +316,8 @@ def test_sqs_event_sources_use_the_queues_and_report_batch_failures(sam: dict[st
 def test_every_function_gets_the_environment(sam: dict[str, Any]) -> None:
     functions = _functions(sam)
     # 3 WebSocket handlers, the REST handler, 3 queue consumers, the schedule, the
-    # broadcast tier's Lambda authorizer.
-    assert len(functions) == 9, sorted(functions)
+    # broadcast tier's Lambda authorizer, Chime's events.
+    assert len(functions) == 10, sorted(functions)
     assert sam["Resources"]["WebsocketAPI"]["Type"] == "AWS::ApiGatewayV2::Api"
     expected = {name: {"Ref": target} for name, target in REF_ENV.items()}
     expected["WEBSOCKET_ENDPOINT"] = WEBSOCKET_ENDPOINT
@@ -808,6 +808,7 @@ FUNCTIONS = {
     "on_notify": "OnNotify",
     "sweep": "Sweep",
     "broadcast_authorizer": "BroadcastAuthorizer",
+    "on_chime_event": "OnChimeEvent",
 }
 
 
@@ -851,6 +852,22 @@ def test_sweep_is_never_retried_into_an_overlapping_run(sam: dict[str, Any]) -> 
     assert sweep["EventInvokeConfig"] == {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60}
     (schedule,) = [e["Properties"] for e in sweep["Events"].values() if e["Type"] == "Schedule"]
     assert schedule["RetryPolicy"] == {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60}
+
+
+def test_chimes_meeting_events_reach_their_function(sam: dict[str, Any]) -> None:
+    """Chime sends "Chime Meeting State Change" events to EventBridge in the control Region; the rule
+    routes chime:MeetingEnded to on_chime_event (docs/media.md). https://docs.aws.amazon.com/chime-sdk/latest/dg/using-events.html"""
+    from devstack.media.events import matches
+
+    events = _functions(sam)["OnChimeEvent"]["Properties"]["Events"]
+    (rule,) = [e["Properties"] for e in events.values() if e["Type"] == "CloudWatchEvent"]
+    ended = {
+        "source": "aws.chime",
+        "detail-type": "Chime Meeting State Change",
+        "detail": {"eventType": "chime:MeetingEnded", "meetingId": "m", "externalMeetingId": "s"},
+    }
+    assert matches(rule["Pattern"], ended)
+    assert not matches(rule["Pattern"], {**ended, "source": "aws.events"})
 
 
 def test_websocket_stage_is_throttled_and_logs_disconnects(sam: dict[str, Any]) -> None:

@@ -56,6 +56,7 @@ def create(
         listener_count=0,
         recording=recording,
         recording_started_at=now if recording and not scheduled_start else None,
+        media_region=get_settings().media_region,
     )
     if not scheduled_start:
         _open_meeting(space)
@@ -77,9 +78,7 @@ def _await_host(space: Space) -> None:
 
 
 def _open_meeting(space: Space) -> None:
-    meeting = clients.media().create_meeting(
-        space.space_id, max_attendees=get_settings().meeting_max_attendees
-    )
+    meeting = placement.open_meeting(space.space_id, 1, space.media_region)
     space.meeting_id = meeting.meeting_id
     space.meeting = placement.meeting_record(meeting)
     space.started_at = now_iso()
@@ -115,8 +114,15 @@ def start(user_id: str, space_id: str) -> Space:
             condition=Space.state == SpaceState.SCHEDULED,
         )
     except UpdateError:
-        assert space.meeting_id is not None
-        clients.media().delete_meeting(space.meeting_id)
+        # A concurrent start won: the same ClientRequestToken gave it the same meeting, which
+        # must stay (deleting "ours" would end the live space's meeting). Only a meeting nobody
+        # recorded (the space was cancelled meanwhile) is ours to delete.
+        ours = space.meeting_id
+        space = store.get_space(space_id)
+        if space.state == SpaceState.LIVE and space.meeting_id == ours:
+            return space
+        if ours and space.meeting_id != ours:
+            clients.media().delete_meeting(ours)
         raise CommandError(ErrorCode.CONFLICT, "the space changed; try again") from None
     space.state = SpaceState.LIVE.value
     if space.recording or get_settings().capture_all_spaces:
@@ -219,11 +225,13 @@ def end(space: Space, reason: str, only_if: Condition | None = None) -> bool:
             clients.media().stop_transcription(space.meeting_id)
         except media.MediaError:
             logger.exception("could not stop the captions", extra={"space_id": space.space_id})
-    for meeting_id in placement.all_meetings(space):  # replicas first, then the primary
+    # The primary only: its replicas end with it (one call, not one per replica).
+    # https://docs.aws.amazon.com/chime-sdk/latest/dg/media-replication.html
+    if space.meeting_id:
         try:
-            clients.media().delete_meeting(meeting_id)
+            clients.media().delete_meeting(space.meeting_id)
         except media.MediaError:
-            logger.exception("could not delete meeting", extra={"meeting_id": meeting_id})
+            logger.exception("could not delete meeting", extra={"meeting_id": space.meeting_id})
     return True
 
 

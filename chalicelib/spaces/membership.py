@@ -14,7 +14,7 @@ from typing import Any
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib import broadcast, clients, counters, fanout, media, observability, placement, rules
+from chalicelib import broadcast, clients, counters, fanout, media, observability, placement, pool, rules
 from chalicelib.clock import now_iso
 from chalicelib.config import get_settings
 from chalicelib.db import dynamo, is_conflict
@@ -80,7 +80,7 @@ def _join_once(conn: Connection, ctx: decisions.Ctx, made: list[media.Attendee])
     blocked = bool(store.blockers_among(ctx.stage.moderators(), conn.user_id))
     join = decisions.joining(ctx, blocked_by_moderator=blocked, max_listeners=get_settings().max_listeners)
     entry, role, already_present, new_listener = join.seat, join.role, join.already_present, join.new_listener
-    meeting, attendee = placement.place(space, conn.user_id, role, audio_of(entry), listeners)
+    meeting, attendee = _place(space, conn.user_id, role, audio_of(entry), listeners)
     if attendee.attendee_id not in {a.attendee_id for a in made}:
         made.append(attendee)
     now = now_iso()
@@ -96,6 +96,7 @@ def _join_once(conn: Connection, ctx: decisions.Ctx, made: list[media.Attendee])
                     Member.connection_id.set(conn.connection_id),
                     Member.attendee_id.set(attendee.attendee_id),
                     Member.meeting_id.set(attendee.meeting_id),
+                    Member.pooled.set(pool.is_pooled(attendee.external_user_id)),
                     Member.joined_at.set(now),
                 ],
                 condition=_member_unchanged(ctx.member),
@@ -166,6 +167,51 @@ def _drop_unclaimed(space_id: str, user_id: str, made: list[media.Attendee]) -> 
     for attendee in made:
         if attendee.attendee_id != held:
             transitions.safe_delete_attendee(attendee.meeting_id, attendee.attendee_id)
+
+
+def _place(
+    space: Space, user_id: str, role: Role, audio: str, listeners: int
+) -> tuple[media.Meeting, media.Attendee]:
+    """placement.place, renewing the space's meeting if Chime ended it on its own (NotFound)."""
+    try:
+        return placement.place(space, user_id, role, audio, listeners)
+    except media.MediaError as exc:
+        if exc.code != "NotFound" or not space.meeting_id:
+            raise
+    meeting_ended(space, space.meeting_id)
+    return placement.place(space, user_id, role, audio, listeners)
+
+
+def meeting_ended(space: Space, meeting_id: str) -> bool:
+    """Chime ended the space's meeting (no audio for 5 minutes, fewer than two connections for 30,
+    or 24 hours: https://docs.aws.amazon.com/chime-sdk/latest/dg/create-mtgs.html). A live space
+    opens its next meeting and tells whoever is present to join again for new credentials
+    (`media.renewed`); True if this call renewed it."""
+    if not placement.renew(space, meeting_id):
+        return False
+    fanout.broadcast(space.space_id, "media.renewed", generation=int(space.meeting_generation or 1))
+    return True
+
+
+def on_chime_event(detail: dict[str, Any]) -> str:
+    """A "Chime Meeting State Change" event from EventBridge; returns what was done (for logs).
+
+    chime:MeetingEnded of a live space's current meeting renews it. Events of meetings that are
+    not a space's current one (our own DeleteMeeting at the end, an older generation) change nothing.
+    https://docs.aws.amazon.com/chime-sdk/latest/dg/using-events.html
+    """
+    event_type = str(detail.get("eventType", ""))
+    meeting_id = str(detail.get("meetingId", ""))
+    external = str(detail.get("externalMeetingId", ""))
+    if not meeting_id or not external:
+        return "ignored"
+    try:
+        space = store.get_space(placement.space_of(external))
+    except CommandError:
+        return "unknown space"
+    if event_type == "chime:MeetingEnded" and not detail.get("primaryMeetingId"):
+        return "renewed" if meeting_ended(space, meeting_id) else "stale"
+    return "ignored"
 
 
 def sync(conn: Connection, space_id: str) -> dict[str, Any]:

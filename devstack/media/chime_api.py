@@ -66,6 +66,25 @@ MEDIA_REGIONS = frozenset(
     }
 )
 
+# The Regions with a Chime SDK Meetings API endpoint (control Regions); meetings can be hosted
+# in any MEDIA_REGIONS. https://docs.aws.amazon.com/chime-sdk/latest/dg/chime-sdk-meetings-regions.html
+CONTROL_REGIONS = frozenset(
+    {
+        "af-south-1",
+        "ap-northeast-1",
+        "ap-northeast-2",
+        "ap-south-1",
+        "ap-southeast-1",
+        "ap-southeast-2",
+        "ca-central-1",
+        "eu-central-1",
+        "eu-west-2",
+        "il-central-1",
+        "us-east-1",
+        "us-west-2",
+    }
+)
+
 # Default API rates, requests per second per account and Region. The figures are listed on
 # https://docs.aws.amazon.com/general/latest/gr/chime-sdk.html (linked from
 # https://docs.aws.amazon.com/chime-sdk/latest/dg/quotas-throttling.html, which says a caller over
@@ -386,6 +405,17 @@ class ChimeMeetingsEmulator:
             )
         if not request.headers.get("authorization", "").startswith("AWS4-HMAC-SHA256 "):
             return _error("Unauthorized", "Missing or invalid SigV4 Authorization header", request_id)
+        region = _signed_region(request.headers.get("authorization", ""))
+        if region not in CONTROL_REGIONS:
+            # In AWS the client would not even connect: meetings-chime.{region}.amazonaws.com does
+            # not exist outside the control Regions. Refused here so a stack in such a Region fails
+            # locally the way it would in AWS.
+            return _error(
+                "Forbidden",
+                f"no Chime SDK Meetings API in {region}: call a control Region "
+                f"({', '.join(sorted(CONTROL_REGIONS))})",
+                request_id,
+            )
         try:
             params = self._parse(route, labels, request.query_params, await request.body())
             with self._lock:
@@ -632,6 +662,12 @@ def attendee_json(attendee: Attendee) -> dict[str, Any]:
         "JoinToken": attendee.join_token,
         "Capabilities": attendee.capabilities,
     }
+
+
+def _signed_region(authorization: str) -> str:
+    """The Region of a SigV4 credential scope: Credential=AKID/DATE/REGION/SERVICE/aws4_request."""
+    match = re.search(r"Credential=[^/]+/\d+/([^/]+)/", authorization)
+    return match.group(1) if match else ""
 
 
 def _check_external_id(value: str, name: str) -> None:

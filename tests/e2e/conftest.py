@@ -336,15 +336,27 @@ def chime_rules(**changes: Any) -> Iterator[None]:
         emulator.rules = saved
 
 
+def attendee_of(meeting_id: str, user: str) -> Any:
+    """`user`'s attendee in the meeting at the media service, or None: the one named after them
+    (people on stage), else the pooled one their member item records (listeners, chalicelib/pool.py)."""
+    from chalicelib import media
+    from chalicelib.models import Member
+
+    attendees = local_media().attendees(meeting_id)
+    external = media.external_user_id(user)
+    for attendee in attendees.values():
+        if attendee.external_user_id == external:
+            return attendee
+    for member in Member.by_user.query(user):
+        if member.meeting_id == meeting_id and member.attendee_id in attendees:
+            return attendees[member.attendee_id]
+    return None
+
+
 def audio(meeting_id: str, user: str) -> str | None:
     """The Audio capability of `user`'s attendee at the media service; None: no attendee."""
-    from chalicelib import media
-
-    external = media.external_user_id(user)
-    for attendee in local_media().attendees(meeting_id).values():
-        if attendee.external_user_id == external:
-            return str(attendee.audio)
-    return None
+    attendee = attendee_of(meeting_id, user)
+    return None if attendee is None else str(attendee.audio)
 
 
 def stored_space(space_id: str) -> Any:
@@ -362,11 +374,9 @@ def attendees_of(space_id: str) -> dict[str, Any]:
 
 
 def has_attendee(space_id: str, user_id: str) -> bool:
-    from chalicelib import media
-
-    return any(
-        media.user_id_from_external(a.external_user_id) == user_id for a in attendees_of(space_id).values()
-    )
+    meeting_id = stored_space(space_id).meeting_id
+    assert meeting_id
+    return attendee_of(meeting_id, user_id) is not None
 
 
 def stored_member(space_id: str, user_id: str) -> Any:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import types
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -363,6 +362,8 @@ class FakeSpace:
         self.meeting_id = primary.meeting_id
         self.meeting = placement.meeting_record(primary)
         self.replicas: list[dict[str, Any]] | None = None
+        self.meeting_generation: int | None = None
+        self.media_region: str | None = None
         self.updates: list[tuple[list[Any], Any]] = []
 
     def update(self, actions: list[Any], condition: Any = None) -> None:
@@ -380,19 +381,17 @@ def test_replicas_are_created_at_chime_with_the_primary_and_distinct_ids(
     models, whose table names are read at import, so it must not be imported before the stack.)"""
     import boto3
 
-    from chalicelib import placement, rules
+    from chalicelib import clients, placement, rules
 
-    settings(MEETING_MAX_ATTENDEES="250")
+    # one CreateAttendee per listener (no pool): the per-call shapes are what is checked here
+    settings(MEETING_MAX_ATTENDEES="250", ATTENDEE_POOL_BATCH="0")
     client = boto3.client(
         "chime-sdk-meetings", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
     )
     adapter = media.ChimeMediaAdapter(client, media_region="us-east-1")
-    # only placement's own view of the media port: the stack keeps its local adapter
-    monkeypatch.setattr(
-        placement,
-        "media",
-        types.SimpleNamespace(get_media=lambda: adapter, Meeting=media.Meeting, MediaError=media.MediaError),
-    )
+    # this thread's media port for the test's length (the stack's own calls are unaffected: the
+    # test drives placement directly, nothing else runs meanwhile that places attendees)
+    monkeypatch.setattr(clients, "_overrides", {**clients._overrides, "media": adapter})
     space_id = uuid.uuid4().hex[:16]
     placement_ = {"AudioHostUrl": "h:3478", "SignalingUrl": "wss://s"}
     primary = media.Meeting(PRIMARY_ID, space_id, "us-east-1", placement_)

@@ -653,9 +653,55 @@ def test_a_full_meeting_is_not_retried_but_an_outage_is(
     adapter.delete_meeting(meeting.meeting_id)
     other = adapter.create_meeting("space-outage", max_attendees=5)
     server.chime.reset()
-    server.chime.fail_next("CreateAttendee", "ServiceUnavailable", times=2)
+    server.chime.fail_next("CreateAttendee", "ServiceUnavailable", times=1)
     adapter.create_attendee(other.meeting_id, "x", "Receive")
-    assert server.chime.count("CreateAttendee") == 3  # two failures retried, then success
+    assert server.chime.count("CreateAttendee") == 2  # one failure retried, then success
+
+
+def test_a_throttled_call_is_tried_twice_not_five_times(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chime allows ~10 requests/s per operation, account and Region. Five attempts per throttled
+    call (botocore's default before) from hundreds of concurrent joins is a retry storm that keeps
+    the rate used up; the app's client tries twice and reports Throttling for the caller to map
+    to `rate_limited`. https://docs.aws.amazon.com/chime-sdk/latest/dg/quotas-throttling.html"""
+    server = ChimeServer(ChimeRules(rate_limits=True, rates={"CreateAttendee": 1}))
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_CHIME_SDK_MEETINGS", server.endpoint)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        adapter = media.ChimeMediaAdapter(media.make_chime_client("us-east-1"))
+        meeting = adapter.create_meeting("space-throttled", max_attendees=10)
+        adapter.create_attendee(meeting.meeting_id, "first", "Receive")  # the bucket's one token
+        server.chime.calls.clear()
+        with pytest.raises(media.MediaError) as info:
+            adapter.create_attendee(meeting.meeting_id, "second", "Receive")
+        assert info.value.code == "Throttling"
+        assert server.chime.count("CreateAttendee") == 2
+    finally:
+        server.stop()
+
+
+def test_a_stack_in_a_region_without_the_chime_api_calls_a_control_region(
+    server: ChimeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """eu-west-1 hosts Chime meetings but has no Chime SDK Meetings API: a client there cannot
+    connect in AWS (the emulator refuses it). The app calls the control Region and asks for
+    MediaRegion eu-west-1. https://docs.aws.amazon.com/chime-sdk/latest/dg/chime-sdk-meetings-regions.html"""
+    from chalicelib.config import control_region_for
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CHIME_SDK_MEETINGS", server.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    in_region = media.ChimeMediaAdapter(media.make_chime_client("eu-west-1"), media_region="eu-west-1")
+    with pytest.raises(media.MediaError) as info:
+        in_region.create_meeting("space-eu", max_attendees=10)
+    assert info.value.code == "Forbidden"
+
+    adapter = media.ChimeMediaAdapter(
+        media.make_chime_client(control_region_for("eu-west-1")), media_region="eu-west-1"
+    )
+    meeting = adapter.create_meeting("space-eu", max_attendees=10)
+    assert meeting.media_region == "eu-west-1"
+    assert server.registry.get_meeting(meeting.meeting_id).media_region == "eu-west-1"
 
 
 def test_the_adapter_maps_emulator_refusals(server: ChimeServer, adapter: media.ChimeMediaAdapter) -> None:

@@ -163,7 +163,8 @@ async def test_a_second_device_replaces_the_first(stack, clients: Clients, role:
     assert watcher.events("host.away") == []
 
 
-async def test_a_failed_media_join_leaves_no_membership(stack, clients: Clients) -> None:
+async def test_a_failed_media_join_leaves_no_membership(stack, clients: Clients, settings: Any) -> None:
+    settings(ATTENDEE_POOL_BATCH="0")  # one CreateAttendee per join, so one can be made to fail
     room = await Room.open(clients)
     sid, meeting_id = room.sid, room.meeting_id
     before = await asyncio.to_thread(get_space, stack, sid)

@@ -12,10 +12,13 @@ from urllib.parse import quote
 import pytest
 from conftest import (
     Clients,
+    chime,
+    chime_rules,
     create_space,
     get_space,
     http,
     iso,
+    local_media,
     token,
     uid,
     until_rest,
@@ -188,6 +191,33 @@ def test_spaces_routes_need_a_token(stack) -> None:
 
 
 # -- lifecycle -------------------------------------------------------------------
+
+
+def test_two_concurrent_starts_keep_the_live_meeting(stack) -> None:
+    """Both starts read the scheduled space and ask Chime for the meeting with one ClientRequestToken
+    (the same meeting; with CreateMeeting taking 0.3 s the second may get ConflictException and ask
+    again). One records it; the other must not delete it, as the loser used to: the space would be
+    live with a dead meeting and every join would fail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    host = uid("host")
+    sid = create_space(stack, host, scheduled_start=iso(timedelta(days=1)))["id"]
+    hosts = token(stack, host)
+    with chime_rules(create_meeting_seconds=0.3), ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: http(stack, "POST", f"/spaces/{sid}/start", token=hosts), range(2)))
+        deletes = chime().count("DeleteMeeting")
+    assert [status for status, _ in answers] == [200, 200], answers
+    meeting_id = stored_meeting(sid)
+    assert {body["id"] for _, body in answers} == {sid}
+    assert local_media().meeting_exists(meeting_id)
+    assert deletes == 0
+
+
+def stored_meeting(space_id: str) -> str:
+    from conftest import stored_space
+
+    meeting_id: str = stored_space(space_id).meeting_id
+    return meeting_id
 
 
 def test_start_cancel_and_end_are_for_the_host_and_follow_the_state(stack) -> None:

@@ -34,6 +34,7 @@ BROADCAST = {
     "space.ended",
     "host.away",
     "host.back",
+    "media.renewed",
 }
 PRIVATE = {
     "hand.raised",
@@ -168,6 +169,7 @@ EVENT_PAYLOADS: dict[str, dict[str, Any]] = {
     "captions.changed": {"captions": False, "lang": None},
     "host.away": {"grace_deadline": 1767225600.5},
     "host.back": {},
+    "media.renewed": {"generation": 2},
     "hand.raised": {"user_id": "bob"},
     "hand.lowered": {"user_id": "bob"},
     "hand.denied": {},

@@ -379,10 +379,124 @@ def test_make_chime_client_config() -> None:
     config = client.meta.config
     assert client.meta.region_name == "eu-central-1"
     assert client.meta.service_model.service_name == "chime-sdk-meetings"
-    # botocore's max_attempts counts retries: 4 becomes 5 attempts in all. LimitExceededException
-    # is not retried (tests/e2e/test_media_chime_api.py counts the attempts at the emulator).
-    assert config.retries == {"mode": "standard", "total_max_attempts": 5}
+    # Two attempts in all, not five: at Chime's ~10 requests/s a throttled call retried from every
+    # concurrent join only deepens the throttling. LimitExceededException is not retried at all
+    # (tests/e2e/test_media_chime_api.py counts the attempts at the emulator).
+    assert config.retries == {"mode": "standard", "total_max_attempts": 2}
     assert (config.connect_timeout, config.read_timeout) == (2, 5)
+
+
+# --------------------------------------------------------------------------- Regions
+
+
+@pytest.mark.parametrize(
+    ("stack_region", "control", "media_region"),
+    [
+        ("us-east-1", "us-east-1", "us-east-1"),
+        ("eu-central-1", "eu-central-1", "eu-central-1"),
+        # no Chime SDK Meetings API in eu-west-1 (botocore has no endpoint there): the control
+        # plane's home Region takes the calls, the meetings are still hosted in eu-west-1
+        ("eu-west-1", "us-east-1", "eu-west-1"),
+    ],
+)
+def test_the_control_region_has_the_api_and_meetings_are_hosted_in_the_stacks_region(
+    fresh_media: pytest.MonkeyPatch, stack_region: str, control: str, media_region: str
+) -> None:
+    import boto3
+
+    from chalicelib.config import CHIME_CONTROL_REGIONS
+
+    assert set(boto3.session.Session().get_available_regions("chime-sdk-meetings")) == CHIME_CONTROL_REGIONS
+    fresh_media.setenv("AWS_REGION", stack_region)
+    for name in ("CHIME_CONTROL_REGION", "MEDIA_REGION"):
+        fresh_media.delenv(name, raising=False)
+    port = get_media()
+    assert isinstance(port, ChimeMediaAdapter)
+    client = port._client
+    assert client.meta.region_name == control
+    with Stubber(client) as stub:
+        params = {
+            "ClientRequestToken": client_request_token(SPACE_ID, None),
+            "MediaRegion": media_region,
+            "ExternalMeetingId": SPACE_ID,
+            "MeetingFeatures": _features(250),
+        }
+        stub.add_response("create_meeting", _meeting_response(), params)
+        port.create_meeting(SPACE_ID, max_attendees=250)
+        stub.assert_no_pending_responses()
+
+
+def test_a_space_can_be_hosted_in_another_media_region(stub: Stubber, adapter: ChimeMediaAdapter) -> None:
+    params = {
+        "ClientRequestToken": client_request_token(SPACE_ID, None),
+        "MediaRegion": "ap-south-1",
+        "ExternalMeetingId": SPACE_ID,
+        "MeetingFeatures": _features(250),
+    }
+    stub.add_response("create_meeting", _meeting_response(), params)
+    adapter.create_meeting(SPACE_ID, max_attendees=250, media_region="ap-south-1")
+
+
+def test_the_control_region_can_be_chosen(fresh_media: pytest.MonkeyPatch) -> None:
+    fresh_media.setenv("AWS_REGION", "eu-west-1")
+    fresh_media.setenv("CHIME_CONTROL_REGION", "eu-central-1")
+    fresh_media.setenv("MEDIA_REGION", "eu-west-2")
+    from chalicelib.config import get_settings
+
+    get_settings.cache_clear()
+    settings = get_settings()
+    assert (settings.chime_control_region, settings.media_region) == ("eu-central-1", "eu-west-2")
+
+
+# --------------------------------------------------------------------------- BatchCreateAttendee
+
+
+def test_create_attendees_is_one_batch_call_with_per_item_errors(
+    stub: Stubber, adapter: ChimeMediaAdapter
+) -> None:
+    receive = {"Audio": "Receive", "Video": "None", "Content": "None"}
+    stub.add_response(
+        "batch_create_attendee",
+        {
+            "Attendees": [
+                {
+                    "ExternalUserId": "p:0.0",
+                    "AttendeeId": ATTENDEE_ID,
+                    "JoinToken": "t0",
+                    "Capabilities": receive,
+                }
+            ],
+            "Errors": [{"ExternalUserId": "p:0.1", "ErrorCode": "LimitExceeded", "ErrorMessage": "full"}],
+        },
+        {
+            "MeetingId": MEETING_ID,
+            "Attendees": [
+                {"ExternalUserId": "p:0.0", "Capabilities": receive},
+                {"ExternalUserId": "p:0.1", "Capabilities": receive},
+            ],
+        },
+    )
+    out = adapter.create_attendees(MEETING_ID, ["p:0.0", "p:0.1"], "Receive")
+    first, second = out["p:0.0"], out["p:0.1"]
+    assert isinstance(first, media.Attendee) and first.join_token == "t0"
+    assert isinstance(second, media.MediaError) and second.code == "LimitExceeded"
+
+
+def test_create_attendees_refuses_more_than_a_hundred_before_any_call(adapter: ChimeMediaAdapter) -> None:
+    with pytest.raises(media.MediaError) as refused:
+        adapter.create_attendees(MEETING_ID, [f"p:0.{i}" for i in range(101)], "Receive")
+    assert refused.value.code == "BadRequest"
+
+
+def test_a_create_meeting_conflict_asks_again_for_the_same_meeting(
+    stub: Stubber, adapter: ChimeMediaAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent CreateMeeting calls with one ClientRequestToken: Chime may answer the later one
+    ConflictException. Asking again with the same token returns the meeting, not a failed join."""
+    monkeypatch.setattr(media.time, "sleep", lambda s: None)
+    stub.add_client_error("create_meeting", "ConflictException", "same request", 409)
+    stub.add_response("create_meeting", _meeting_response())
+    assert adapter.create_meeting(SPACE_ID, max_attendees=250).meeting_id == MEETING_ID
 
 
 # --------------------------------------------------------------------------- pure rules
