@@ -350,6 +350,7 @@ class LocalStack:
                 "cpu_seconds": cpu_seconds(),
                 "thread_cpu_seconds": thread_cpu_seconds(),
                 "media": await self.media_server.run(self.media_server.snapshot()),
+                "chime": self.chime.stats(),
             }
         )
 

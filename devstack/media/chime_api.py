@@ -296,6 +296,7 @@ class ChimeMeetingsEmulator:
         self.rules = rules or ChimeRules()
         self.clock = clock
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.throttled = 0  # requests answered ThrottlingException by the rate limits
         self._model = _load_model()
         self._routes = _routes(self._model)
         self._lock = threading.Lock()
@@ -366,6 +367,14 @@ class ChimeMeetingsEmulator:
             queue = self._holds.get(operation)
             return queue.pop(0) if queue else None
 
+    def stats(self) -> dict[str, Any]:
+        """Requests served per operation (throttled ones included), and how many were throttled."""
+        with self._lock:
+            requests: dict[str, int] = {}
+            for name, _ in self.calls:
+                requests[name] = requests.get(name, 0) + 1
+            return {"requests": requests, "throttled": self.throttled}
+
     def count(self, operation: str) -> int:
         with self._lock:
             return sum(1 for name, _ in self.calls if name == operation)
@@ -374,6 +383,7 @@ class ChimeMeetingsEmulator:
         """Forget calls, faults and rate-limit state (not the registry's meetings)."""
         with self._lock:
             self.calls.clear()
+            self.throttled = 0
             self._faults.clear()
             self._buckets.clear()
             for gates in self._holds.values():
@@ -485,6 +495,8 @@ class ChimeMeetingsEmulator:
                 bucket = self._buckets[operation] = _Bucket(rate, self.clock)
             allowed = bucket.take()
         if not allowed:
+            with self._lock:
+                self.throttled += 1
             raise ChimeError("Throttling", f"Rate exceeded for {operation}")
 
     # ------------------------------------------------------------------ operations
