@@ -149,10 +149,18 @@ def _failed(data: bytes) -> list[Any]:
     return list(failed or [])
 
 
-@lru_cache(maxsize=1)
 def get_publisher() -> Publisher:
     settings = get_settings()
-    return Publisher(settings.broadcast_http_url, settings.region)
+    return _publisher(settings.broadcast_http_url, settings.region)
+
+
+@lru_cache(maxsize=2)
+def _publisher(url: str, region: str) -> Publisher:
+    return Publisher(url, region)
+
+
+def reset_publishers() -> None:
+    _publisher.cache_clear()
 
 
 # -- the Lambda authorizer -------------------------------------------------------------

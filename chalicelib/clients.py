@@ -160,5 +160,5 @@ def reset() -> None:
     media_module.reset_media()
     pipelines_module.reset_pipelines()
     push.get_pusher.cache_clear()
-    broadcast.get_publisher.cache_clear()
+    broadcast.reset_publishers()
     auth.get_verifier.cache_clear()

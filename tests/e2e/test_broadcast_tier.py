@@ -135,3 +135,19 @@ async def test_spaces_move_to_the_tier_at_the_threshold(
     await room.host.send("settings.update", space_id=room.sid, title="big room now")
     changed = await first[0].event("settings.changed", since=mark)
     assert [changed] in tier.publishes(channel, since)
+
+
+async def test_a_failed_publish_falls_back_to_api_gateway(
+    stack: Any, clients: Clients, settings: Callable[..., None]
+) -> None:
+    # The publish endpoint answers 404: the event reaches the members through API Gateway.
+    settings(**stack.broadcast_env(), BROADCAST_THRESHOLD="0")
+    room = await Room.open(clients)
+    listener = await room.listener()
+    await subscribed(listener, space_id=room.sid)
+    settings(BROADCAST_HTTP_URL=f"{stack.base_url}/no-event-api-here")
+    since, mark = len(stack.events.log), listener.mark
+    await room.host.send("settings.update", space_id=room.sid, title="still delivered")
+    changed = await listener.event("settings.changed", since=mark)
+    assert changed["settings"]["title"] == "still delivered" and "seq" in changed
+    assert stack.events.publishes(f"/spaces/{room.sid}", since) == []
