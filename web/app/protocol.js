@@ -82,6 +82,7 @@ export class SohbetSocket {
     } catch (error) {
       if (error instanceof FinalRefusal) {
         this.closedByUs = true;
+        if (this.broadcast) this.broadcast.close(); // no room events for someone cut off
         this.onGiveUp(error);
       } else if (this.attempt > 0 && !this.closedByUs) {
         this._scheduleReconnect(0); // the REST call failed (network): try again later
