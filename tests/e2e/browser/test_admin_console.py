@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import secrets
+import urllib.request
 
+import numpy as np
 import pytest
-from conftest import http, live_space, wait_for_case
+from conftest import admin_token, http, live_space, wait_for_case
 from playwright.sync_api import expect
 
+from devstack.media.mixer import SAMPLE_RATE
+from devstack.media.recorder import decode
+
+from .web_support import wait_for
+
 pytestmark = pytest.mark.browser
+
+
+def dominant(pcm: np.ndarray) -> float:
+    """The loudest frequency of a recording (Hz)."""
+    spectrum = np.abs(np.fft.rfft(pcm.astype(np.float32) * np.hanning(len(pcm))))
+    return float(np.fft.rfftfreq(len(pcm), 1 / SAMPLE_RATE)[int(np.argmax(spectrum[1:])) + 1])
 
 
 def name(prefix: str) -> str:
@@ -26,6 +39,8 @@ def test_report_from_the_room_then_suspend_cuts_the_user_off(stack, people, admi
     hand = ada.page.locator(f'#hands li[data-user="{bob.name}"]')
     hand.get_by_role("button", name="Bring on stage").click()
     expect(ada.tile(bob.name)).to_have_attribute("data-role", "speaker")
+    bob.click("Unmute my mic")  # his microphone plays a 440 Hz tone
+    expect(ada.tile(bob.name)).to_have_attribute("data-muted", "false")
 
     # Given the host reports bob from his tile on stage
     ada.tile_action(bob.name, "Report")
@@ -36,6 +51,13 @@ def test_report_from_the_room_then_suspend_cuts_the_user_off(stack, people, admi
     report.get_by_role("button", name="Report").click()
     expect(ada.page.locator("#notices")).to_contain_text("Report sent")
     case = wait_for_case(stack, "user", bob.name, 1)
+    # The report started capturing the space's audio: ~5 s chunks while it is live.
+    wait_for(
+        "the first evidence chunk",
+        lambda: http(stack, "GET", f"/admin/cases/{case['id']}/evidence", token=admin_token(stack))[1],
+        lambda body: bool(body["items"]),
+        timeout=20,
+    )
 
     # Then the admin finds the case at the top of the queue (violence is high priority)
     root = admins("root")
@@ -45,7 +67,7 @@ def test_report_from_the_room_then_suspend_cuts_the_user_off(stack, people, admi
     expect(first).to_contain_text(f"user {bob.name}")
     first.get_by_role("link", name="Open").click()
 
-    # And the case shows the report, the stage at report time and (so far) no evidence
+    # And the case shows the report and the stage at report time
     expect(root.page.locator("#case-title")).to_have_text(f"Case about user {bob.name}")
     shown = root.page.locator(f'#reports li[data-report="{case["latest_report_id"]}"]')
     expect(shown).to_contain_text(f"{ada.name} reported user {bob.name} for violence")
@@ -55,7 +77,19 @@ def test_report_from_the_room_then_suspend_cuts_the_user_off(stack, people, admi
     expect(stage.locator("tr", has_text=ada.name)).to_contain_text("host")
     expect(stage.locator("tr", has_text=bob.name)).to_contain_text("speaker")
     expect(root.page.locator("#case-actions")).to_contain_text("No admin has acted on this case yet.")
-    expect(root.page.locator("#no-evidence")).to_have_text("No evidence recorded for this case.")
+
+    # And its evidence plays in the page: the space's mix since the report, bob's tone in it
+    expect(root.page.locator("#evidence-status")).to_have_attribute("data-status", "capturing")
+    player = root.page.locator("#evidence audio").first
+    player.evaluate("a => a.play()")
+    wait_for(
+        "the evidence playing",
+        lambda: player.evaluate("a => [a.currentTime, a.error && a.error.code]"),
+        lambda v: v[0] > 0.5 and v[1] is None,
+        timeout=8,
+    )
+    with urllib.request.urlopen(player.get_attribute("src"), timeout=10) as response:  # presigned: no token
+        assert abs(dominant(decode(response.read())) - 440) < 3
     root.screenshot("case-before-suspend")
 
     # When the admin suspends bob for a day
