@@ -74,6 +74,21 @@ export class Api {
   cancelSpace(spaceId) {
     return this.call("POST", `/spaces/${encodeURIComponent(spaceId)}/cancel`);
   }
+  setReminder(spaceId) {
+    return this.call("PUT", `/spaces/${encodeURIComponent(spaceId)}/reminder`);
+  }
+  clearReminder(spaceId) {
+    return this.call("DELETE", `/spaces/${encodeURIComponent(spaceId)}/reminder`);
+  }
+  myReminders() {
+    return this.call("GET", "/me/reminders?limit=50");
+  }
+  notifications() {
+    return this.call("GET", "/me/notifications?limit=20");
+  }
+  markAllRead() {
+    return this.call("POST", "/me/notifications/read", { all: true });
+  }
   block(userId) {
     return this.call("PUT", `/me/blocks/${encodeURIComponent(userId)}`);
   }

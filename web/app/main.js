@@ -21,6 +21,9 @@ const app = {
   mediaQueue: Promise.resolve(), // media operations run one after another
   joinedAt: null, // performance.now() at the join reply
   firstAudioMs: null, // join reply -> first audible sound from the media server
+  notifications: [], // the inbox's first page, newest first, and what arrived since
+  reminded: new Set(), // ids of scheduled spaces I set a reminder on
+  listed: ["live", ""], // what the space list shows (to show it again)
 };
 
 // -- messages ------------------------------------------------------------------
@@ -83,6 +86,7 @@ async function signIn(token) {
   $("#whoami").textContent = `signed in as ${who.user_id}`;
   $("#sign-out").hidden = false;
   show("lobby");
+  await Promise.all([loadInbox(), loadReminders()]);
   await listSpaces("live");
   const wanted = new URLSearchParams(location.hash.slice(1)).get("space");
   if (wanted) await join(wanted);
@@ -157,6 +161,7 @@ async function signOut() {
 // -- the lobby -----------------------------------------------------------------
 
 async function listSpaces(mode, q = "") {
+  app.listed = [mode, q];
   let page;
   try {
     if (mode === "search") page = await api.searchSpaces(q, "live");
@@ -166,7 +171,7 @@ async function listSpaces(mode, q = "") {
     refused("Listing spaces", error);
     return;
   }
-  const items = page.data.map((s) => V.spaceItem(s, app.user));
+  const items = page.data.map((s) => V.spaceItem(s, app.user, app.reminded));
   $("#space-list").innerHTML = items.length ? items.join("") : `<li class="muted">No spaces here.</li>`;
 }
 
@@ -187,6 +192,55 @@ async function createSpace(form) {
   form.reset();
   if (space.state === "live") await join(space.id);
   else await listSpaces("scheduled");
+}
+
+// -- notifications and reminders --------------------------------------------------
+
+async function loadInbox() {
+  try {
+    app.notifications = (await api.notifications()).data;
+  } catch (error) {
+    refused("Loading notifications", error);
+  }
+  renderInbox();
+}
+
+function renderInbox() {
+  const items = app.notifications.map(V.notificationItem);
+  $("#notification-list").innerHTML = items.length ? items.join("") : `<li class="muted">Nothing yet.</li>`;
+  $("#unread").textContent = `${app.notifications.filter((n) => !n.read).length} new`;
+}
+
+/** A `notification` event: told once per notification, but a reconnect may overlap the inbox. */
+function onNotification(n) {
+  if (!app.notifications.some((known) => known.id === n.id)) app.notifications.unshift(n);
+  renderInbox();
+  if (n.kind !== "live") loadReminders();
+}
+
+async function loadReminders() {
+  let page;
+  try {
+    page = await api.myReminders();
+  } catch (error) {
+    refused("Loading reminders", error);
+    return;
+  }
+  app.reminded = new Set(page.data.filter((r) => r.space && r.space.state === "scheduled").map((r) => r.space_id));
+  const items = page.data.map(V.reminderItem);
+  $("#reminder-list").innerHTML = items.length ? items.join("") : `<li class="muted">No reminders.</li>`;
+}
+
+async function remind(spaceId, on) {
+  try {
+    await (on ? api.setReminder(spaceId) : api.clearReminder(spaceId));
+  } catch (error) {
+    refused(on ? "Setting the reminder" : "Clearing the reminder", error);
+    return;
+  }
+  clearAlert();
+  await loadReminders();
+  await listSpaces(...app.listed);
 }
 
 // -- the room ------------------------------------------------------------------
@@ -289,6 +343,10 @@ async function leaveRoom() {
 function onEvent(ev) {
   if (ev.event === "error") {
     refused("The server", { code: ev.code, detail: ev.message });
+    return;
+  }
+  if (ev.event === "notification") {
+    onNotification(ev.notification);
     return;
   }
   if (!app.room || (ev.space_id && ev.space_id !== app.room.spaceId)) return;
@@ -618,6 +676,16 @@ function setup() {
     const { action, user } = el.dataset;
     if (action === "sign-out") return signOut();
     if (action === "join") return join(user);
+    if (action === "remind" || action === "unremind") return remind(user, action === "remind");
+    if (action === "read-all") {
+      try {
+        await api.markAllRead();
+      } catch (error) {
+        refused("Marking notifications read", error);
+        return;
+      }
+      return loadInbox();
+    }
     if (action === "start" || action === "cancel") {
       try {
         await (action === "start" ? api.startSpace(user) : api.cancelSpace(user));

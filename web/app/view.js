@@ -12,16 +12,22 @@ function button(action, label, { user = null, cls = "secondary", disabled = fals
   return `<button type="button" class="${cls}" data-action="${action}"${u}${disabled ? " disabled" : ""}>${esc(label)}</button>`;
 }
 
-export function spaceItem(space, me) {
+export function spaceItem(space, me, reminded = new Set()) {
   const when =
     space.state === "scheduled" && space.scheduled_start
-      ? `starts ${new Date(space.scheduled_start).toLocaleString()}`
+      ? `starts ${new Date(space.scheduled_start).toLocaleString()} · ${space.subscriber_count ?? 0} reminders`
       : `${space.listener_count} listening`;
   const actions = [];
   if (space.state === "live") actions.push(button("join", "Join", { user: space.id, cls: "" }));
   if (space.state === "scheduled" && space.creator_id === me) {
     actions.push(button("start", "Start now", { user: space.id, cls: "" }));
     actions.push(button("cancel", "Cancel", { user: space.id }));
+  } else if (space.state === "scheduled") {
+    actions.push(
+      reminded.has(space.id)
+        ? button("unremind", "Reminder set ✓ (clear)", { user: space.id })
+        : button("remind", "Remind me", { user: space.id, cls: "" }),
+    );
   }
   return `<li data-space="${esc(space.id)}"><span><strong>${esc(space.title)}</strong>
     <span class="muted">by ${esc(space.creator_id)} · ${esc(space.state)} · ${esc(when)}</span></span>
@@ -154,4 +160,33 @@ export function reactionItem(r) {
 
 export function refusal(what, error) {
   return `${esc(what)} was refused: <code data-code="${esc(error.code)}">${esc(error.code)}</code> — ${esc(error.detail ?? error.message)}`;
+}
+
+const NOTIFICATION_TEXT = {
+  live: (n) => `${n.actor_id} is live: ${n.title}`,
+  cancelled: (n) => `Cancelled: ${n.title}`,
+  rescheduled: (n) => `${n.title} moved to ${new Date(n.scheduled_start).toLocaleString()}`,
+};
+
+/** One entry of the notifications inbox; a live space can be joined from it. */
+export function notificationItem(n) {
+  const text = (NOTIFICATION_TEXT[n.kind] || ((x) => x.title))(n);
+  const join = n.kind === "live" ? ` ${button("join", "Join", { user: n.space_id })}` : "";
+  return `<li data-notification="${esc(n.id)}" class="${n.read ? "read" : "unread"}">
+    <span>${esc(text)} <span class="muted">${esc(new Date(n.created_at).toLocaleString())}</span></span>${join}</li>`;
+}
+
+/** One of my reminders, with its space as it is now. */
+export function reminderItem(r) {
+  const s = r.space;
+  if (!s) return `<li class="muted">${esc(r.space_id)} (gone)</li>`;
+  const when = s.state === "scheduled" ? `starts ${new Date(s.scheduled_start).toLocaleString()}` : s.state;
+  const action =
+    s.state === "live"
+      ? button("join", "Join", { user: s.id, cls: "" })
+      : s.state === "scheduled"
+        ? button("unremind", "Clear", { user: s.id })
+        : "";
+  return `<li data-reminder="${esc(s.id)}"><span><strong>${esc(s.title)}</strong>
+    <span class="muted">by ${esc(s.creator_id)} · ${esc(when)}</span></span><span>${action}</span></li>`;
 }
