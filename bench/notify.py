@@ -5,7 +5,8 @@ registers D of the followers' devices (REST, as an app would); opens W of them a
 WebSocket clients. Then the host starts a scheduled space (POST /spaces/{id}/start) and
 the benchmark measures:
 
-- the start request's latency (what the host waits; the fan-out is queued, not done);
+- the start request's latency (what the host waits; the fan-out is queued, not done),
+  beside the same request by a host nobody follows;
 - delivery: until the notify queue is drained and every follower has the inbox entry,
   and until the last open socket got its `notification` event;
 - AWS calls per follower, by operation (botocore's own counter; the pollers' receive and
@@ -23,6 +24,7 @@ import asyncio
 import json
 import logging
 import platform
+import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -101,6 +103,14 @@ def _inbox_count(stack: LocalStack, notification_id: str) -> int:
             return total
 
 
+def _held(handler: Any, gate: threading.Event) -> Any:
+    def held(event: Any, context: Any) -> Any:
+        gate.wait()
+        return handler(event, context)
+
+    return held
+
+
 async def _listen(url: str, arrivals: list[float], ready: asyncio.Event, done: asyncio.Event) -> None:
     async with websockets.connect(url, open_timeout=30, max_queue=None) as ws:
         ready.set()
@@ -154,9 +164,18 @@ async def run(stack: LocalStack, followers: int, devices: int, online: int, time
     AWS_CALLS.reset()
     posts_before = stack.gateway.posted if stack.gateway else 0
 
+    # The consumers wait until the request has returned: in AWS they run in other Lambda
+    # invocations, here they would share this process's two cores with the request.
+    gate = threading.Event()
+    pollers = [p for p in stack.pollers if p.name == "sqs-on_notify"]
+    handlers = [p.handler for p in pollers]
+    for poller, handler in zip(pollers, handlers, strict=True):
+        poller.handler = _held(handler, gate)
     t0 = time.perf_counter()
     status, body = await asyncio.to_thread(_http, stack, "POST", f"/spaces/{space['id']}/start", host)
     request_ms = (time.perf_counter() - t0) * 1000
+    request_calls = {op: n for op, n in AWS_CALLS.snapshot().items() if op not in NOT_THE_APPS}
+    gate.set()
     assert status == 200, body
     while True:
         if await asyncio.to_thread(_queue_depth, sqs, url) == 0:
@@ -173,6 +192,8 @@ async def run(stack: LocalStack, followers: int, devices: int, online: int, time
     await asyncio.gather(*listeners, return_exceptions=True)
     if scheduler:
         scheduler.jobs = jobs
+    for poller, handler in zip(pollers, handlers, strict=True):
+        poller.handler = handler
     told = await asyncio.to_thread(_inbox_count, stack, f"{space['id']}:live")
 
     app_calls = {op: n for op, n in calls.items() if op not in NOT_THE_APPS}
@@ -185,6 +206,7 @@ async def run(stack: LocalStack, followers: int, devices: int, online: int, time
         "set-up s": round(setup, 1),
         "start request ms": round(request_ms, 1),
         "start request ms, host with no followers (median of 3)": round(sorted(baseline)[1], 1),
+        "start request AWS calls": request_calls,
         "delivered (queue drained) s": round(drained, 1),
         "last socket event s": round(max(arrivals) - t0, 1) if arrivals else None,
         "socket events": len(arrivals),
