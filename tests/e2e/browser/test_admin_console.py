@@ -91,6 +91,17 @@ def test_report_from_the_room_then_suspend_cuts_the_user_off(stack, people, admi
     with urllib.request.urlopen(player.get_attribute("src"), timeout=10) as response:  # presigned: no token
         assert abs(dominant(decode(response.read())) - 440) < 3
     root.screenshot("case-before-suspend")
+    before = root.page.locator("#evidence audio").count()
+    wait_for(
+        "a second evidence part",
+        lambda: len(
+            http(stack, "GET", f"/admin/cases/{case['id']}/evidence", token=admin_token(stack))[1]["items"]
+        ),
+        lambda n: n > before,
+        timeout=20,
+    )
+    root.page.get_by_role("button", name="Fresh links and new parts").click()
+    wait_for("the new part in the page", root.page.locator("#evidence audio").count, lambda n: n > before)
 
     # When the admin suspends bob for a day
     root.page.locator("#case-action").get_by_label("Suspend for").select_option("86400")

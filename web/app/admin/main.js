@@ -190,12 +190,30 @@ function renderCase() {
   $("#case-actions").innerHTML = c.actions.length
     ? c.actions.map(V.actionItem).join("")
     : `<li class="muted">No admin has acted on this case yet.</li>`;
-  $("#evidence").innerHTML = V.evidence(state.evidence, state.case);
+  renderEvidence();
   $("#transcript").innerHTML = V.transcript(state.evidence, c);
   $("#reports").innerHTML = reports.map(V.reportItem).join("");
   $("#reports-pager").innerHTML = next
     ? `<button type="button" class="secondary" data-page="more-reports">More reports</button>`
     : "";
+}
+
+/** The links expire within minutes, and a live capture grows: ask again. */
+async function refreshEvidence() {
+  const caseId = state.case.case.id;
+  try {
+    state.evidence = await api.evidence(caseId);
+  } catch (error) {
+    failed("Loading the evidence", error);
+    return;
+  }
+  if (state.case && state.case.case.id === caseId) renderEvidence();
+}
+
+function renderEvidence() {
+  $("#evidence").innerHTML =
+    V.evidence(state.evidence, state.case) +
+    (state.evidence ? `<button type="button" class="secondary" data-page="evidence">Fresh links and new parts</button>` : "");
 }
 
 async function moreReports() {
@@ -318,6 +336,7 @@ function setup() {
     const which = $("#audit").hidden ? state.queue : state.audit;
     const reload = $("#audit").hidden ? loadQueue : loadAudit;
     if (el.dataset.page === "more-reports") return moreReports();
+    if (el.dataset.page === "evidence") return refreshEvidence();
     if (el.dataset.page === "next" && which.next) which.cursors.push(which.next);
     else if (el.dataset.page === "prev" && which.cursors.length > 1) which.cursors.pop();
     else return;
