@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.request
 from typing import Any
 
@@ -25,7 +26,7 @@ from devstack.media.whip_client import WhipPeer
 
 pytestmark = pytest.mark.e2e
 
-from conftest import admin_token, http, refused, token, wait_for_case  # noqa: E402
+from conftest import admin_token, http, refused, settings_overridden, token, wait_for_case  # noqa: E402
 
 
 def dominant(pcm: np.ndarray) -> float:
@@ -280,5 +281,55 @@ def test_capture_calls_are_idempotent_when_triage_runs_twice(stack: Any) -> None
         assert stack.pipelines.count("CreateMediaCapturePipeline") - before >= 1
         await host.send("space.end", space_id=sid)
         assert not [c for c in stack.pipelines.active() if c.prefix.startswith(f"capture/{sid}/")]
+
+    run(stack, scenario)
+
+
+def test_a_capture_stops_at_its_cap_and_does_not_start_again(stack: Any) -> None:
+    """The sweep ends a capture EVIDENCE_MAX_SECONDS after it started; later reports find it capped."""
+    from chalicelib import evidence as evidence_module
+    from chalicelib.models import Space
+
+    async def scenario(clients: Clients) -> None:
+        host_id = uid("host")
+        sid = (await asyncio.to_thread(create_space, stack, host_id))["id"]
+        host, _ = await clients.join(host_id, sid)
+        assert (await asyncio.to_thread(evidence_module.sync, sid, "report")).status == "capturing"
+        space = await asyncio.to_thread(Space.get, sid, consistent_read=True)
+        cap = get_settings().evidence_max_seconds
+        assert space.capture_due >= time.time() + cap - 60  # due at the cap
+        assert await asyncio.to_thread(evidence_module.housekeeping, time.time()) >= 0  # not yet due
+        assert (await asyncio.to_thread(Space.get, sid, consistent_read=True)).capture is not None
+        await asyncio.to_thread(evidence_module.housekeeping, time.time() + cap + 1)
+        space = await asyncio.to_thread(Space.get, sid, consistent_read=True)
+        assert space.capture is None and space.capture_error == evidence_module.CAPPED
+        [segment] = space.captures
+        assert segment["ended_because"] == evidence_module.CAPPED and segment["concatenation_id"]
+        assert not [c for c in stack.pipelines.active() if c.prefix.startswith(f"capture/{sid}/")]
+        again = await asyncio.to_thread(evidence_module.sync, sid, "report")
+        assert again == evidence_module.Outcome("unavailable", evidence_module.CAPPED)
+        await host.send("space.end", space_id=sid)
+
+    run(stack, scenario)
+
+
+def test_capture_all_spaces_captures_a_space_from_its_start(stack: Any) -> None:
+    from chalicelib.models import Space
+
+    async def scenario(clients: Clients) -> None:
+        with settings_overridden(CAPTURE_ALL_SPACES="true"):
+            host_id = uid("host")
+            sid = (await asyncio.to_thread(create_space, stack, host_id))["id"]
+            host, snapshot = await clients.join(host_id, sid)
+            space = await asyncio.to_thread(Space.get, sid, consistent_read=True)
+            assert space.capture is not None and space.capture["reasons"] == ["all"]
+            assert space.capture["recording"] is False and snapshot["space"]["recording"] is False
+            meeting_id = snapshot["media"]["Meeting"]["MeetingId"]
+            assert [c.meeting_id for c in stack.pipelines.active() if c.prefix == f"capture/{sid}/1"] == [
+                meeting_id
+            ]
+            await host.send("space.end", space_id=sid)
+        space = await asyncio.to_thread(Space.get, sid, consistent_read=True)
+        assert space.capture is None and len(space.captures) == 1
 
     run(stack, scenario)
