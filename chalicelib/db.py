@@ -4,7 +4,7 @@ and what a failed transaction means."""
 from __future__ import annotations
 
 from pynamodb.connection import Connection as DynamoConnection
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import TransactGetError, TransactWriteError
 
 from chalicelib.config import get_settings
 
@@ -35,3 +35,9 @@ def is_conflict(exc: TransactWriteError) -> bool:
     """Did a transaction fail because another writer got there first (not an outage)?"""
     reasons = getattr(exc, "cancellation_reasons", None) or []
     return any(r is not None and r.code in _CONFLICT_CODES for r in reasons)
+
+
+def is_read_conflict(exc: TransactGetError) -> bool:
+    """Was a TransactGetItems cancelled because a transactional write held one of its items?"""
+    reasons = getattr(exc, "cancellation_reasons", None) or []
+    return any(r is not None and r.code == "TransactionConflict" for r in reasons)

@@ -4,15 +4,17 @@ talks to DynamoDB for the stage. The stored stage format is converted here
 
 from __future__ import annotations
 
+import random
+import time
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, TransactGetError
 from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactGet, TransactWrite
 
 from chalicelib import counters
 from chalicelib.clock import now_iso
-from chalicelib.db import dynamo
+from chalicelib.db import dynamo, is_read_conflict
 from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Connection, Member, Relation, Space
 from chalicelib.rules import Role, SpaceState
@@ -50,7 +52,37 @@ def load(
 ) -> Ctx:
     """The space, the caller's membership, the target's (if any) and the space's event seq in
     one TransactGetItems call; with_counts adds the listener counter shards (19 items, well
-    under the 100 a call takes), with_connection the caller's connection record."""
+    under the 100 a call takes), with_connection the caller's connection record.
+
+    DynamoDB cancels a TransactGetItems that meets a TransactWriteItems in progress on one of
+    its items (TransactionConflict), and a join storm writes the counter shards all the time:
+    the read is tried again a few times (jittered), then answered `conflict` ("try again"),
+    never `internal`. https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html#transaction-conflict-handling
+    """
+    for wait in (*_READ_CONFLICT_WAITS, None):
+        try:
+            return _load_once(user_id, connection_id, space_id, target, with_counts, with_connection)
+        except TransactGetError as exc:
+            if not is_read_conflict(exc):
+                raise
+            if wait is None:
+                raise CommandError(ErrorCode.CONFLICT, "the space is busy; try again") from None
+            time.sleep(wait * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+# Waits between tries of a transactional read that met a concurrent write (seconds, jittered).
+_READ_CONFLICT_WAITS = (0.01, 0.02, 0.05, 0.1, 0.2)
+
+
+def _load_once(
+    user_id: str,
+    connection_id: str | None,
+    space_id: str,
+    target: str | None,
+    with_counts: bool,
+    with_connection: bool,
+) -> Ctx:
     with TransactGet(connection=dynamo()) as tx:
         connection_future = (
             tx.get(Connection, connection_id) if with_connection and connection_id is not None else None

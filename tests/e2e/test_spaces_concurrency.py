@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from typing import Any
 
 import pytest
@@ -132,3 +133,73 @@ async def test_two_cohost_adds_at_once_for_the_last_cohost_seat(stack, clients: 
         if winner is x:
             await x.send("stage.leave", space_id=sid)
     assert len([r for r in (await stage_of(clients, sid)).values() if r == "cohost"]) == 1
+
+
+# -- transactional reads that meet a concurrent write --------------------------------
+
+
+@contextlib.contextmanager
+def read_conflicts(space_id: str, times: int | None) -> Any:
+    """The app's TransactGetItems on this space cancelled with TransactionConflict, as DynamoDB
+    cancels one that meets a TransactWriteItems in progress on one of its items (a join storm
+    writes the counter shards all the time); `times` reads, or every read (None).
+    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html#transaction-conflict-handling"""
+    from botocore.awsrequest import AWSResponse
+
+    from chalicelib.db import dynamo
+
+    left = {"n": times}
+    seen: list[int] = []
+
+    def cancel(params: dict[str, Any], **_: Any) -> Any:
+        # before-call sees the serialized request: the JSON body botocore is about to send
+        request = json.loads(params.get("body") or b"{}")
+        keys = [item["Get"]["Key"] for item in request.get("TransactItems", [])]
+        if not any(key.get("space_id", {}).get("S") == space_id for key in keys):
+            return None
+        if left["n"] is not None:
+            if left["n"] <= 0:
+                return None
+            left["n"] -= 1
+        seen.append(len(keys))
+        reasons = [{"Code": "None"}] * (len(keys) - 1) + [
+            {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+        ]
+        body = {
+            "Error": {
+                "Code": "TransactionCanceledException",
+                "Message": "Transaction cancelled, please refer cancellation reasons for specific reasons",
+            },
+            "CancellationReasons": reasons,
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        return AWSResponse("https://dynamodb", 400, {}, None), body
+
+    events = dynamo().client.meta.events
+    events.register("before-call.dynamodb.TransactGetItems", cancel, unique_id="test-read-conflicts")
+    try:
+        yield seen
+    finally:
+        events.unregister("before-call.dynamodb.TransactGetItems", unique_id="test-read-conflicts")
+
+
+async def test_a_join_whose_transactional_read_meets_a_write_tries_again(
+    stack: Any, clients: Clients
+) -> None:
+    room = await Room.open(clients)
+    late = await clients.open(uid("late"))
+    with read_conflicts(room.sid, times=2) as cancelled:
+        snapshot = await late.send("space.join", space_id=room.sid)
+    assert len(cancelled) == 2
+    assert snapshot["role"] == "listener"
+
+
+async def test_a_read_that_keeps_meeting_writes_answers_conflict_not_internal(
+    stack: Any, clients: Clients
+) -> None:
+    room = await Room.open(clients)
+    late = await clients.open(uid("late"))
+    with read_conflicts(room.sid, times=None) as cancelled:
+        await refused(late.send("space.join", space_id=room.sid), "conflict")
+    assert len(cancelled) >= 3
+    await late.send("space.join", space_id=room.sid)  # the storm passed
