@@ -25,8 +25,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from bench.__main__ import Stack, connect_all, percentile
-from sohbet_client import SohbetClient, SohbetError, get_token, rest
+from bench.__main__ import Stack, close_room, open_room, percentile
+from sohbet_client import SohbetClient, SohbetError
 
 VARIANTS: dict[str, dict[str, str]] = {
     "before": {"LOCAL_CHIME_RATE_LIMITS": "1", "ATTENDEE_POOL_BATCH": "0", "CHIME_MAX_ATTEMPTS": "5"},
@@ -62,28 +62,18 @@ async def _join_until_in(client: SohbetClient, space_id: str, deadline: float, s
 
 
 async def run_storm(stack: Stack, n: int, budget: float) -> Storm:
-    host_token = await get_token(stack.base, "host")
-    status, space = await rest(stack.base, "POST", "/spaces", host_token, {"title": "join storm"})
-    assert status == 201, space
-    space_id = space["id"]
-    host = SohbetClient(
-        stack.ws + "?token=" + host_token, host_token, timeout=300, auto_resync=False, auth="token"
-    )
-    await host.connect()
-    await host.join(space_id)
-    listeners = await connect_all(stack, [f"l{i}" for i in range(n)])
+    room = await open_room(stack, n)  # the space, its host joined, n listeners connected
     await asyncio.sleep(1.5)  # a second of Chime's rate refilled after the host's calls
     storm = Storm(listeners=n)
     before = stack.stats()
     started = time.perf_counter()
-    await asyncio.gather(*(_join_until_in(c, space_id, started + budget, storm) for c in listeners))
+    await asyncio.gather(*(_join_until_in(c, room.space_id, started + budget, storm) for c in room.listeners))
     storm.seconds = time.perf_counter() - started
     after = stack.stats()
     storm.app_calls = _diff(before["aws_calls"], after["aws_calls"], CHIME)
     storm.served = _diff(before["chime"]["requests"], after["chime"]["requests"])
     storm.throttled = after["chime"]["throttled"] - before["chime"]["throttled"]
-    for client in [host, *listeners]:
-        await client.close()
+    await close_room(room)
     return storm
 
 

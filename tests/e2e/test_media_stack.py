@@ -97,3 +97,28 @@ async def test_a_full_space_answers_limit_reached(stack: Any, clients: Clients, 
         registry.max_replicas = saved
     snap = await late.send("space.join", space_id=space["id"])  # the quota raised: a replica opens
     assert snap["media"]["Meeting"]["PrimaryMeetingId"]
+
+
+async def test_the_join_storm_bench_runs_before_and_after_on_a_small_room(stack: Any, settings: Any) -> None:
+    """`python -m bench.joinstorm` at N = 12 on the session stack, Chime's rates enforced: before
+    (one CreateAttendee per join, 5 attempts) every join costs a CreateAttendee; after, none."""
+    from bench.__main__ import Stack
+    from bench.joinstorm import run_storm, table
+    from chalicelib import media
+
+    here = Stack("session", {}, port=stack.port)
+    results = {}
+    with chime_rules(rate_limits=True):
+        settings(ATTENDEE_POOL_BATCH="0", CHIME_MAX_ATTEMPTS="5")
+        media.reset_media()  # the Chime client is built with the attempts setting
+        try:
+            results["before"] = await run_storm(here, 12, budget=60)
+        finally:
+            settings(ATTENDEE_POOL_BATCH="100", CHIME_MAX_ATTEMPTS="2")
+            media.reset_media()
+        results["after"] = await run_storm(here, 12, budget=60)
+    print("\n" + table(results))
+    assert [r.joined for r in results.values()] == [12, 12]
+    assert results["before"].app_calls.get("CreateAttendee") == 12
+    assert results["after"].app_calls.get("CreateAttendee", 0) == 0
+    assert results["after"].served.get("CreateAttendee", 0) == 0
