@@ -130,17 +130,18 @@ def browser_with_tone(playwright_driver: Any, chromium: Path, tones: Callable[[i
 
 @pytest.fixture
 def people(stack: Any, browser_with_tone: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """people(name, hz=440): a Person on the web client at the stack's `/`, signed in as `name`.
+    """people(name, hz=440, label=name): a Person on the web client at the stack's `/`, signed in as `name`.
 
     Each person has their own browser context (own storage) in the browser whose mic plays hz.
-    At the end every page is saved as artifacts/browser/<test>-<name>.png, and every WebSocket
+    At the end every page is saved as artifacts/browser/<test>-<label>.png, and every WebSocket
     frame each page sent or received is checked against docs/asyncapi.yaml.
     """
     made: list[Person] = []
 
-    def person(name: str, hz: int = 440) -> Person:
+    def person(name: str, hz: int = 440, label: str | None = None) -> Person:
         context = browser_with_tone(hz).new_context(viewport={"width": 900, "height": 1000})
         p = Person(name, context.new_page(), stack.base_url)
+        p.label = label or name  # the screenshot's name: stable when `name` is made unique
         p.sign_in()
         made.append(p)
         return p
@@ -148,7 +149,7 @@ def people(stack: Any, browser_with_tone: Any, request: pytest.FixtureRequest) -
     yield person
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for p in made:
-        p.page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{p.name}.png"), full_page=True)
+        p.page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{p.label}.png"), full_page=True)
         p.page.context.close()
     for p in made:
         assert not p.page_errors, f"{p.name}'s page threw: {p.page_errors}"
@@ -157,14 +158,16 @@ def people(stack: Any, browser_with_tone: Any, request: pytest.FixtureRequest) -
 
 @pytest.fixture
 def admins(stack: Any, browser_with_tone: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """admins(name, admin=True, at=""): an Admin on the console at the stack's `/admin/` (hash `at`),
-    signed in as dev user `name`, in the admins group unless admin=False. Shares the 440 Hz browser
-    with `people`; saved as artifacts/browser/<test>-admin-<name>.png at the end."""
+    """admins(name, admin=True, at="", label=name): an Admin on the console at the stack's
+    `/admin/` (hash `at`), signed in as dev user `name`, in the admins group unless admin=False.
+    Shares the 440 Hz browser with `people`; saved as artifacts/browser/<test>-admin-<label>.png
+    at the end."""
     made: list[Admin] = []
 
-    def admin(name: str, admin: bool = True, at: str = "") -> Admin:
+    def admin(name: str, admin: bool = True, at: str = "", label: str | None = None) -> Admin:
         context = browser_with_tone(440).new_context(viewport={"width": 1100, "height": 1000})
         a = Admin(name, context.new_page(), stack.base_url)
+        a.label = label or name
         made.append(a)
         a.sign_in(admin=admin, at=at)
         return a
@@ -172,7 +175,7 @@ def admins(stack: Any, browser_with_tone: Any, request: pytest.FixtureRequest) -
     yield admin
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for a in made:
-        a.page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-admin-{a.name}.png"), full_page=True)
+        a.page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-admin-{a.label}.png"), full_page=True)
         a.page.context.close()
     for a in made:
         assert not a.page_errors, f"{a.name}'s console threw: {a.page_errors}"

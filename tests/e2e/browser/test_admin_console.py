@@ -30,10 +30,10 @@ def name(prefix: str) -> str:
 
 
 def test_report_from_the_room_then_suspend_cuts_the_user_off(stack, people, admins) -> None:
-    ada = people(name("ada"))
+    ada = people(name("ada"), label="ada")
     title = f"Moderated {secrets.token_hex(3)}"
     ada.create_space(title)
-    bob = people(name("bob"))
+    bob = people(name("bob"), label="bob")
     bob.join_from_list(title)
     bob.click("Raise my hand")
     hand = ada.page.locator(f'#hands li[data-user="{bob.name}"]')
@@ -65,6 +65,7 @@ def test_report_from_the_room_then_suspend_cuts_the_user_off(stack, people, admi
     expect(first).to_have_attribute("data-case", case["id"])
     expect(first).to_contain_text("high")
     expect(first).to_contain_text(f"user {bob.name}")
+    root.screenshot("console-queue")
     first.get_by_role("link", name="Open").click()
 
     # And the case shows the report and the stage at report time
@@ -90,7 +91,7 @@ def test_report_from_the_room_then_suspend_cuts_the_user_off(stack, people, admi
     )
     with urllib.request.urlopen(player.get_attribute("src"), timeout=10) as response:  # presigned: no token
         assert abs(dominant(decode(response.read())) - 440) < 3
-    root.screenshot("case-before-suspend")
+    root.screenshot("console-case-with-evidence")
     before = root.page.locator("#evidence audio").count()
     wait_for(
         "a second evidence part",
@@ -131,6 +132,8 @@ def test_report_from_the_room_then_suspend_cuts_the_user_off(stack, people, admi
     expect(row).to_contain_text("root")
     expect(row).to_contain_text("threats on stage")
     expect(row).to_contain_text("for 1 day")
+    root.screenshot("console-audit")
+    bob.screenshot("console-cut-off")
 
     # A closed case about a user still offers lifting the suspension; lifting twice is refused
     row.get_by_role("link", name="case").click()
@@ -164,7 +167,7 @@ def test_two_admins_on_one_case_and_paging(stack, admins) -> None:
     space, newer = _space_case(stack, "impersonation")
 
     # Paging through the queue, one case a page: newest first within a priority
-    una = admins(name("una"))
+    una = admins(name("una"), label="una")
     una.filter("#case-filters", category="impersonation", target_type="space", limit="1")
     rows = una.page.locator("#cases tbody tr")
     expect(rows).to_have_count(1)
@@ -178,7 +181,7 @@ def test_two_admins_on_one_case_and_paging(stack, admins) -> None:
     # Two admins open the same case (the second by its link)
     rows.get_by_role("link", name="Open").click()
     expect(una.page.locator("#case-version")).to_have_text(str(newer["version"]))
-    vic = admins(name("vic"), at=f"#case/{newer['id']}")
+    vic = admins(name("vic"), at=f"#case/{newer['id']}", label="vic")
     expect(vic.page.locator("#case-title")).to_have_text(f"Case about space {space}")
     expect(vic.page.locator("#case-action").get_by_role("button", name="Warn")).to_have_count(0)  # users only
 
@@ -196,7 +199,7 @@ def test_two_admins_on_one_case_and_paging(stack, admins) -> None:
     expect(vic.page.locator("#action-buttons button")).to_have_count(0)  # nothing left to do to it
     status, space_now = http(stack, "GET", f"/spaces/{space}", token=stack.mint_token(una.name))
     assert status == 200 and space_now["state"] == "live"  # the losing action did nothing
-    vic.screenshot("conflict")
+    vic.screenshot("console-conflict")
 
     # vic dismisses the other case; the audit log pages one entry at a time, newest first
     vic.page.goto(f"{stack.base_url}/admin/#case/{older['id']}")
@@ -215,7 +218,7 @@ def test_two_admins_on_one_case_and_paging(stack, admins) -> None:
 
 
 def test_someone_outside_the_admins_group_gets_the_not_an_admin_page(stack, admins) -> None:
-    eve = admins(name("eve"), admin=False)
+    eve = admins(name("eve"), admin=False, label="eve")
     expect(eve.page.locator("#not-admin-title")).to_have_text("Not an admin")
     text = eve.page.locator("#not-admin-text")
     expect(text).to_contain_text(f"You are signed in as {eve.name}, in no group, and you are not an admin.")

@@ -18,6 +18,7 @@ TIMEOUT_MS = 10_000
 class Person:
     def __init__(self, name: str, page: Any, base_url: str) -> None:
         self.name = name
+        self.label = name
         self.page = page
         self.base_url = base_url
         self.page_errors: list[str] = []
@@ -107,7 +108,7 @@ class Person:
 
     def screenshot(self, label: str) -> None:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(ARTIFACTS / f"{label}-{self.name}.png"), full_page=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"{label}-{self.label}.png"), full_page=True)
 
     def audio(self, expression: str) -> Any:
         return self.page.evaluate(f"window.sohbetAudio.{expression}")
@@ -130,6 +131,7 @@ class Admin:
 
     def __init__(self, name: str, page: Any, base_url: str) -> None:
         self.name = name
+        self.label = name
         self.page = page
         self.base_url = base_url
         self.page_errors: list[str] = []
@@ -165,4 +167,4 @@ class Admin:
 
     def screenshot(self, label: str) -> None:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(ARTIFACTS / f"{label}-admin-{self.name}.png"), full_page=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"{label}-admin-{self.label}.png"), full_page=True)
