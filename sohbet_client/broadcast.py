@@ -62,15 +62,19 @@ class BroadcastLink:
         token: str,
         on_event: Callable[[dict[str, Any]], None],
         open_timeout: float = 10.0,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         self.realtime_url = realtime_url
         self.http_host = http_host
         self.token = token
         self.on_event = on_event
         self.open_timeout = open_timeout
+        self.on_lost = on_lost  # the socket closed without close(): subscriptions are gone
+        self.closing = False
         self.connection_timeout_ms: int | None = None
         self.last_keepalive: float | None = None
         self.received = 0  # data messages
+        self.connections = 0  # sockets opened (a lost one is replaced)
         self.channels: dict[str, str] = {}  # channel -> subscription id
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -100,6 +104,7 @@ class BroadcastLink:
                         await ws.close()
                         raise _first_error(frame)
             self._ws = ws
+            self.connections += 1
             self.channels.clear()
             self._reader = asyncio.create_task(self._read(ws), name="sohbet-broadcast-reader")
             return ws
@@ -142,6 +147,7 @@ class BroadcastLink:
         return answer.get("type") == "unsubscribe_success"
 
     async def close(self) -> None:
+        self.closing = True
         if self._ws is not None:
             await self._ws.close()
         if self._reader is not None:
@@ -166,12 +172,15 @@ class BroadcastLink:
         except WsConnectionClosed:
             pass
         finally:
+            had = bool(self.channels)
             self.channels.clear()
             for future in self._waiting.values():
                 if not future.done():
                     future.set_result(
                         {"type": "closed", "errors": [{"errorType": "Closed", "message": "closed"}]}
                     )
+            if had and not self.closing and self.on_lost is not None:
+                self.on_lost()
 
     def _dispatch(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")

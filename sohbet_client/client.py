@@ -490,7 +490,12 @@ class SohbetClient:
             return
         if self.broadcast is None:
             self.broadcast = BroadcastLink(
-                str(url), str(host), self.token, self._broadcast_event, self.open_timeout
+                str(url),
+                str(host),
+                self.token,
+                self._broadcast_event,
+                self.open_timeout,
+                self._broadcast_lost,
             )
         self.broadcast_channels[space_id] = str(channel)
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -517,6 +522,16 @@ class SohbetClient:
             if not future.done():
                 future.set_result(ident)
             return
+
+    def _broadcast_lost(self) -> None:
+        """The realtime socket dropped: subscribe again (a missed event shows as a gap in seq)."""
+        if self.closed_code is not None or self._closed:
+            return
+        for space_id, channel in list(self.broadcast_channels.items()):
+            future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._subscribed[space_id] = future
+            self._spawn(self._subscribe(space_id, channel, future), f"sohbet-resubscribe-{space_id}")
 
     def _drop_channel(self, space_id: Any) -> None:
         channel = self.broadcast_channels.pop(space_id, None) if isinstance(space_id, str) else None

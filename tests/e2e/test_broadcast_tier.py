@@ -151,3 +151,19 @@ async def test_a_failed_publish_falls_back_to_api_gateway(
     changed = await listener.event("settings.changed", since=mark)
     assert changed["settings"]["title"] == "still delivered" and "seq" in changed
     assert stack.events.publishes(f"/spaces/{room.sid}", since) == []
+
+
+async def test_a_lost_realtime_socket_is_reopened_and_resubscribed(
+    stack: Any, clients: Clients, tier: Any
+) -> None:
+    room = await Room.open(clients)
+    listener = await room.listener()
+    await listener.broadcast_ready(room.sid)
+    link = listener.broadcast
+    assert link is not None and link.connections == 1
+    link.abort()  # the network drops the realtime socket
+    await until(lambda: link.connections == 2 and link.channels, what="a new socket and subscription")
+    mark = listener.mark
+    await room.host.send("settings.update", space_id=room.sid, title="after the drop")
+    changed = await listener.event("settings.changed", since=mark)
+    assert changed["settings"]["title"] == "after the drop"

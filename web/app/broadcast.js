@@ -29,6 +29,8 @@ export class BroadcastLink {
     this.waiting = new Map(); // id -> {resolve, timer}
     this.nextId = 1;
     this.received = 0;
+    this.closing = false;
+    this.onLost = () => {}; // the socket dropped while subscribed: the owner subscribes again
   }
 
   _auth() {
@@ -61,7 +63,9 @@ export class BroadcastLink {
       ws.onclose = () => {
         if (this.ws === ws) this.ws = null;
         this.ready = null;
+        const had = this.channels.size > 0;
         this.channels.clear();
+        if (had && !this.closing) setTimeout(() => this.onLost(), 1000);
         for (const [, w] of this.waiting) w.resolve({ type: "closed" });
         this.waiting.clear();
         if (!acknowledged) reject(new Error("the Event API socket closed before connection_ack"));
@@ -124,6 +128,7 @@ export class BroadcastLink {
   }
 
   close() {
+    this.closing = true;
     if (this.ws) this.ws.close(1000, "bye");
   }
 }

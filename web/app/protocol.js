@@ -155,6 +155,11 @@ export class SohbetSocket {
       this.broadcast = new BroadcastLink(info.realtime_url, info.http_host, this.token, (frame) =>
         this._receiveBroadcast(frame),
       );
+      // A dropped realtime socket: subscribe again (a missed event shows as a gap in seq).
+      this.broadcast.onLost = () => {
+        if (this.closedByUs) return;
+        for (const [spaceId, channel] of this.followed) this._follow(spaceId, { ...info, channel });
+      };
     }
     this.followed.set(spaceId, info.channel);
     this.broadcast.subscribe(info.channel).catch((error) => {
