@@ -70,11 +70,14 @@ async def test_a_missed_event_shows_as_a_gap_and_the_client_syncs(
     assert late.broadcast is not None
     # The listener's subscription lapses (a lost socket would do the same) while the room changes.
     assert await late.broadcast.unsubscribe(channel)
+    since = len(tier.log)
     await room.host.send("settings.update", space_id=room.sid, title="while away")
+    # The event is published after the reply: resubscribe only once it is out.
+    await until(lambda: tier.publishes(channel, since), what="the publish of the missed event")
     await late.broadcast.subscribe(channel)
     await room.host.send("settings.update", space_id=room.sid, title="back again")
 
-    await until(lambda: late.resyncs, what="a space.sync after the gap")
+    await until(lambda: late.resyncs, timeout=15, what="a space.sync after the gap")
     (gap,) = late.gaps  # the title change missed (and any count event of the joins)
     assert gap.space_id == room.sid and gap.got > gap.expected
     space_id, snapshot = late.resyncs[0]
