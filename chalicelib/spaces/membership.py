@@ -61,7 +61,20 @@ def _member_unchanged(member: Member | None) -> Any:
         return Member.user_id.does_not_exist()
     if not member.present:
         return not_removed & (Member.present.does_not_exist() | (Member.present == False))  # noqa: E712
-    return not_removed & (Member.present == True) & (Member.connection_id == member.connection_id)  # noqa: E712
+    # The attendee too: a rejoin on the same socket takes a new (pooled) attendee, and the
+    # join that replaces the member deletes the one it read.
+    return (
+        not_removed
+        & (Member.present == True)  # noqa: E712
+        & (Member.connection_id == member.connection_id)
+        & _attendee_unchanged(member)
+    )
+
+
+def _attendee_unchanged(member: Member) -> Any:
+    if member.attendee_id is None:
+        return Member.attendee_id.does_not_exist()
+    return Member.attendee_id == member.attendee_id
 
 
 def _socket_unchanged(connection: Connection) -> Any:
@@ -240,7 +253,8 @@ def leave(user_id: str, space_id: str, connection_id: str | None, reason: str = 
                 tx.update(
                     member,
                     actions=store.exit_actions(False),
-                    condition=Member.connection_id == member.connection_id,
+                    # the attendee deleted below is the one the member still holds
+                    condition=(Member.connection_id == member.connection_id) & _attendee_unchanged(member),
                 )
                 if entry is None:
                     tx.update(*counters.change(space_id, user_id, -1))

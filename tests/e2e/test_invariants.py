@@ -9,7 +9,8 @@ in the background) and checks, from the stored state and the media service:
 - nobody removed is present;
 - the listener count (its counter shards) is the number of listeners actually present;
 - every present member has a live socket whose record holds the space, and a media
-  attendee; every attendee of the space's meeting belongs to a present member;
+  attendee; every attendee of the space's meeting belongs to a present member (but the
+  pooled listener attendees not handed out yet, chalicelib/pool.py);
 - each `seq` of a space numbers one event (no two events share it) and no client got one twice;
 - no command was answered `internal`.
 
@@ -136,10 +137,33 @@ def violations(space_id: str) -> list[str]:
         if m.attendee_id not in attendees:
             found.append(f"{user} present without an attendee")
     held = {m.attendee_id for m in present.values()}
+    claimed = _pool_claimed(space.meeting_id or "")
     for attendee_id, attendee in attendees.items():
-        if attendee_id not in held:
+        if attendee_id not in held and _claimed(attendee.external_user_id, claimed):
             found.append(f"attendee {attendee.external_user_id} of nobody present")
     return found
+
+
+def _pool_claimed(meeting_id: str) -> int:
+    """How many of the meeting's pooled listener attendees were handed out (chalicelib/pool.py)."""
+    from chalicelib.pool import PoolItem
+
+    try:
+        return int(PoolItem.get(f"{meeting_id}#pool", consistent_read=True).claimed or 0)
+    except PoolItem.DoesNotExist:
+        return 0
+
+
+def _claimed(external_user_id: str, claimed: int) -> bool:
+    """Whether an attendee belongs to someone: named after a user, or a pooled one handed out
+    (a pooled attendee waiting in the pool belongs to nobody yet)."""
+    from chalicelib.config import get_settings
+    from chalicelib.pool import is_pooled
+
+    if not is_pooled(external_user_id):
+        return True
+    batch, _, slot = external_user_id.removeprefix("p:").partition(".")
+    return int(batch) * get_settings().attendee_pool_batch + int(slot) < claimed
 
 
 def frame_violations(clients: list[Client], space_ids: list[str]) -> list[str]:
