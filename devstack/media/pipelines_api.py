@@ -10,9 +10,8 @@ pipeline joins them into `<destination>/audio/<pipeline id>.mp4`.
 Chime's rules kept: the sink bucket must exist and its policy must let
 mediapipelines.chime.amazonaws.com PutObject (else BadRequest, as Chime answers); one capture
 pipeline per meeting; ClientRequestToken idempotency; an account quota of active pipelines
-(`max_active`, ResourceLimitExceeded); a capture stops when its meeting ends. Unlike Chime,
-concatenation is done before CreateMediaConcatenationPipeline answers (the app does not rely on
-that: its sweep looks for the file again later).
+(`max_active`, ResourceLimitExceeded); a capture stops when its meeting ends; concatenation runs
+in the background once its capture has stopped (tests: `wait_concatenations()`).
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,6 +108,8 @@ class MediaPipelinesEmulator:
         self._tokens: dict[str, str] = {}  # ClientRequestToken -> pipeline id
         self._faults: dict[str, list[str]] = {}
         self._lock = threading.Lock()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="concatenation")
+        self._jobs: list[Future[None]] = []
         self._model = _load_model()
         self._routes = _routes(self._model)
         self._unsubscribe = registry.subscribe(self)
@@ -282,28 +284,45 @@ class MediaPipelinesEmulator:
         pipeline_id = str(uuid.uuid4())
         arn = f"arn:aws:chime:{self.registry.region}:{self.registry.account}:media-pipeline/{pipeline_id}"
         key = f"{prefix}/audio/{pipeline_id}.mp4" if prefix else f"{pipeline_id}/audio/{pipeline_id}.mp4"
-        if capture.status == "InProgress":
-            raise ChimeError("BadRequest", "The source media capture pipeline is still in progress.")
-        written = (
-            concatenate(self.s3(), capture.bucket, capture.prefix, key) if bucket == capture.bucket else False
-        )
         now = _iso(time.time())
         body = {
             "MediaPipelineId": pipeline_id,
             "MediaPipelineArn": arn,
             "Sources": params["Sources"],
             "Sinks": params["Sinks"],
-            "Status": "Stopped" if written else "Failed",
+            "Status": "InProgress",
             "CreatedTimestamp": now,
             "UpdatedTimestamp": now,
         }
         with self._lock:
             self.concatenations[pipeline_id] = body
             self._tokens[token] = pipeline_id
+            # Chime concatenates in the background, once the capture has stopped ("the
+            # concatenation pipeline only starts concatenating when the capture pipeline stops").
+            self._jobs.append(self._worker.submit(self._concatenate, capture, bucket, key, body))
         return {"MediaConcatenationPipeline": body}
 
     def _arn_base(self) -> str:
         return f"arn:aws:chime:{self.registry.region}:{self.registry.account}"
+
+    def _concatenate(self, capture: Capture, bucket: str, key: str, body: dict[str, Any]) -> None:
+        while capture.status == "InProgress":
+            time.sleep(0.2)
+        try:
+            written = bucket == capture.bucket and concatenate(self.s3(), capture.bucket, capture.prefix, key)
+        except Exception:
+            log.exception("concatenation of %s failed", capture.pipeline_id)
+            written = False
+        with self._lock:
+            body["Status"] = "Stopped" if written else "Failed"
+            body["UpdatedTimestamp"] = _iso(time.time())
+
+    def wait_concatenations(self, timeout: float = 30) -> None:
+        """Tests: wait until every concatenation asked for so far has finished."""
+        with self._lock:
+            jobs = list(self._jobs)
+        for job in jobs:
+            job.result(timeout=timeout)
 
     def _capture(self, pipeline_id: str) -> Capture:
         with self._lock:

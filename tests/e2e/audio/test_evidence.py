@@ -60,6 +60,8 @@ def s3(stack: Any) -> Any:
 
 
 def test_a_report_captures_the_space_and_the_admin_hears_the_speaker(stack: Any) -> None:
+    from chalicelib import evidence as evidence_module
+
     async def scenario(clients: Clients) -> None:
         host_id, reporter_id = uid("host"), uid("rep")
         space = await asyncio.to_thread(create_space, stack, host_id)
@@ -91,6 +93,14 @@ def test_a_report_captures_the_space_and_the_admin_hears_the_speaker(stack: Any)
             await close_all(speaker, listener)
 
         assert stack.pipelines.count("DeleteMediaCapturePipeline") >= 1
+        # Chime concatenates in the background; until then the chunks are the evidence
+        status, body = await asyncio.to_thread(evidence, stack, case["id"])
+        assert status == 200 and body["status"] == "available" and body["items"], body
+        await asyncio.to_thread(stack.pipelines.wait_concatenations)
+        # the sweep finds the file and tags it (it looks again 10 minutes after the end)
+        await asyncio.to_thread(
+            evidence_module.housekeeping, time.time() + evidence_module.RELEASE_CHECK_SECONDS + 1
+        )
         status, body = await asyncio.to_thread(evidence, stack, case["id"])
         assert status == 200 and body["status"] == "available" and body["reason"] is None, body
         [whole] = body["items"]  # one concatenated file per segment
@@ -252,6 +262,7 @@ def test_host_recording_is_announced_and_replayed_after_the_end(stack: Any) -> N
             await host.send("space.end", space_id=sid)
         finally:
             await close_all(speaker)
+        await asyncio.to_thread(stack.pipelines.wait_concatenations)
         http(stack, "PUT", f"/me/blocks/{blocked_id}", token=token(stack, host_id))
         status, body = http(stack, "GET", f"/spaces/{sid}/recording", token=token(stack, blocked_id))
         assert (status, body["code"]) == (403, "not_allowed")
