@@ -396,8 +396,9 @@ def publish_listener_count(space: Space, force: bool = False, last_published: fl
     """
     settings = get_settings()
     # Big rooms get fewer count events (a count event is one post per person present):
-    # at most ~25 posts a second per space up to 1,500 listeners, then one event a minute.
-    interval = min(60.0, max(settings.listener_count_interval_seconds, int(space.listener_count or 0) / 25))
+    # at most ~25 posts a second per space up to 1,500 listeners, then one event a minute;
+    # a longer configured interval stands.
+    interval = max(settings.listener_count_interval_seconds, min(60.0, int(space.listener_count or 0) / 25))
     # The naive baseline (benchmark only) tells everyone about every join and leave.
     if not force and not settings.naive_join_broadcast:
         if last_published is not None and time.time() - last_published < interval:

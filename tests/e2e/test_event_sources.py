@@ -263,12 +263,15 @@ def test_the_apps_sqs_consumers_are_polling_the_template_queues(stack) -> None:
     expected = {
         "on_moderation_report": f"sohbet-{stage}-moderation",
         "on_fanout_shard": f"sohbet-{stage}-fanout",
+        "on_notify": f"sohbet-{stage}-notify",
     }
+    # a source with MaximumConcurrency > 1 has several pollers of one queue: one per name here
     pollers = {p.name.removeprefix("sqs-"): p for p in stack.pollers}
     assert {name: _queue_name(p.queue_url) for name, p in pollers.items()} == expected
     # the queues the app is told about (the template's outputs) are the ones being polled
     assert _queue_name(stack.env["MODERATION_QUEUE_URL"]) == expected["on_moderation_report"]
     assert _queue_name(stack.env["FANOUT_QUEUE_URL"]) == expected["on_fanout_shard"]
+    assert _queue_name(stack.env["NOTIFY_QUEUE_URL"]) == expected["on_notify"]
     for name, poller in pollers.items():
         assert poller.is_alive(), name
         assert poller.handler is stack.app.handler_map[name]
