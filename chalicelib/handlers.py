@@ -178,11 +178,13 @@ def _post_shard(record: Any) -> None:
 
 def sweep(event: Any) -> dict[str, int]:
     """Every minute: hosts whose grace ran out (or never came), listener counts not yet
-    published, lost sockets, admin effects still pending."""
+    published, lost sockets, admin effects and notification jobs still pending."""
     from chalicelib.admin import effects
+    from chalicelib.notifications import jobs as notify_jobs
 
     return {
         "admin_effects_done": effects.carry_out_pending(),
+        "notify_jobs_queued": notify_jobs.queue_pending(),
         "grace_expired": spaces.expire_grace(),
         "counts_published": spaces.publish_pending_counts(),
         "stale_connections": connections.sweep_stale(commands.connection_gone),

@@ -391,6 +391,23 @@ class Notification(Model):
     by_time = NotificationsByTime()
 
 
+class PendingJob(Model):
+    """A notification job that could not be queued (an SQS outage): the sweep queues it.
+
+    Lives in the notifications table under the one partition `user_id = "pending#jobs"`
+    (only failures land here: a handful at most); `created_sk` is absent, so the inbox
+    index never lists it.
+    """
+
+    class Meta(_Meta):
+        table_name = FromSettings("notifications_table")
+
+    user_id = UnicodeAttribute(hash_key=True)
+    notification_id = UnicodeAttribute(range_key=True)  # {created_at}|{uuid}
+    body = UnicodeAttribute()  # the job message, as it would have been queued
+    expires_at = NumberAttribute()  # TTL: a day of retries at most
+
+
 # -- safety: reports, cases, audit ---------------------------------------------
 
 

@@ -2,22 +2,28 @@
 
 A request never reads followers: it queues one small message per audience (one
 SendMessageBatch call), whatever the host's following, and the notify consumer
-does the rest (fanout.py).
+does the rest (fanout.py). If SQS cannot take them, they are kept in the notifications
+table and the one-minute sweep queues them (queue_pending). What is not covered: the
+process dying between the space's commit and this call.
 """
 
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from typing import Any
 
 from chalicelib import clients, observability
 from chalicelib.clock import now_iso
 from chalicelib.config import get_settings
-from chalicelib.models import Space
+from chalicelib.models import PendingJob, Space
 from chalicelib.notifications.rules import Event
 from chalicelib.observability import logger
 
 FOLLOWERS, REMINDERS = "followers", "reminders"
+PENDING = "pending#jobs"
+PENDING_FOR_SECONDS = 24 * 60 * 60
 
 
 def job_message(event: Event, audience: str, source: str, start: dict[str, Any] | None = None) -> str:
@@ -46,23 +52,52 @@ def _event(space: Space, kind: str, actor_id: str) -> Event:
     )
 
 
-def _queue(event: Event, audiences: list[tuple[str, str]]) -> None:
-    # The space change is committed already: a failure here is logged and counted,
-    # not turned into a failed request (the inbox of those users misses this one).
+def _send(bodies: list[str]) -> list[str]:
+    """Queue the jobs; the bodies that were not queued."""
+    entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)]
     try:
-        entries = [
-            {"Id": str(i), "MessageBody": job_message(event, audience, source)}
-            for i, (audience, source) in enumerate(audiences)
-        ]
         response = clients.sqs().send_message_batch(QueueUrl=get_settings().notify_queue_url, Entries=entries)
-        if response.get("Failed"):
-            raise RuntimeError(f"{len(response['Failed'])} notification jobs not queued")
-        observability.count("NotifyJobs", len(entries))
+    except Exception:
+        logger.exception("could not queue notification jobs")
+        return bodies
+    return [bodies[int(f["Id"])] for f in response.get("Failed", [])]
+
+
+def _queue(event: Event, audiences: list[tuple[str, str]]) -> None:
+    # The space change is committed already: the request does not fail for this. Jobs that
+    # cannot be queued (botocore has retried) are kept for the sweep, which queues them.
+    bodies = [job_message(event, audience, source) for audience, source in audiences]
+    unsent = _send(bodies)
+    observability.count("NotifyJobs", len(bodies) - len(unsent))
+    if unsent:
+        _keep(unsent, event)
+
+
+def _keep(bodies: list[str], event: Event) -> None:
+    try:
+        expires = int(time.time()) + PENDING_FOR_SECONDS
+        for body in bodies:
+            PendingJob(PENDING, f"{now_iso()}|{uuid.uuid4().hex}", body=body, expires_at=expires).save()
+        observability.count("NotifyJobsPending", len(bodies))
     except Exception:
         logger.exception(
-            "could not queue notifications", extra={"space_id": event.space_id, "kind": event.kind}
+            "notification jobs lost: neither queued nor kept",
+            extra={"space_id": event.space_id, "kind": event.kind},
         )
-        observability.count("NotifyJobsFailed", len(audiences))
+        observability.count("NotifyJobsLost", len(bodies))
+
+
+def queue_pending(limit: int = 50) -> int:
+    """The sweep: queue the jobs kept after a failure, oldest first; how many went out.
+    A job queued twice (the delete failed) runs once: jobs are idempotent."""
+    kept = list(PendingJob.query(PENDING, limit=limit))
+    if not kept:
+        return 0
+    unsent = set(_send([k.body for k in kept]))
+    queued = [k for k in kept if k.body not in unsent]
+    for job in queued:
+        job.delete()
+    return len(queued)
 
 
 def space_started(space: Space) -> None:

@@ -172,3 +172,25 @@ def claims_failing(every: int) -> Iterator[dict[str, int]]:
 def dev_stats(stack: Any) -> dict[str, Any]:
     with urllib.request.urlopen(stack.base_url + "/dev/stats", timeout=10) as response:
         return dict(json.loads(response.read()))
+
+
+@contextlib.contextmanager
+def sqs_failing(operation: str, times: int) -> Iterator[dict[str, int]]:
+    """The app's SQS client fails its next `times` calls of `operation` (an SQS outage past
+    botocore's retries), through a botocore before-call hook."""
+    from chalicelib import clients
+
+    client = clients.sqs()
+    state = {"count": 0}
+
+    def fail(**_: Any) -> None:
+        if state["count"] < times:
+            state["count"] += 1
+            raise ConnectionError(f"injected: SQS {operation} unreachable")
+
+    event = f"before-call.sqs.{operation}"
+    client.meta.events.register(event, fail, unique_id="notify-sqs-fail")
+    try:
+        yield state
+    finally:
+        client.meta.events.unregister(event, unique_id="notify-sqs-fail")

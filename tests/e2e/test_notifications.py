@@ -21,6 +21,7 @@ from notify_support import (
     push_ids,
     pushes,
     register_device,
+    sqs_failing,
     suspend,
 )
 
@@ -138,16 +139,16 @@ async def test_reminder_then_start_tells_the_socket_and_pushes_once(clients: Cli
 
 async def test_followers_told_once_never_blocked_suspended_or_muted(clients: Clients, stack: Any) -> None:
     host, cohost = uid("host"), uid("co")
-    fan, both, blocked, blocked_by_cohost, gone, muter = (
-        uid(p) for p in ("fan", "both", "blk", "bco", "sus", "mut")
+    fan, both, blocked, blocked_by_cohost, gone, muter, cofan = (
+        uid(p) for p in ("fan", "both", "blk", "bco", "sus", "mut", "cof")
     )
     follow_all([fan, both, blocked, gone, muter], host)
     # the co-host's followers: told when the co-host joins, unless blocked by either
-    follow_all([both, blocked_by_cohost, blocked], cohost)
+    follow_all([both, blocked_by_cohost, blocked, cofan], cohost)
     assert put(stack, host, f"/me/blocks/{blocked}")[0] == 200
     assert put(stack, cohost, f"/me/blocks/{blocked_by_cohost}")[0] == 200
     assert put(stack, muter, f"/me/mutes/{host}")[0] == 200
-    people = [fan, both, blocked, blocked_by_cohost, muter]
+    people = [fan, both, blocked, blocked_by_cohost, muter, cofan]
     sockets = {u: await clients.open(u) for u in people}
     for user in [*people, gone]:
         await asyncio.to_thread(register_device, stack, user)
@@ -164,6 +165,9 @@ async def test_followers_told_once_never_blocked_suspended_or_muted(clients: Cli
     await host_socket.send("cohost.add", space_id=sid, user_id=cohost)
 
     await sockets[fan].event("notification", timeout=15)
+    # a co-host's own followers hear of the space when the co-host joins, from the co-host
+    told = await sockets[cofan].event("notification", timeout=15)
+    assert told["notification"]["actor_id"] == cohost and told["space_id"] == sid
     await asyncio.to_thread(drained, stack)
     await asyncio.sleep(0.5)
     nid = f"{sid}:live"
@@ -171,12 +175,13 @@ async def test_followers_told_once_never_blocked_suspended_or_muted(clients: Cli
     assert len(notified(sockets[both], nid)) == 1  # follows host and co-host: told once
     for user in (blocked, blocked_by_cohost, muter):
         assert notified(sockets[user], nid) == [], user
-    for user in (fan, both):
+    assert len(notified(sockets[cofan], nid)) == 1
+    for user in (fan, both, cofan):
         assert push_ids(stack, user) == [nid], user
     for user in (blocked, blocked_by_cohost, muter, gone):
         assert pushes(stack, user) == [], user
         assert inbox(stack, user)["data"] == [], user
-    # a co-host's own followers are told with the co-host as the actor
+    # muting is idempotent and listed
     assert put(stack, muter, f"/me/mutes/{host}")[1]["user_id"] == host
     status, muted = http(stack, "GET", "/me/mutes", token=token(stack, muter))
     assert status == 200 and [m["user_id"] for m in muted["data"]] == [host]
@@ -305,6 +310,25 @@ async def test_a_disabled_endpoint_is_removed_not_retried(stack: Any) -> None:
     assert http(stack, "GET", f"/dev/pushes?user_id={ada}")[1]["devices"] == []  # endpoint deleted
     assert device["device_id"]
     http(stack, "POST", f"/spaces/{sid}/end", token=token(stack, host))
+
+
+# -- jobs SQS would not take are kept, and queued by the sweep --------------------------
+
+
+async def test_jobs_sqs_refused_are_queued_by_the_sweep(clients: Clients, stack: Any) -> None:
+    host, fan = uid("host"), uid("fan")
+    follow_all([fan], host)
+    socket = await clients.open(fan)
+    with sqs_failing("SendMessageBatch", times=1) as failed:
+        status, space = await asyncio.to_thread(
+            http, stack, "POST", "/spaces", {"title": "x"}, token(stack, host)
+        )
+    assert status == 201 and failed["count"] == 1  # the start itself went through
+    told = await socket.event("notification", timeout=15)  # the sweep queued the kept job
+    assert told["notification"]["id"] == f"{space['id']}:live"
+    await asyncio.to_thread(drained, stack)
+    assert len(notified(socket, f"{space['id']}:live")) == 1
+    http(stack, "POST", f"/spaces/{space['id']}/end", token=token(stack, host))
 
 
 # -- the inbox ----------------------------------------------------------------------
