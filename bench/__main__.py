@@ -123,6 +123,8 @@ class Delta:
     aws: int
     cpu: float
     threads: dict[str, float]
+    publishes: int = 0  # HTTP publishes to the broadcast tier (one per room event)
+    tier_deliveries: int = 0  # messages the tier delivered to subscribers
 
     @property
     def app_cpu(self) -> float:
@@ -147,7 +149,16 @@ def delta(before: dict[str, Any], after: dict[str, Any]) -> Delta:
         for k, v in after.get("thread_cpu_seconds", {}).items()
     }
     posts = after["posts"] - before["posts"]
-    return Delta(posts, sum(ops.values()) + posts, after["cpu_seconds"] - before["cpu_seconds"], threads)
+    tier_before, tier_after = before.get("broadcast") or {}, after.get("broadcast") or {}
+    publishes = tier_after.get("published", 0) - tier_before.get("published", 0)
+    return Delta(
+        posts,
+        sum(ops.values()) + posts + publishes,
+        after["cpu_seconds"] - before["cpu_seconds"],
+        threads,
+        publishes,
+        tier_after.get("delivered", 0) - tier_before.get("delivered", 0),
+    )
 
 
 class TimedClient(SohbetClient):
@@ -236,6 +247,8 @@ async def join_storm(room: Room, budget: float) -> dict[str, Any]:
         "join storm: join p99 ms": percentile(latencies, 99) * 1e3,
         "join storm: messages per join": d.posts / max(joined, 1),
         "join storm: AWS calls per join": d.aws / max(joined, 1),
+        "join storm: tier publishes + deliveries per join": (d.publishes + d.tier_deliveries)
+        / max(joined, 1),
     }
     rows["join storm: why failed (code x count)"] = why(
         [getattr(e, "code", None) or type(e).__name__ for e in failed]
@@ -261,6 +274,8 @@ async def stage_events(room: Room, repeats: int, timeout: float) -> dict[str, An
     """The host brings l0 on stage and back, `repeats` times; each stage.changed goes to everyone."""
     speaker = room.listeners[0]
     audience = room.listeners[1:]
+    if getattr(room.host, "broadcast_channels", None):  # the broadcast tier: every channel subscribed
+        await asyncio.gather(*(c.broadcast_ready(room.space_id, timeout=120) for c in room.listeners))
     await speaker.raise_hand(room.space_id)
     await asyncio.sleep(2)
     every: list[float] = []
@@ -303,9 +318,11 @@ async def stage_events(room: Room, repeats: int, timeout: float) -> dict[str, An
         "stage event: last listener p50 ms": percentile(last, 50) * 1e3,
         "stage event: deliveries missing": missing,
         "stage event: posts per event": d.posts / repeats,
+        "stage event: tier publishes per event": d.publishes / repeats,
+        "stage event: tier deliveries per event": d.tier_deliveries / repeats,
         "stage event: app CPU ms per event": d.app_cpu / repeats * 1e3,
-        "stage event: app CPU ms per delivery": d.app_cpu / max(d.posts, 1) * 1e3,
-        "stage event: gateway CPU ms per delivery": d.gateway_cpu / max(d.posts, 1) * 1e3,
+        "stage event: app CPU ms per delivery": d.app_cpu / max(d.posts + d.tier_deliveries, 1) * 1e3,
+        "stage event: gateway CPU ms per delivery": d.gateway_cpu / max(d.posts + d.tier_deliveries, 1) * 1e3,
         "stage event: AWS calls per event": d.aws / repeats,
     }
 
@@ -391,6 +408,8 @@ async def reaction_storm(room: Room, spread: float, budget: float) -> dict[str, 
         "reactions: posts made": d.posts,
         "reactions: posts needed (made + owed)": d.posts + owed,
         "reactions: posts per reaction": (d.posts + owed) / max(expected, 1),
+        "reactions: tier publishes": d.publishes,
+        "reactions: tier deliveries": d.tier_deliveries,
         "reactions: app CPU s": d.app_cpu,
         "reactions: app CPU ms per reaction": d.app_cpu / max(expected, 1) * 1e3,
         "reactions: gateway CPU s": d.gateway_cpu,
@@ -456,29 +475,43 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def ratio(a: Any, b: Any) -> str:
+    if isinstance(a, int | float) and isinstance(b, int | float) and a and b == b:
+        return f"{b / a:,.1f}x"
+    return "—"
+
+
 def table(n: int, results: dict[str, dict[str, Any]], notes: list[str]) -> str:
     names = list(results)
+    ours = [name for name in names if name != "naive"]
     keys: list[str] = []
     for rows in results.values():
         keys += [k for k in rows if k not in keys and k != "previous"]
-    header = f"| {'figure':52} | " + " | ".join(f"{name:>14}" for name in names) + " | naive/sohbet |"
+    ratios = [f"naive/{name}" for name in ours] if "naive" in results else []
+    header = (
+        f"| {'figure':52} | "
+        + " | ".join(f"{name:>14}" for name in names)
+        + "".join(f" | {r:>14}" for r in ratios)
+        + " |"
+    )
     lines = [
         f"sohbet benchmark — {n:,} listeners, {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
         *notes,
         "",
         header,
-        "|" + "-" * 54 + "|" + "|".join("-" * 16 for _ in names) + "|--------------|",
+        "|" + "-" * 54 + "|" + "|".join("-" * 16 for _ in [*names, *ratios]) + "|",
     ]
     for key in keys:
         values = [results[name].get(key, "") for name in names]
-        a, b = results["sohbet"].get(key), results.get("naive", {}).get(key)
-        ratio = (
-            f"{b / a:,.1f}x"
-            if isinstance(a, int | float) and isinstance(b, int | float) and a and b == b
-            else "—"
+        naive = results.get("naive", {}).get(key)
+        cells = [ratio(results[name].get(key), naive) for name in ours] if ratios else []
+        lines.append(
+            f"| {key:52} | "
+            + " | ".join(f"{fmt(v):>14}" for v in values)
+            + "".join(f" | {c:>14}" for c in cells)
+            + " |"
         )
-        lines.append(f"| {key:52} | " + " | ".join(f"{fmt(v):>14}" for v in values) + f" | {ratio:>12} |")
     return "\n".join(lines)
 
 
@@ -497,9 +530,10 @@ def main() -> None:
     parser.add_argument(
         "--variant",
         action="append",
-        default=[],
+        default=None,
         metavar="NAME:VAR=VALUE,...",
-        help="another sohbet variant with these settings (e.g. the broadcast tier once it lands)",
+        help="sohbet variants with these settings besides the default one "
+        "(default: broadcast:SOHBET_BROADCAST=1, the publish-once broadcast tier; 'none' for none)",
     )
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
@@ -510,7 +544,10 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     print("sohbet …", file=sys.stderr, flush=True)
     results["sohbet"] = asyncio.run(run_sohbet(args.listeners, args, {}))
-    for spec in args.variant:
+    variants = args.variant if args.variant is not None else ["broadcast:SOHBET_BROADCAST=1"]
+    for spec in variants:
+        if spec == "none":
+            continue
         name, _, settings = spec.partition(":")
         env = dict(item.split("=", 1) for item in settings.split(",") if item)
         print(f"{name} …", file=sys.stderr, flush=True)
@@ -519,7 +556,9 @@ def main() -> None:
         print(f"naive … (load {load_average()})", file=sys.stderr, flush=True)
         results["naive"] = asyncio.run(run_naive(args.listeners, args))
     ours, theirs = sender_rows(args.sender_posts)
-    results["sohbet"].update(ours)
+    for name in results:
+        if name != "naive":
+            results[name].update(ours)
     if "naive" in results:
         results["naive"].update({k: v for k, v in theirs.items() if k != "previous"})
     notes.append(f"load average at the end: {load_average()}; {time.monotonic() - started:.0f} s in all")
