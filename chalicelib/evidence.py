@@ -253,6 +253,15 @@ def on_space_ended(space_id: str) -> None:
         release(space)
 
 
+def retry_soon(space_id: str) -> None:
+    """Finishing at the end failed (a Chime or S3 error): the sweep tries again within a minute,
+    so the pipeline is not left capturing until its cap."""
+    Space(space_id).update(
+        actions=[Space.capture_shard.set(CAPTURE_SHARD), Space.capture_due.set(int(time.time()))],
+        condition=Space.space_id.exists(),
+    )
+
+
 def housekeeping(now: float | None = None) -> int:
     """The sweep: captures past their cap end; ended spaces get their files tagged."""
     now = time.time() if now is None else now

@@ -220,6 +220,7 @@ def end(space: Space, reason: str, only_if: Condition | None = None) -> bool:
         evidence.on_space_ended(space.space_id)
     except Exception:
         logger.exception("could not finish the space's capture", extra={"space_id": space.space_id})
+        evidence.retry_soon(space.space_id)
     if space.captions and space.meeting_id:
         try:
             clients.media().stop_transcription(space.meeting_id)

@@ -344,3 +344,26 @@ def test_capture_all_spaces_captures_a_space_from_its_start(stack: Any) -> None:
         assert space.capture is None and len(space.captures) == 1
 
     run(stack, scenario)
+
+
+def test_a_capture_that_cannot_be_stopped_at_the_end_is_stopped_by_the_sweep(stack: Any) -> None:
+    """The space still ends (its meetings go); the sweep finishes the capture within a minute."""
+    from chalicelib import evidence as evidence_module
+    from chalicelib.models import Space
+
+    async def scenario(clients: Clients) -> None:
+        host_id = uid("host")
+        sid = (await asyncio.to_thread(create_space, stack, host_id))["id"]
+        host, _ = await clients.join(host_id, sid)
+        assert (await asyncio.to_thread(evidence_module.sync, sid, "report")).status == "capturing"
+        stack.pipelines.fail_next("DeleteMediaCapturePipeline", "Forbidden")
+        await host.send("space.end", space_id=sid)
+        space = await asyncio.to_thread(Space.get, sid, consistent_read=True)
+        assert space.state == "ended" and space.capture is not None
+        assert space.capture_due <= time.time() + 1
+        await asyncio.to_thread(evidence_module.housekeeping, time.time() + 1)
+        space = await asyncio.to_thread(Space.get, sid, consistent_read=True)
+        assert space.capture is None and space.captures[0]["ended_because"] == "the space ended"
+        assert not [c for c in stack.pipelines.active() if c.prefix.startswith(f"capture/{sid}/")]
+
+    run(stack, scenario)
