@@ -170,3 +170,29 @@ async def test_a_lost_realtime_socket_is_reopened_and_resubscribed(
     await room.host.send("settings.update", space_id=room.sid, title="after the drop")
     changed = await listener.event("settings.changed", since=mark)
     assert changed["settings"]["title"] == "after the drop"
+
+
+async def test_reactions_are_one_publish_per_interval_and_api_gateway_carries_only_the_acks(
+    stack: Any, clients: Clients, tier: Any
+) -> None:
+    room = await Room.open(clients)
+    fans = await room.listeners(8)
+    await subscribed(room.host, *fans, space_id=room.sid)
+    await asyncio.sleep(0.8)  # the joins' count events go out first
+    since, posted = len(tier.log), stack.gateway.posted
+    started = time.monotonic()
+    sent = ["🔥", "👏"] * 8
+    await asyncio.gather(
+        *(fans[i % 8].send("reaction.send", space_id=room.sid, emoji=e) for i, e in enumerate(sent))
+    )
+
+    def totals(client: Any) -> int:
+        return sum(e["total"] for e in client.events("reactions"))
+
+    await until(lambda: all(totals(c) == len(sent) for c in [room.host, *fans]), 20, "every reaction")
+    took = time.monotonic() - started
+    publishes = [p for p in tier.publishes(f"/spaces/{room.sid}", since) if p[0]["event"] == "reactions"]
+    assert 1 <= len(publishes) <= int(took) + 1  # one publish per flush, not per reaction
+    assert sum(p[0]["total"] for p in publishes) == len(sent)
+    # API Gateway: the 16 acks (and at most a stray count event's private posts), never a post per member
+    assert stack.gateway.posted - posted < len(sent) + 4
