@@ -31,6 +31,9 @@ CATEGORIES: tuple[str, ...] = get_args(ReportCategory)
 
 def file_report(reporter: str, fields: ReportFields, connection_id: str | None = None) -> dict[str, Any]:
     """Take the snapshot, queue the report for triage and give the reporter its id."""
+    refusal = suspensions.refusal(reporter)  # a socket not closed yet cannot report either
+    if refusal is not None:
+        raise refusal
     via = "ws" if connection_id else "rest"
     report = build_report(reporter, fields.space_id, fields.user_id, fields.category, fields.note, via=via)
     quotas.take(quotas.reports(), reporter)

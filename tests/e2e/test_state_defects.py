@@ -202,6 +202,8 @@ async def test_a_suspended_users_open_socket_cannot_act(clients: Clients, stack)
     with suspended(stack, user):
         refused = await sock.call("space.join", space_id=room.sid)
         assert (refused["type"], refused["code"]) == ("error", "not_allowed"), refused
+        refused = await sock.call("report.send", space_id=room.sid, user_id=room.host.user, category="spam")
+        assert (refused["type"], refused["code"]) == ("error", "not_allowed"), refused
     assert not has_attendee(room.sid, user)
 
 
