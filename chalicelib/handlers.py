@@ -185,6 +185,7 @@ def sweep(event: Any) -> dict[str, int]:
     return {
         "admin_effects_done": effects.carry_out_pending(),
         "notify_jobs_queued": notify_jobs.queue_pending(),
+        "away_expired": spaces.expire_away(),
         "grace_expired": spaces.expire_grace(),
         "counts_published": spaces.publish_pending_counts(),
         "stale_connections": connections.sweep_stale(commands.connection_gone),

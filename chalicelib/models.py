@@ -246,6 +246,17 @@ class MembersWithHandRaised(GlobalSecondaryIndex["Member"]):
     hand_raised_at = UnicodeAttribute(range_key=True)
 
 
+class MembersAway(GlobalSecondaryIndex["Member"]):
+    """Sparse: members whose socket dropped, by the end of their reconnect grace (the sweep)."""
+
+    class Meta:
+        index_name = "by_away"
+        projection = AllProjection()
+
+    away_shard = UnicodeAttribute(hash_key=True)
+    away_until = NumberAttribute(range_key=True)
+
+
 class Member(Model):
     """A user's place in one space: role, mic, hand, connection and attendee."""
 
@@ -265,11 +276,19 @@ class Member(Model):
     attendee_id = UnicodeAttribute(null=True)
     meeting_id = UnicodeAttribute(null=True)
     pooled = BooleanAttribute(null=True)  # the attendee came from the listener pool (pool.py)
+    # The attendee's JoinToken and ExternalUserId, so a reconnect within the grace gets the
+    # same attendee back without a Chime call.
+    join_token = UnicodeAttribute(null=True)
+    attendee_external = UnicodeAttribute(null=True)
+    # The socket dropped: the member keeps seat and attendee until then (membership.step_away).
+    away_until = NumberAttribute(null=True)
+    away_shard = UnicodeAttribute(null=True)
     reaction_window = NumberAttribute(default=0)
     reaction_count = NumberAttribute(default=0)
 
     by_user = MembersByUser()
     hands = MembersWithHandRaised()
+    by_away = MembersAway()
 
 
 # -- users and relations -----------------------------------------------------

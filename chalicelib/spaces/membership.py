@@ -23,7 +23,7 @@ from chalicelib.models import Connection, Member, Space, list_shards
 from chalicelib.observability import logger
 from chalicelib.rules import MODERATORS, Role, SpaceState
 from chalicelib.spaces import decisions, store, transitions
-from chalicelib.spaces.stage import Stage, audio_of
+from chalicelib.spaces.stage import Stage, StageEntry, audio_of
 from chalicelib.spaces.views import snapshot
 
 JOIN_RETRIES = 5
@@ -62,13 +62,16 @@ def _member_unchanged(member: Member | None) -> Any:
     if not member.present:
         return not_removed & (Member.present.does_not_exist() | (Member.present == False))  # noqa: E712
     # The attendee too: a rejoin on the same socket takes a new (pooled) attendee, and the
-    # join that replaces the member deletes the one it read.
-    return (
-        not_removed
-        & (Member.present == True)  # noqa: E712
-        & (Member.connection_id == member.connection_id)
-        & _attendee_unchanged(member)
-    )
+    # join that replaces the member deletes the one it read. Away (the socket dropped, the
+    # reconnect grace running): no connection.
+    present = Member.present == True  # noqa: E712
+    return not_removed & present & _connection_unchanged(member) & _attendee_unchanged(member)
+
+
+def _connection_unchanged(member: Member) -> Any:
+    if member.connection_id is None:
+        return Member.connection_id.does_not_exist()
+    return Member.connection_id == member.connection_id
 
 
 def _attendee_unchanged(member: Member) -> Any:
@@ -93,7 +96,8 @@ def _join_once(conn: Connection, ctx: decisions.Ctx, made: list[media.Attendee])
     blocked = bool(store.blockers_among(ctx.stage.moderators(), conn.user_id))
     join = decisions.joining(ctx, blocked_by_moderator=blocked, max_listeners=get_settings().max_listeners)
     entry, role, already_present, new_listener = join.seat, join.role, join.already_present, join.new_listener
-    meeting, attendee = _place(space, conn.user_id, role, audio_of(entry), listeners)
+    kept = _kept_attendee(ctx, entry)
+    meeting, attendee = kept or _place(space, conn.user_id, role, audio_of(entry), listeners)
     if attendee.attendee_id not in {a.attendee_id for a in made}:
         made.append(attendee)
     now = now_iso()
@@ -110,6 +114,10 @@ def _join_once(conn: Connection, ctx: decisions.Ctx, made: list[media.Attendee])
                     Member.attendee_id.set(attendee.attendee_id),
                     Member.meeting_id.set(attendee.meeting_id),
                     Member.pooled.set(pool.is_pooled(attendee.external_user_id)),
+                    Member.join_token.set(attendee.join_token),
+                    Member.attendee_external.set(attendee.external_user_id),
+                    Member.away_until.remove(),
+                    Member.away_shard.remove(),
                     Member.joined_at.set(now),
                 ],
                 condition=_member_unchanged(ctx.member),
@@ -156,7 +164,7 @@ def _join_once(conn: Connection, ctx: decisions.Ctx, made: list[media.Attendee])
         fanout.send_private([join.replaced], "session.replaced", space_id)
         fanout.disconnect(join.replaced)
     space.stage = stage.to_stored()
-    if entry is not None:
+    if entry is not None and not entry.present:  # a resume within the grace changes nothing public
         transitions.announce(space_id, stage, "rejoined", conn.user_id)
         if role == Role.HOST and space.grace_deadline and not space.host_no_show:
             fanout.broadcast(space_id, "host.back", user_id=conn.user_id)
@@ -180,6 +188,30 @@ def _drop_unclaimed(space_id: str, user_id: str, made: list[media.Attendee]) -> 
     for attendee in made:
         if attendee.attendee_id != held:
             transitions.safe_delete_attendee(attendee.meeting_id, attendee.attendee_id)
+
+
+def _kept_attendee(
+    ctx: decisions.Ctx, entry: StageEntry | None
+) -> tuple[media.Meeting, media.Attendee] | None:
+    """The attendee a present member holds (a reconnect within the grace, another device),
+    if it is in one of the space's current meetings: the client resumes with it, no Chime call."""
+    member, space = ctx.member, ctx.space
+    if member is None or not member.present or member.removed:
+        return None
+    if not (member.attendee_id and member.join_token and member.meeting_id):
+        return None
+    records = [space.meeting, *(space.replicas or [])] if space.meeting else []
+    record = next((r for r in records if r["meeting_id"] == member.meeting_id), None)
+    if record is None:
+        return None  # an older generation's meeting: place anew
+    attendee = media.Attendee(
+        attendee_id=member.attendee_id,
+        external_user_id=member.attendee_external or media.external_user_id(member.user_id),
+        join_token=member.join_token,
+        meeting_id=member.meeting_id,
+        audio=audio_of(entry),
+    )
+    return placement.meeting_from(record), attendee
 
 
 def _place(
@@ -234,8 +266,11 @@ def sync(conn: Connection, space_id: str) -> dict[str, Any]:
     return snapshot(ctx.space, conn.user_id, role, ctx.seq)
 
 
-def leave(user_id: str, space_id: str, connection_id: str | None, reason: str = "left") -> bool:
-    """The user leaves (or their socket dropped). Only the connection that joined can leave."""
+def leave(
+    user_id: str, space_id: str, connection_id: str | None, reason: str = "left", *, only_away: bool = False
+) -> bool:
+    """The user leaves (or their socket dropped). Only the connection that joined can leave;
+    `only_away`: only a member still away (the end of a reconnect grace)."""
     try:
         ctx = store.load(user_id, connection_id, space_id)
     except CommandError:
@@ -245,6 +280,8 @@ def leave(user_id: str, space_id: str, connection_id: str | None, reason: str = 
         return False
     if connection_id is not None and member.connection_id != connection_id:
         return False  # replaced by a newer device
+    if only_away and (member.connection_id is not None or member.away_until is None):
+        return False  # came back
     space = ctx.space
     entry = ctx.stage.get(user_id)
     if entry is None or space.state != SpaceState.LIVE:
@@ -254,7 +291,7 @@ def leave(user_id: str, space_id: str, connection_id: str | None, reason: str = 
                     member,
                     actions=store.exit_actions(False),
                     # the attendee deleted below is the one the member still holds
-                    condition=(Member.connection_id == member.connection_id) & _attendee_unchanged(member),
+                    condition=_connection_unchanged(member) & _attendee_unchanged(member),
                 )
                 if entry is None:
                     tx.update(*counters.change(space_id, user_id, -1))
@@ -281,9 +318,56 @@ def leave(user_id: str, space_id: str, connection_id: str | None, reason: str = 
     return True
 
 
+AWAY_SHARD = "away"
+
+
 def on_connection_gone(connection_id: str, record: Connection | None) -> None:
     if record is not None and record.space_id:
-        leave(record.user_id, record.space_id, connection_id, reason="disconnected")
+        step_away(record.user_id, record.space_id, connection_id)
+
+
+def step_away(user_id: str, space_id: str, connection_id: str) -> bool:
+    """A socket dropped (API Gateway closes every one after 2 hours, and after 10 minutes idle:
+    https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html). Whatever the role,
+    the member keeps their seat, their place in the count and their attendee (audio goes on) for
+    RECONNECT_GRACE_SECONDS; a `space.join` from a new socket meanwhile resumes without anyone
+    being told. Only when the grace runs out does the sweep make them leave (`expire_away`)."""
+    grace = get_settings().reconnect_grace_seconds
+    if grace <= 0:
+        return leave(user_id, space_id, connection_id, reason="disconnected")
+    try:
+        Member(space_id, user_id).update(
+            actions=[
+                Member.connection_id.remove(),
+                Member.away_until.set(time.time() + grace),
+                Member.away_shard.set(AWAY_SHARD),
+            ],
+            condition=(Member.present == True)  # noqa: E712
+            & (Member.connection_id == connection_id)
+            & (Member.removed.does_not_exist() | (Member.removed == False)),  # noqa: E712
+        )
+    except UpdateError:
+        return False  # replaced by a newer socket, left, or removed meanwhile
+    observability.count("Away")
+    return True
+
+
+def expire_away(now: float | None = None) -> int:
+    """Members whose reconnect grace ran out leave as a dropped socket did before the grace:
+    the listener leaves the count, a speaker the stage, the host starts the host grace period."""
+    now = time.time() if now is None else now
+    done = 0
+    for member in Member.by_away.query(AWAY_SHARD, Member.away_until <= now):
+        if leave(member.user_id, member.space_id, None, reason="disconnected", only_away=True):
+            done += 1
+        else:
+            # Not away any more (back, left, removed) or the space is gone: forget the mark.
+            with contextlib.suppress(UpdateError):
+                Member(member.space_id, member.user_id).update(
+                    actions=[Member.away_until.remove(), Member.away_shard.remove()],
+                    condition=Member.away_until == member.away_until,
+                )
+    return done
 
 
 def expel(space: Space, member: Member, reason: str, by: str) -> None:

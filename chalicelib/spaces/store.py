@@ -155,6 +155,10 @@ _LEAVE_ACTIONS = (
     Member.connection_id.remove(),
     Member.hand_raised_at.remove(),
     Member.invited_at.remove(),
+    Member.away_until.remove(),
+    Member.away_shard.remove(),
+    Member.join_token.remove(),
+    Member.attendee_external.remove(),
     _DROP_ATTENDEE,
 )
 

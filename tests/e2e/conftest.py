@@ -68,6 +68,9 @@ def stack() -> Iterator[LocalStack]:
             schedule_seconds=0.5,
             extra_env={
                 "HOST_GRACE_SECONDS": "2",
+                # A dropped socket leaves at once here, as most tests expect; the reconnect grace
+                # (production default 60 s) is tested in test_reconnect.py with its own settings.
+                "RECONNECT_GRACE_SECONDS": "0",
                 "LISTENER_COUNT_INTERVAL_SECONDS": "0.5",
                 # Tests pipeline hundreds of commands and open many sockets per user; the
                 # production limits are tested on a stack of their own (test_edges_limits.py).
