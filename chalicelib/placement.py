@@ -16,6 +16,7 @@ its next generation of meetings (`renew`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pynamodb.exceptions import UpdateError
@@ -126,13 +127,25 @@ def _place(
     seats = primary_listener_seats(get_settings().meeting_max_attendees)
     if role in rules.ON_STAGE:
         return primary, clients.media().create_attendee(primary.meeting_id, user_id, audio)
+    replicas = [meeting_from(r) for r in (space.replicas or [])]
+    capacity = get_settings().meeting_max_attendees
+
+    def open_next() -> None:
+        # Half of the newest meeting handed out: open the next replica now, once (the claimer
+        # of that one index does it), so a storm finds it ready instead of racing to create it.
+        _open_ahead(space, len(replicas))
+
     if listeners < seats:
-        found = _seat(primary, user_id, audio, cap=seats)
+        found = _seat(
+            primary, user_id, audio, cap=seats, ahead=(seats // 2, open_next) if not replicas else None
+        )
         if found is not None:
             return primary, found
-    replicas = [meeting_from(r) for r in (space.replicas or [])]
-    for replica in reversed(replicas):  # the newest has the free seats
-        found = _seat(replica, user_id, audio)
+    # The free seats are in the newest replica and, since replicas open ahead of need, the one
+    # before it: fill that one first.
+    for n, replica in list(enumerate(replicas))[-2:]:
+        newest = n == len(replicas) - 1
+        found = _seat(replica, user_id, audio, ahead=(capacity // 2, open_next) if newest else None)
         if found is not None:
             return replica, found
     replica = open_replica(space, len(replicas))
@@ -142,19 +155,28 @@ def _place(
     return replica, found
 
 
-def _seat(meeting: media.Meeting, user_id: str, audio: str, cap: int | None = None) -> media.Attendee | None:
+def _seat(
+    meeting: media.Meeting,
+    user_id: str,
+    audio: str,
+    cap: int | None = None,
+    ahead: tuple[int, Callable[[], None]] | None = None,
+) -> media.Attendee | None:
     """A listener's attendee in this meeting, or None when it is full.
 
     A replica's pool has no cap of its own (Chime's MaxCount refuses past it, and departures free
-    seats); the primary's hands out at most its listener seats, then listeners there get
-    attendees one by one (rare: only after a lot of churn)."""
+    seats); the primary's hands out at most its listener seats, then the next listeners go to the
+    replicas. `ahead`: (index, action) run by the claimer of that pool index."""
     batch = _pool_batch()
     try:
         if batch and audio == media.RECEIVE:
             try:
-                return pool.claim(meeting.meeting_id, batch, audio, cap)
+                attendee, index = pool.claim(meeting.meeting_id, batch, audio, cap)
             except pool.Exhausted:
-                pass
+                return None
+            if ahead is not None and index == ahead[0]:
+                ahead[1]()
+            return attendee
         return clients.media().create_attendee(meeting.meeting_id, user_id, audio)
     except pool.MeetingFull:
         return None
@@ -162,6 +184,15 @@ def _seat(meeting: media.Meeting, user_id: str, audio: str, cap: int | None = No
         if _is_full(exc):
             return None
         raise
+
+
+def _open_ahead(space: Space, index: int) -> None:
+    try:
+        open_replica(space, index)
+    except CommandError:
+        pass  # the space may not have more replicas: the joins past it will say so
+    except media.MediaError as exc:
+        logger.info("could not open a replica ahead", extra={"space_id": space.space_id, "code": exc.code})
 
 
 def open_replica(space: Space, index: int) -> media.Meeting:
@@ -172,6 +203,9 @@ def open_replica(space: Space, index: int) -> media.Meeting:
     if index >= max_replicas():
         raise CommandError(ErrorCode.LIMIT_REACHED, "this space is full")
     assert space.meeting_id is not None
+    recorded = _recorded_replica(space, index)  # opened meanwhile (ahead, or by another join)
+    if recorded is not None:
+        return recorded
     settings = get_settings()
     generation = int(space.meeting_generation or 1)
     meeting = clients.media().create_meeting(
@@ -200,6 +234,19 @@ def open_replica(space: Space, index: int) -> media.Meeting:
     if batch:
         pool.prefill(meeting.meeting_id, batch, media.RECEIVE)
     return meeting
+
+
+def _recorded_replica(space: Space, index: int) -> media.Meeting | None:
+    """Replica `index` as the space item has it now (a consistent read), or None."""
+    try:
+        fresh = Space.get(space.space_id, consistent_read=True)
+    except Space.DoesNotExist:
+        return None
+    replicas = fresh.replicas or []
+    if fresh.meeting_id != space.meeting_id or len(replicas) <= index:
+        return None
+    space.replicas, space.replica_count = replicas, fresh.replica_count
+    return meeting_from(replicas[index])
 
 
 def renew(space: Space, ended_meeting_id: str) -> bool:

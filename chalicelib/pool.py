@@ -104,9 +104,10 @@ def prefill(meeting_id: str, size: int, audio: str, cap: int | None = None) -> N
         logger.warning("could not prefill the attendee pool", extra={"meeting_id": meeting_id})
 
 
-def claim(meeting_id: str, size: int, audio: str, cap: int | None = None) -> media.Attendee:
-    """The next pooled attendee of the meeting; MeetingFull if Chime refused its slot, Exhausted
-    past `cap` attendees handed out (the primary's listener seats: the rest is the stage's)."""
+def claim(meeting_id: str, size: int, audio: str, cap: int | None = None) -> tuple[media.Attendee, int]:
+    """The next pooled attendee of the meeting and its index (0 for the meeting's first);
+    MeetingFull if Chime refused its slot, Exhausted past `cap` attendees handed out (the
+    primary's listener seats: the rest is the stage's)."""
     cursor = PoolItem(f"{meeting_id}#pool")
     cursor.update(actions=[PoolItem.claimed.add(1), PoolItem.expires_at.set(int(time.time()) + _TTL_SECONDS)])
     index = int(cursor.claimed or 1) - 1
@@ -120,13 +121,14 @@ def claim(meeting_id: str, size: int, audio: str, cap: int | None = None) -> med
     if entry is None:
         raise MeetingFull(meeting_id)
     attendee_id, join_token, external = entry
-    return media.Attendee(
+    attendee = media.Attendee(
         attendee_id=attendee_id,
         external_user_id=external,
         join_token=join_token,
         meeting_id=meeting_id,
         audio=audio,
     )
+    return attendee, index
 
 
 def _fill_ahead(meeting_id: str, batch: int, size: int, audio: str, cap: int | None) -> None:

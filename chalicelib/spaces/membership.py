@@ -193,10 +193,14 @@ def _drop_unclaimed(space_id: str, user_id: str, made: list[media.Attendee]) -> 
 def _kept_attendee(
     ctx: decisions.Ctx, entry: StageEntry | None
 ) -> tuple[media.Meeting, media.Attendee] | None:
-    """The attendee a present member holds (a reconnect within the grace, another device),
-    if it is in one of the space's current meetings: the client resumes with it, no Chime call."""
+    """The attendee a present member holds, if it is in one of the space's current meetings and
+    the member is away (a reconnect within the grace) or holds a pooled one (another device: what
+    Chime's ExternalUserId idempotency gives a named attendee, one attendee per user): the client
+    resumes with it, no Chime call."""
     member, space = ctx.member, ctx.space
     if member is None or not member.present or member.removed:
+        return None
+    if member.connection_id is not None and not member.pooled:
         return None
     if not (member.attendee_id and member.join_token and member.meeting_id):
         return None
