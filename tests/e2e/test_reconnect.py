@@ -65,10 +65,13 @@ async def test_a_speaker_and_a_listener_who_reconnect_resume_unnoticed(
 
     after = await room.get()
     assert roles(after) == roles(before) and after["listener_count"] == before["listener_count"]
-    # nobody was told anything: no stage change, no count change, no host.away
+    # nobody was told anything: no stage change, no host.away, no other count (a count event
+    # may still come for the listener's own join, coalesced: it carries the same number)
     await alive_all(room.host)
-    for event in ("stage.changed", "listeners.count", "host.away"):
+    for event in ("stage.changed", "host.away"):
         assert room.host.events(event, since=marks[room.host.user]) == [], event
+    counts = room.host.events("listeners.count", since=marks[room.host.user])
+    assert {e["listener_count"] for e in counts} <= {before["listener_count"]}, counts
     assert member(room.sid, speaker.user).away_until is None
 
 
