@@ -24,8 +24,10 @@ from typing import Any
 
 CLONE_NEWNET = 0x40000000
 ESCAPE_HATCH = "SOHBET_ALLOW_HOST_NET"
+HOST_NETNS_ENV = "SOHBET_HOST_NETNS"  # set by the isolating process for its children
 
 _host_netns_fd: int | None = None
+_host_netns_path: str | None = None
 _state = "not entered"
 
 
@@ -43,7 +45,7 @@ def _threads() -> int:
 def enter_private_network() -> str:
     """Move this process into a loopback-only network namespace (idempotent); return a status line."""
     global _host_netns_fd, _state
-    if _host_netns_fd is not None or _state.startswith("HOST NETWORK"):
+    if _host_netns_fd is not None or _host_netns_path is not None or _state.startswith("HOST NETWORK"):
         return _state
     if os.environ.get(ESCAPE_HATCH) == "1":
         _state = (
@@ -52,6 +54,9 @@ def enter_private_network() -> str:
         )
         print(f"\n!!! {_state} !!!\n", file=sys.stderr, flush=True)
         return _state
+    inherited = os.environ.get(HOST_NETNS_ENV)
+    if inherited:
+        return _adopt_inherited(inherited)
     hint = f"run the tests as root, or set {ESCAPE_HATCH}=1 to run them on the host network (not isolated)"
     if not sys.platform.startswith("linux"):
         raise NetworkIsolationError(f"network namespaces need Linux; {hint}")
@@ -72,7 +77,24 @@ def enter_private_network() -> str:
     if up.returncode != 0:
         raise NetworkIsolationError(f"`ip link set lo up` failed in the new namespace: {up.stderr.strip()}")
     _host_netns_fd = host_fd
+    # Worker processes (pytest-xdist) inherit the namespace but not the descriptor (O_CLOEXEC):
+    # they find the host namespace through this process, which outlives them.
+    os.environ[HOST_NETNS_ENV] = f"/proc/{os.getpid()}/fd/{host_fd}"
     _state = "private network namespace: loopback only"
+    return _state
+
+
+def _adopt_inherited(host_path: str) -> str:
+    """A child of an isolated process: check it is still outside the host namespace, keep its path."""
+    global _host_netns_path, _state
+    try:
+        host, here = os.stat(host_path), os.stat("/proc/self/ns/net")
+    except OSError as err:
+        raise NetworkIsolationError(f"the parent's host namespace {host_path} is gone: {err}") from err
+    if (host.st_dev, host.st_ino) == (here.st_dev, here.st_ino):
+        raise NetworkIsolationError(f"{HOST_NETNS_ENV} is set but this process runs in the host namespace")
+    _host_netns_path = host_path
+    _state = "private network namespace: loopback only (inherited)"
     return _state
 
 
@@ -82,6 +104,8 @@ def status() -> str:
 
 def host_netns_path() -> str:
     """A path naming the original (host) network namespace, usable by `nsenter --net=`."""
+    if _host_netns_path is not None:
+        return _host_netns_path
     if _host_netns_fd is None:
         raise NetworkIsolationError(f"not in a private network namespace ({_state})")
     return f"/proc/{os.getpid()}/fd/{_host_netns_fd}"

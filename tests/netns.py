@@ -7,6 +7,7 @@ package registry). Everything else in the session is loopback-only.
 
 from devstack.netns import (
     ESCAPE_HATCH,
+    HOST_NETNS_ENV,
     NetworkIsolationError,
     enter_private_network,
     host_netns_path,
@@ -16,6 +17,7 @@ from devstack.netns import (
 
 __all__ = [
     "ESCAPE_HATCH",
+    "HOST_NETNS_ENV",
     "NetworkIsolationError",
     "enter_private_network",
     "host_netns_path",
