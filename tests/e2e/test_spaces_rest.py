@@ -158,6 +158,7 @@ def test_scheduled_start_with_an_offset_is_stored_in_utc(stack) -> None:
         "tomorrow",
         12345,
     ],
+    ids=["past", "too_far", "no_time_zone", "words", "number"],  # stable: pytest-xdist workers must agree
 )
 def test_bad_scheduled_start_is_400(stack, when: Any) -> None:
     status, body = http(
