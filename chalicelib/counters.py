@@ -85,6 +85,14 @@ def next_seq(space_id: str) -> tuple[int, bool]:
     return int(counter.seq or 0), bool(counter.broadcast)
 
 
+def current_seq(space_id: str) -> int:
+    """The last event number given out (a strongly consistent GetItem)."""
+    try:
+        return int(SpaceCounter.get(seq_key(space_id), consistent_read=True).seq or 0)
+    except SpaceCounter.DoesNotExist:
+        return 0
+
+
 def mark_broadcast(space_id: str) -> bool:
     """Switch the space to the broadcast tier for good; True for the one caller that did it."""
     try:

@@ -75,9 +75,15 @@ def _later(send: Callable[[], Any]) -> bool:
 
 
 def recipients(space_id: str) -> list[str]:
-    """Connection ids of everyone present in the space (a paginated Query)."""
+    """Connection ids of everyone present in the space (a paginated Query).
+
+    Strongly consistent: an eventually consistent Query may miss a member whose join committed
+    just before this event was numbered, and the join's reply promises that member every later
+    event. https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.ReadConsistency.html
+    """
     members = Member.query(
         space_id,
+        consistent_read=True,
         filter_condition=Member.present == True,  # noqa: E712 - PynamoDB condition, not a comparison
         attributes_to_get=["connection_id"],
     )

@@ -172,8 +172,16 @@ def _join_once(conn: Connection, ctx: decisions.Ctx, made: list[media.Attendee])
         publish_listener_count(space, last_published=ctx.count_published_at)
     # The joiner's snapshot: the exact count as read with the counters, the joiner included.
     space.listener_count = listeners + (1 if new_listener else 0)
+    seq = ctx.seq
+    # A broadcast numbered between the read above and the commit went only to those already
+    # in: the reply's seq must be one after which every broadcast reaches the joiner. If the
+    # seq moved, the snapshot is taken again, now that the membership is committed.
+    if counters.current_seq(space_id) != seq:
+        fresh = store.load(conn.user_id, conn.connection_id, space_id, with_counts=True)
+        space, seq = fresh.space, fresh.seq
+        space.listener_count = fresh.listeners or 0
     observability.count("Joins")
-    data = snapshot(space, conn.user_id, role, ctx.seq, media.credentials(meeting, attendee))
+    data = snapshot(space, conn.user_id, role, seq, media.credentials(meeting, attendee))
     channel = broadcast.client_info(space_id)
     if channel is not None:
         data["broadcast"] = channel

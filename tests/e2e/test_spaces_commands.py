@@ -15,6 +15,7 @@ from conftest import (
     alive,
     assert_consecutive,
     audio,
+    chime,
     create_space,
     entry,
     get_space,
@@ -789,3 +790,34 @@ async def test_broadcasts_are_numbered_one_by_one_and_private_events_are_not(sta
     private = room.host.events("hand.raised")
     assert private and all("seq" not in e for e in private)
     assert (await watcher.send("space.sync", space_id=room.sid))["seq"] >= seqs[-1]
+
+
+async def test_a_joiner_gets_every_broadcast_after_its_snapshot_even_one_racing_its_join(
+    stack, clients: Clients, settings
+) -> None:
+    # Attendees one by one, so the join can be held at Chime: after it read the space and its
+    # seq, before its membership commits.
+    settings(ATTENDEE_POOL_BATCH="0")
+    room = await Room.open(clients)
+    watcher, _ = await clients.join(uid("watcher"), room.sid)
+    joiner = await clients.open(uid("joiner"))
+    before = chime().count("CreateAttendee")
+    release = chime().hold_next("CreateAttendee")
+    try:
+        join = asyncio.ensure_future(joiner.call("space.join", space_id=room.sid))
+        await until(lambda: chime().count("CreateAttendee") > before, what="the join to reach Chime")
+        # Numbered and posted while the joiner is not a member yet: it reaches the others only.
+        await room.host.send("settings.update", space_id=room.sid, title="raced")
+        raced = await watcher.event("settings.changed", settings={"title": "raced"})
+    finally:
+        release.set()
+    answer = await join
+    assert answer["type"] == "reply", answer
+    snapshot = answer["data"]
+    # The reply includes the raced event (its seq and its effect), so nothing is missing...
+    assert snapshot["seq"] >= raced["seq"] and snapshot["space"]["title"] == "raced", snapshot
+    # ...and every broadcast after it reaches the joiner, numbered one by one.
+    await room.host.send("settings.update", space_id=room.sid, title="after")
+    await joiner.event("settings.changed", settings={"title": "after"})
+    assert_consecutive(joiner, room.sid, snapshot["seq"])
+    assert not joiner.events("settings.changed", settings={"title": "raced"})
