@@ -9,6 +9,7 @@ against the model's enums and patterns as well.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -34,7 +35,6 @@ from chalicelib.media import (
     external_user_id,
     get_media,
     make_chime_client,
-    reset_media,
     user_id_from_external,
 )
 
@@ -441,7 +441,6 @@ def test_the_control_region_can_be_chosen(fresh_media: pytest.MonkeyPatch) -> No
     fresh_media.setenv("AWS_REGION", "eu-west-1")
     fresh_media.setenv("CHIME_CONTROL_REGION", "eu-central-1")
     fresh_media.setenv("MEDIA_REGION", "eu-west-2")
-    from chalicelib.config import get_settings
 
     get_settings.cache_clear()
     settings = get_settings()
@@ -574,12 +573,16 @@ def test_credentials_shape_is_valid_chime_json(chime_client: Any) -> None:
 
 @pytest.fixture
 def fresh_media(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    get_settings.cache_clear()
-    reset_media()
+    # Through the modules as they are now: an e2e stack in the same session may have
+    # re-imported chalicelib.config since this file was imported.
+    def forget() -> None:
+        importlib.import_module("chalicelib.config").get_settings.cache_clear()
+        importlib.import_module("chalicelib.media").reset_media()
+
+    forget()
     yield monkeypatch
     monkeypatch.undo()
-    get_settings.cache_clear()
-    reset_media()
+    forget()
 
 
 def test_get_media_builds_one_chime_adapter(fresh_media: pytest.MonkeyPatch) -> None:
