@@ -19,6 +19,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 dev: $(STAMP)
 	$(BIN)/python -m devstack --port $(PORT) --broadcast
 
+# Two workers, a file each at a time (module fixtures stay in one process; each worker runs its
+# own local stack in the session's loopback-only namespace). PYTEST_ARGS= runs in one process.
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
 ## make test: install what is needed, lint, type-check and run the test suite
 test: $(STAMP) lint typecheck browser-deps $(WEB_BUNDLE)
 	@# pytest exits 5 when it collects no test: not a failure of the suite.

@@ -16,5 +16,7 @@ async def test_bench_notify_smoke(stack: Any) -> None:
     assert result["inbox entries"] == 150
     assert result["socket events"] == 3
     assert result["SNS publishes"] == 5
-    assert result["AWS calls per follower (DynamoDB+SQS)"] < 0.15, result
+    # At 150 followers the shared stack's sweep weighs in (the bench does not pause it): one call
+    # per follower would be >= 2 (a read and a write each); the figure is the 10,000-follower run's.
+    assert result["AWS calls per follower (DynamoDB+SQS)"] < 0.5, result
     assert result["calls by operation"]["dynamodb:TransactWriteItems"] == 2  # chunks of 100

@@ -391,8 +391,10 @@ async def test_followers_fan_out_in_batches_through_the_queue(
     per_follower = sum(n for op, n in calls.items() if not op.startswith(("chime", "sns"))) / N_FOLLOWERS
     print(f"{N_FOLLOWERS} followers: {per_follower:.3f} AWS calls per follower; {calls}")
     # batching is visible: chunks of 100 (one BatchGetItem, one TransactWriteItems each)
-    assert calls.get("dynamodb:BatchGetItem", 0) <= N_FOLLOWERS / 100 + 2
-    assert calls.get("dynamodb:TransactWriteItems", 0) <= N_FOLLOWERS / 100 + 2
+    # a chunk may be received twice when the local 2-s visibility timeout lapses on a loaded
+    # machine (its claims make the second pass tell nobody): still ~100 followers per call
+    assert calls.get("dynamodb:BatchGetItem", 0) <= 2 * N_FOLLOWERS / 100 + 2
+    assert calls.get("dynamodb:TransactWriteItems", 0) <= 2 * N_FOLLOWERS / 100 + 2
     assert per_follower < 0.1, calls
     for socket in online:
         assert len(notified(socket, f"{space['id']}:live")) == 1

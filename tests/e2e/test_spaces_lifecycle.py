@@ -53,7 +53,8 @@ async def host_does_not_come_back(stack: Any, clients: Clients) -> None:
     assert time.time() >= away["grace_deadline"] - 0.1  # never before the grace period is over
     space = await asyncio.to_thread(get_space, stack, sid)
     assert space["state"] == "ended" and space["ended_at"]
-    assert not local_media().meeting_exists(meeting_id)
+    # the meeting is deleted after the end is committed and announced
+    await until(lambda: not local_media().meeting_exists(meeting_id), what="the meeting deleted")
     await refused(listener.send("hand.raise", space_id=sid), "space_ended")
 
 
