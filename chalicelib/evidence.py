@@ -18,6 +18,7 @@ file is tagged `case-open=false` once no open case holds the space, which starts
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -413,15 +414,104 @@ def case_status(case: Case) -> dict[str, Any]:
     return {"status": "available", "reason": None}
 
 
+# -- the transcript around the report -------------------------------------------------------
+# A capture pipeline on a meeting with live transcription also writes the transcription messages
+# into the sink: capture/{space}/{n}/transcription-messages/<YYYY-MM-DD-HH-MM-SS-mmm>.txt, JSON
+# TranscriptEvents (https://docs.aws.amazon.com/chime-sdk/latest/dg/transcription-messages.html,
+# shape: https://docs.aws.amazon.com/chime-sdk/latest/dg/delivery-examples.html). Read as JSON
+# objects one after another, so one per object or several per line both parse.
+
+TRANSCRIPT_WINDOW_SECONDS = 120
+_NAME_SLACK_SECONDS = 60  # a file's name time vs its results' times (not documented: a margin)
+_MAX_TRANSCRIPT_FILES = 500
+
+
+def transcript_lines(body: str) -> list[dict[str, Any]]:
+    """The final results of the TranscriptEvents in one transcription-messages file (pure)."""
+    decoder, at = json.JSONDecoder(), 0
+    lines: list[dict[str, Any]] = []
+    while True:
+        while at < len(body) and body[at].isspace():
+            at += 1
+        if at >= len(body):
+            return lines
+        try:
+            event, at = decoder.raw_decode(body, at)
+        except ValueError:
+            return lines  # a torn or foreign file: what parsed so far
+        results = ((event.get("transcript") or {}).get("results") or []) if isinstance(event, dict) else []
+        for result in results:
+            alternatives = result.get("alternatives") or []
+            if result.get("isPartial") or not alternatives or "startTimeMs" not in result:
+                continue
+            text = str(alternatives[0].get("transcript") or "").strip()
+            if not text:
+                continue
+            attendee: dict[str, Any] = next(
+                (i["attendee"] for i in alternatives[0].get("items") or [] if i.get("attendee")), {}
+            )
+            lines.append(
+                {
+                    "at": _iso(datetime.fromtimestamp(int(result["startTimeMs"]) / 1000, tz=UTC)),
+                    "ended_at": _iso(
+                        datetime.fromtimestamp(
+                            int(result.get("endTimeMs") or result["startTimeMs"]) / 1000, tz=UTC
+                        )
+                    ),
+                    "user_id": attendee.get("externalUserId"),
+                    "attendee_id": attendee.get("attendeeId"),
+                    "text": text,
+                }
+            )
+
+
+def around(
+    lines: list[dict[str, Any]], at: float, window: float = TRANSCRIPT_WINDOW_SECONDS
+) -> list[dict[str, Any]]:
+    """The lines that start within `window` seconds of `at` (epoch s), in time order, once each (pure)."""
+    seen: set[tuple[str, str]] = set()
+    kept: list[dict[str, Any]] = []
+    for line in sorted(lines, key=lambda line: line["at"]):
+        start = _ts(line["at"])
+        key = (line["at"], line["text"])
+        if start is not None and abs(start - at) <= window and key not in seen:
+            seen.add(key)
+            kept.append(line)
+    return kept
+
+
+def case_transcript(case: Case, spaces: list[Space]) -> list[dict[str, Any]]:
+    """The transcript lines within the window of the case's first report."""
+    at = _ts(case.first_seen_at)
+    if at is None:
+        return []
+    s3, bucket = clients.s3(), get_settings().evidence_bucket
+    lines: list[dict[str, Any]] = []
+    reach = TRANSCRIPT_WINDOW_SECONDS + _NAME_SLACK_SECONDS
+    for space in spaces:
+        for segment in _segments(space):
+            keys = _keys(capture_prefix(space.space_id, int(segment["n"])) + "/transcription-messages/")
+            for key, _, _ in keys[:_MAX_TRANSCRIPT_FILES]:
+                named = _chunk_start(key)
+                if named is not None and abs(named.timestamp() - at) > reach:
+                    continue
+                body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8", "replace")
+                lines += transcript_lines(body)
+    return around(lines, at)
+
+
 def case_evidence(case: Case) -> dict[str, Any]:
-    """GET /admin/cases/{id}/evidence: presigned URLs of every segment of every space the case holds."""
+    """GET /admin/cases/{id}/evidence: presigned URLs of every segment of every space the case holds,
+    and the transcript around the first report when captions were on."""
     items: list[dict[str, Any]] = []
     capturing = False
+    spaces: list[Space] = []
     for space_id in sorted(case.evidence_spaces or ()):
         try:
             space = Space.get(space_id, consistent_read=True)
         except DoesNotExist:
             continue
+        spaces.append(space)
         capturing = capturing or bool(space.capture)
         for segment in _segments(space):
             items += segment_items(space_id, segment)
@@ -432,7 +522,7 @@ def case_evidence(case: Case) -> dict[str, Any]:
     else:
         status = "unavailable"
         reason = case.evidence_reason or (NOT_LIVE if not case.evidence_spaces else "no audio was captured")
-    return {"items": items, "status": status, "reason": reason}
+    return {"items": items, "status": status, "reason": reason, "transcript": case_transcript(case, spaces)}
 
 
 def replay(space: Space, now: float | None = None) -> dict[str, Any]:

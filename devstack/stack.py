@@ -158,6 +158,8 @@ class LocalStack:
         self.pipelines = MediaPipelinesEmulator(
             self.media, lambda: self.media_server, lambda: self.aws.client("s3")
         )
+        # captions heard while a capture runs land in its transcription-messages folder
+        self.captioner.listeners.append(self.pipelines.transcribed)
         self._media_ticker: threading.Thread | None = None
         self._media_stop = threading.Event()
 

@@ -20,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -67,10 +68,35 @@ def to_16k(pcm: np.ndarray) -> np.ndarray:
     return pcm[:usable].astype(np.int32).reshape(-1, 3).mean(axis=1).astype(np.int16)
 
 
+def transcript_event(result: dict[str, Any], wall: float) -> dict[str, Any]:
+    """A result as the TranscriptEvent a meeting's attendees receive (epoch ms, camelCase), the
+    shape of https://docs.aws.amazon.com/chime-sdk/latest/dg/delivery-examples.html. Word items
+    and their attendee are left out: the recognizer hears the mix, not who spoke."""
+    base = int(wall * 1000)
+    return {
+        "transcript": {
+            "results": [
+                {
+                    "resultId": result["ResultId"],
+                    "isPartial": result["IsPartial"],
+                    "startTimeMs": base + result["StartTimeMs"],
+                    "endTimeMs": base + result["EndTimeMs"],
+                    "languageCode": result["LanguageCode"],
+                    "alternatives": [
+                        {"transcript": a["Transcript"], "items": []} for a in result["Alternatives"]
+                    ],
+                }
+            ]
+        }
+    }
+
+
 class Transcription:
     """One meeting's captions: a tap (media loop) feeding a recognizer thread."""
 
-    def __init__(self, meeting_id: str, language: str) -> None:
+    def __init__(
+        self, meeting_id: str, language: str, on_result: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         from pocketsphinx import Decoder, Endpointer
 
         self.meeting_id = meeting_id
@@ -81,6 +107,11 @@ class Transcription:
         self._decoder = Decoder(samprate=RATE, loglevel="FATAL")
         self._lock = threading.Lock()
         self._started = time.monotonic()
+        # Wall clock of the first frame (the recognizer's times are relative to it), for the
+        # epoch times of the transcript events a capture pipeline writes. Frames dropped when
+        # the recognizer lags make later times early by as much: a local approximation.
+        self._wall = time.time()
+        self._on_result = on_result
         self._count = 0
         self._thread = threading.Thread(target=self._run, name=f"captions-{meeting_id[:8]}", daemon=True)
         self._thread.start()
@@ -133,16 +164,17 @@ class Transcription:
             return
         with self._lock:
             self._count += 1
-            self.results.append(
-                {
-                    "ResultId": f"{self.meeting_id[:8]}-{self._count}",
-                    "StartTimeMs": int(start * 1000),
-                    "EndTimeMs": int(end * 1000),
-                    "IsPartial": False,
-                    "Alternatives": [{"Transcript": text}],
-                    "LanguageCode": self.language,
-                }
-            )
+            result = {
+                "ResultId": f"{self.meeting_id[:8]}-{self._count}",
+                "StartTimeMs": int(start * 1000),
+                "EndTimeMs": int(end * 1000),
+                "IsPartial": False,
+                "Alternatives": [{"Transcript": text}],
+                "LanguageCode": self.language,
+            }
+            self.results.append(result)
+        if self._on_result is not None:
+            self._on_result(transcript_event(result, self._wall))
 
 
 class Captioner:
@@ -152,6 +184,9 @@ class Captioner:
         self.media_server = media_server
         self._running: dict[str, Transcription] = {}
         self._lock = threading.Lock()
+        # who else gets each final result as a TranscriptEvent: (room, event) -> None
+        # (the media pipelines emulator, which writes them where a capture pipeline would)
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
     def start(self, meeting: Meeting, config: dict[str, Any]) -> None:
         if not recognizer_available():
@@ -165,7 +200,9 @@ class Captioner:
         with self._lock:
             if room in self._running:
                 return  # already transcribing: Chime answers the same
-            transcription = self._running[room] = Transcription(room, language)
+            transcription = self._running[room] = Transcription(
+                room, language, on_result=lambda event: self._published(room, event)
+            )
         self.media_server().add_tap(room, transcription)
 
     def stop(self, meeting: Meeting) -> bool:
@@ -177,6 +214,13 @@ class Captioner:
         self.media_server().remove_tap(room, transcription)
         transcription.stop()
         return True
+
+    def _published(self, room: str, event: dict[str, Any]) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(room, event)
+            except Exception:
+                log.exception("a transcript listener failed for meeting %s", room)
 
     def transcripts(self, meeting_id: str) -> list[dict[str, Any]]:
         with self._lock:

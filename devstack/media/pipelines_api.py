@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from devstack.media.chime_api import _routes, _validate
-from devstack.media.recorder import Recorder, concatenate
+from devstack.media.recorder import Recorder, concatenate, write_transcript
 from devstack.media.registry import ChimeError, MediaRegistry, Meeting
 
 log = logging.getLogger("devstack.media")
@@ -262,6 +262,13 @@ class MediaPipelinesEmulator:
         if capture.status != "InProgress":
             raise ChimeError("NotFound", "The media pipeline does not exist.")
         self._stop(capture)
+
+    def transcribed(self, room: str, event: dict[str, Any]) -> None:
+        """A live transcription result in a room (captions.py): every capture of it stores it."""
+        with self._lock:
+            sinks = [c for c in self.captures.values() if c.status == "InProgress" and c.meeting_id == room]
+        for capture in sinks:
+            write_transcript(self.s3(), capture.bucket, capture.prefix, event)
 
     def _stop(self, capture: Capture) -> None:
         capture.status = "Stopped"

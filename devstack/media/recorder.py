@@ -13,6 +13,7 @@ every browser). Same container, same content type (audio/mp4), same key layout.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -116,6 +117,18 @@ class Recorder:
         self._flush()
         for future in list(self._pending):
             future.result(timeout=30)
+
+
+def write_transcript(s3: Any, bucket: str, prefix: str, event: dict[str, Any]) -> str:
+    """A TranscriptEvent into the capture's transcription-messages folder, as a capture pipeline on
+    a meeting with live transcription writes it: .txt objects named by a UTC timestamp, holding
+    JSON messages (https://docs.aws.amazon.com/chime-sdk/latest/dg/transcription-messages.html).
+    Guesses: one event per object, one JSON object per line, named after the result's start."""
+    [result] = event["transcript"]["results"]
+    key = f"{prefix.strip('/')}/transcription-messages/{chunk_name(result['startTimeMs'] / 1000)[:-4]}.txt"
+    body = (json.dumps(event, separators=(",", ":")) + "\n").encode()
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="text/plain")
+    return key
 
 
 def concatenate(s3: Any, bucket: str, source_prefix: str, key: str) -> bool:

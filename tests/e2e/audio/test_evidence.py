@@ -85,6 +85,7 @@ def test_a_report_captures_the_space_and_the_admin_hears_the_speaker(stack: Any)
             await until(lambda: capture.recorder.chunks_written >= 1, timeout=12, what="a first chunk")
             status, body = await asyncio.to_thread(evidence, stack, case["id"])
             assert body["status"] == "capturing" and body["items"], body
+            assert body["transcript"] == []  # captions are off: no transcript
             first = body["items"][0]
             assert first["content_type"] == "audio/mp4" and first["expires_at"] > first["started_at"]
             assert abs(dominant(decode(await asyncio.to_thread(fetch, first["url"]))) - 440) < 3
