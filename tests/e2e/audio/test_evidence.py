@@ -202,6 +202,7 @@ def test_a_pipeline_quota_refusal_leaves_the_case_without_evidence_and_nothing_e
             "items": [],
             "status": "unavailable",
             "reason": "media pipeline quota reached (ResourceLimitExceeded)",
+            "transcript": [],
         }
         status, detail = http(stack, "GET", f"/admin/cases/{case['id']}", token=admin_token(stack))
         assert detail["evidence"]["status"] == "unavailable"
@@ -230,7 +231,12 @@ def test_a_report_on_a_space_that_is_not_live_has_no_evidence(stack: Any) -> Non
         assert status == 202
         case = await asyncio.to_thread(wait_for_case, stack, "space", sid, 1)
         status, body = await asyncio.to_thread(evidence, stack, case["id"])
-        assert body == {"items": [], "status": "unavailable", "reason": "the space was not live"}
+        assert body == {
+            "items": [],
+            "status": "unavailable",
+            "reason": "the space was not live",
+            "transcript": [],
+        }
 
     run(stack, scenario)
 
