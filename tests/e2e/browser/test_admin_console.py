@@ -230,3 +230,31 @@ def test_someone_outside_the_admins_group_gets_the_not_an_admin_page(stack, admi
     expect(eve.page.locator("#not-admin-title")).to_be_visible()
     status, body = http(stack, "GET", "/admin/audit", token=stack.mint_token(eve.name))
     assert (status, body["code"]) == (403, "not_allowed")
+
+
+def test_the_case_transcript_section_shows_the_lines_of_the_evidence_answer(stack, admins) -> None:
+    """The console's transcript section, fed the evidence answer's `transcript` (its shape in
+    docs/openapi.yaml; tests/e2e/audio/test_transcript.py makes real ones)."""
+    ada = admins(name("ada"), label="transcript")
+    ada.page.evaluate(
+        """async () => {
+          const V = await import("../app/admin/view.js");
+          const line = (at, user_id, text) => ({at, ended_at: at, user_id, attendee_id: null, text});
+          const answer = {transcript: [
+            line("2026-01-01T10:00:30.000000Z", null, "hello world"),
+            line("2026-01-01T10:05:00.000000Z", "u1", "<b>later</b>"),
+          ]};
+          const detail = {last_seen_at: "2026-01-01T10:00:00.000Z"};
+          const box = document.createElement("div");  // beside the console, which keeps running
+          box.innerHTML = `<div id="t">${V.transcript(answer, detail)}</div>
+            <div id="n">${V.transcript({transcript: []}, detail)}</div>`;
+          document.body.append(box);
+        }"""
+    )
+    items = ada.page.locator("#t li")
+    expect(items).to_have_count(2)
+    expect(items.nth(0)).to_have_class("near")  # within two minutes of the report
+    expect(items.nth(0)).to_contain_text("hello world")
+    expect(items.nth(1)).not_to_have_class("near")
+    expect(items.nth(1)).to_contain_text("u1 <b>later</b>")  # escaped, not markup
+    expect(ada.page.locator("#n #no-transcript")).to_have_text("No transcript for this case.")
