@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from chalicelib.config import get_settings
+from chalicelib.config import Settings, get_settings
 
 if TYPE_CHECKING:
     from botocore.exceptions import ClientError
@@ -528,10 +528,14 @@ def get_media() -> MediaPort:
     global _media
     with _media_lock:
         if _media is None:
-            settings = get_settings()
-            client = make_chime_client(settings.chime_control_region, settings.chime_max_attempts)
-            _media = ChimeMediaAdapter(client, media_region=settings.media_region)
+            _media = adapter_for(get_settings())
         return _media
+
+
+def adapter_for(settings: Settings) -> ChimeMediaAdapter:
+    """A Chime adapter calling the control Region, hosting meetings in the media Region."""
+    client = make_chime_client(settings.chime_control_region, settings.chime_max_attempts)
+    return ChimeMediaAdapter(client, media_region=settings.media_region)
 
 
 def reset_media() -> None:
