@@ -33,6 +33,7 @@ from typing import Any
 
 import websockets
 
+from chalicelib.relations import follow_all
 from devstack.stack import LocalStack, StackOptions
 from devstack.stats import AWS_CALLS
 
@@ -50,24 +51,6 @@ def _http(stack: LocalStack, method: str, path: str, user: str, body: Any = None
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read() or b"null")
-
-
-def _follow(followers: list[str], host: str) -> None:
-    from chalicelib.clock import now_iso
-    from chalicelib.models import Relation
-
-    with Relation.batch_write() as batch:
-        for follower in followers:
-            batch.save(
-                Relation(
-                    follower,
-                    f"follow#{host}",
-                    kind="follow",
-                    other_id=host,
-                    inverse_rel=f"follow#{follower}",
-                    created_at=now_iso(),
-                )
-            )
 
 
 def _register(stack: LocalStack, user: str) -> None:
@@ -127,7 +110,7 @@ async def run(stack: LocalStack, followers: int, devices: int, online: int, time
     host = "bench-host"
     users = [f"bench-f{i:06d}" for i in range(followers)]
     began = time.perf_counter()
-    await asyncio.to_thread(_follow, users, host)
+    await asyncio.to_thread(follow_all, users, host)
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda u: _register(stack, u), users[:devices]))
     arrivals: list[float] = []

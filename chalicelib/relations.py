@@ -17,10 +17,9 @@ KINDS = ("follow", "block", "mute")
 CURSOR_KEYS = {"user_id", "rel"}
 
 
-def put(user_id: str, kind: str, other: str) -> Relation:
-    if other == user_id:
-        raise CommandError(ErrorCode.BAD_REQUEST, f"you cannot {kind} yourself")
-    relation = Relation(
+def relation(user_id: str, kind: str, other: str) -> Relation:
+    """The item saying `user_id` <kind>s `other`, keyed for both directions."""
+    return Relation(
         user_id,
         f"{kind}#{other}",
         kind=kind,
@@ -28,8 +27,21 @@ def put(user_id: str, kind: str, other: str) -> Relation:
         inverse_rel=f"{kind}#{user_id}",
         created_at=now_iso(),
     )
-    relation.save()
-    return relation
+
+
+def put(user_id: str, kind: str, other: str) -> Relation:
+    if other == user_id:
+        raise CommandError(ErrorCode.BAD_REQUEST, f"you cannot {kind} yourself")
+    item = relation(user_id, kind, other)
+    item.save()
+    return item
+
+
+def follow_all(followers: list[str], host: str) -> None:
+    """`followers` follow `host`, written in batches (set-up of benchmarks and tests)."""
+    with Relation.batch_write() as batch:
+        for follower in followers:
+            batch.save(relation(follower, "follow", host))
 
 
 def delete(user_id: str, kind: str, other: str) -> None:

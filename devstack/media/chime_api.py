@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from chalicelib.config import CHIME_CONTROL_REGIONS
 from devstack.media.registry import Attendee, ChimeError, MediaRegistry, Meeting
 
 log = logging.getLogger("devstack.media")
@@ -68,22 +69,7 @@ MEDIA_REGIONS = frozenset(
 
 # The Regions with a Chime SDK Meetings API endpoint (control Regions); meetings can be hosted
 # in any MEDIA_REGIONS. https://docs.aws.amazon.com/chime-sdk/latest/dg/chime-sdk-meetings-regions.html
-CONTROL_REGIONS = frozenset(
-    {
-        "af-south-1",
-        "ap-northeast-1",
-        "ap-northeast-2",
-        "ap-south-1",
-        "ap-southeast-1",
-        "ap-southeast-2",
-        "ca-central-1",
-        "eu-central-1",
-        "eu-west-2",
-        "il-central-1",
-        "us-east-1",
-        "us-west-2",
-    }
-)
+CONTROL_REGIONS = CHIME_CONTROL_REGIONS  # the app's list, checked against botocore's endpoints
 
 # Default API rates, requests per second per account and Region. The figures are listed on
 # https://docs.aws.amazon.com/general/latest/gr/chime-sdk.html (linked from

@@ -18,25 +18,6 @@ from conftest import aws_client, http, token
 ACCOUNT_TOKEN_PREFIX = "devtoken"
 
 
-def follow_all(followers: list[str], host: str) -> None:
-    """`followers` follow `host`, written in bulk (set-up, not what is measured)."""
-    from chalicelib.clock import now_iso
-    from chalicelib.models import Relation
-
-    with Relation.batch_write() as batch:
-        for follower in followers:
-            batch.save(
-                Relation(
-                    follower,
-                    f"follow#{host}",
-                    kind="follow",
-                    other_id=host,
-                    inverse_rel=f"follow#{follower}",
-                    created_at=now_iso(),
-                )
-            )
-
-
 def suspend(user_id: str, seconds: int = 3600) -> None:
     """The user is suspended, as an admin's suspend action leaves the user item."""
     from chalicelib.models import User

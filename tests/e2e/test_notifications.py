@@ -16,7 +16,6 @@ from notify_support import (
     claims_failing,
     consumer_failing,
     drained,
-    follow_all,
     inbox,
     push_ids,
     pushes,
@@ -24,6 +23,8 @@ from notify_support import (
     sqs_failing,
     suspend,
 )
+
+from chalicelib.relations import follow_all
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_scan")]
 
