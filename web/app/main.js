@@ -1,5 +1,6 @@
 // The controller: signs in, lists spaces, joins one, turns clicks into commands and
 // events into state, and keeps the audio in step with the user's role.
+import { $, on } from "./dom.js";
 import { Api } from "./api.js";
 import { loadConfig } from "./config.js";
 import { audioContext, createMedia, mediaKind } from "./media.js";
@@ -7,7 +8,6 @@ import { FinalRefusal, SohbetSocket, withTicket } from "./protocol.js";
 import * as R from "./room.js";
 import * as V from "./view.js";
 
-const $ = (selector) => document.querySelector(selector);
 const config = loadConfig();
 const api = new Api(config.apiBaseUrl);
 
@@ -599,13 +599,6 @@ function tickMeters() {
 }
 
 // -- wiring --------------------------------------------------------------------
-
-function on(selector, type, handler) {
-  $(selector).addEventListener(type, (event) => {
-    event.preventDefault();
-    handler(event.currentTarget, event);
-  });
-}
 
 function setup() {
   if (config.signIn === "token") {

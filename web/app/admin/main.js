@@ -1,13 +1,13 @@
 // The admin console's controller: signs in, then works the case queue, one case and the audit
 // log through the admin REST API. The server decides who is an admin: a refused token gets the
 // "not an admin" page from the API's own answer (403 not_allowed), nothing is decided here.
+import { $, on } from "../dom.js";
 import { loadConfig } from "../config.js";
 import { REPORT_CATEGORIES } from "../room.js";
 import { esc, refusal } from "../view.js";
 import { AdminApi } from "./api.js";
 import * as V from "./view.js";
 
-const $ = (selector) => document.querySelector(selector);
 const config = loadConfig();
 const api = new AdminApi(config.apiBaseUrl);
 const TOKEN_KEY = "sohbet.admin.token";
@@ -287,13 +287,6 @@ async function loadAudit() {
 }
 
 // -- wiring --------------------------------------------------------------------------------
-
-function on(selector, type, handler) {
-  $(selector).addEventListener(type, (event) => {
-    event.preventDefault();
-    handler(event.currentTarget, event);
-  });
-}
 
 function setup() {
   if (config.signIn === "token") {
