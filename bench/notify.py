@@ -33,7 +33,7 @@ from typing import Any
 
 import websockets
 
-from chalicelib.relations import follow_all
+from devstack.seed import follow_all
 from devstack.stack import LocalStack, StackOptions
 from devstack.stats import AWS_CALLS
 

@@ -37,13 +37,6 @@ def put(user_id: str, kind: str, other: str) -> Relation:
     return item
 
 
-def follow_all(followers: list[str], host: str) -> None:
-    """`followers` follow `host`, written in batches (set-up of benchmarks and tests)."""
-    with Relation.batch_write() as batch:
-        for follower in followers:
-            batch.save(relation(follower, "follow", host))
-
-
 def delete(user_id: str, kind: str, other: str) -> None:
     Relation(user_id, f"{kind}#{other}").delete()
 

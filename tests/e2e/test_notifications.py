@@ -24,7 +24,7 @@ from notify_support import (
     suspend,
 )
 
-from chalicelib.relations import follow_all
+from devstack.seed import follow_all
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_scan")]
 
