@@ -1,6 +1,8 @@
 """`make bench`: sohbet against the naive design, side by side, on the local stack.
 
-Local stacks run as subprocesses: sohbet as configured, and the same app with
+Local stacks run as subprocesses: sohbet as deployed (every space's room events on the
+publish-once broadcast tier, BroadcastThreshold 0), sohbet's previous path (the same app
+with every event posted through API Gateway: `api-gateway-only`), and the same app with
 NAIVE_FANOUT=1 (sequential boto3 posts; every listener join and every reaction
 broadcast to everyone at once). Real WebSocket clients (sohbet_client) drive:
 
@@ -538,8 +540,8 @@ def main() -> None:
         action="append",
         default=None,
         metavar="NAME:VAR=VALUE,...",
-        help="sohbet variants with these settings besides the default one "
-        "(default: broadcast:SOHBET_BROADCAST=1, the publish-once broadcast tier; 'none' for none)",
+        help="sohbet variants with these settings besides the deployed one (broadcast tier on) "
+        "(default: api-gateway-only:SOHBET_BROADCAST=0, every event posted to each socket; 'none' for none)",
     )
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
@@ -549,8 +551,8 @@ def main() -> None:
     notes = [f"load average at the start: {load_average()}"]
     results: dict[str, dict[str, Any]] = {}
     print("sohbet …", file=sys.stderr, flush=True)
-    results["sohbet"] = asyncio.run(run_sohbet(args.listeners, args, {}))
-    variants = args.variant if args.variant is not None else ["broadcast:SOHBET_BROADCAST=1"]
+    results["sohbet"] = asyncio.run(run_sohbet(args.listeners, args, {"SOHBET_BROADCAST": "1"}))
+    variants = args.variant if args.variant is not None else ["api-gateway-only:SOHBET_BROADCAST=0"]
     for spec in variants:
         if spec == "none":
             continue
