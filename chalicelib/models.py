@@ -280,6 +280,13 @@ class Member(Model):
     # same attendee back without a Chime call.
     join_token = UnicodeAttribute(null=True)
     attendee_external = UnicodeAttribute(null=True)
+    # A listener seated in a replica and promoted to the stage also holds an attendee in the
+    # primary meeting (Chime's promote-to-primary: the replica connection is kept and the client
+    # promotes it with these credentials); kept for a resume, deleted when they leave the stage.
+    # https://aws.github.io/amazon-chime-sdk-js/modules/replicatedmeetings.html
+    primary_attendee_id = UnicodeAttribute(null=True)
+    primary_meeting_id = UnicodeAttribute(null=True)
+    primary_join_token = UnicodeAttribute(null=True)
     # The socket dropped: the member keeps seat and attendee until then (membership.step_away).
     away_until = NumberAttribute(null=True)
     away_shard = UnicodeAttribute(null=True)

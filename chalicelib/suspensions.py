@@ -58,7 +58,7 @@ def take_effect(user_id: str, by: str, *, strict: bool = False) -> None:
     space_ids = {c.space_id for c in conns if c.space_id}
     holding = (Member.present == True) | (Member.role == Role.HOST.value)  # noqa: E712
     if strict:
-        holding |= Member.attendee_id.exists()
+        holding |= Member.attendee_id.exists() | Member.primary_attendee_id.exists()
     space_ids |= {m.space_id for m in Member.by_user.query(user_id, filter_condition=holding)}
     failures: list[Exception] = []
     for space_id in sorted(space_ids):
@@ -92,5 +92,5 @@ def _remove_from(space_id: str, user_id: str, by: str) -> None:
         return
     if space.host_id == user_id:
         spaces.end(space, "host_suspended")
-    elif member.present or member.attendee_id:
+    elif member.present or member.attendee_id or member.primary_attendee_id:
         spaces.expel(space, member, "suspended", by=by)

@@ -102,11 +102,28 @@ def _join_once(conn: Connection, ctx: decisions.Ctx, made: list[media.Attendee])
         made.append(attendee)
     now = now_iso()
     stage = ctx.stage.mark_back(conn.user_id, conn.connection_id) if entry is not None else ctx.stage
+    # A member promoted out of a replica resumes with both attendees: the client connects with the
+    # replica one and promotes it again (Chime demotes on any disconnection).
+    primary = (
+        transitions.primary_credentials(space, ctx.member, audio_of(entry))
+        if kept is not None and entry is not None and ctx.member is not None
+        else None
+    )
+    keep_primary: list[Any] = (
+        []
+        if primary is not None
+        else [
+            Member.primary_attendee_id.remove(),
+            Member.primary_meeting_id.remove(),
+            Member.primary_join_token.remove(),
+        ]
+    )
     try:
         with TransactWrite(connection=dynamo()) as tx:
             tx.update(
                 Member(space_id, conn.user_id),
                 actions=[
+                    *keep_primary,
                     Member.role.set(role.value),
                     Member.present.set(True),
                     Member.removed.set(False),
@@ -159,6 +176,8 @@ def _join_once(conn: Connection, ctx: decisions.Ctx, made: list[media.Attendee])
     old = ctx.member
     if already_present and old is not None and old.attendee_id not in (None, attendee.attendee_id):
         transitions.safe_delete_attendee(old.meeting_id, old.attendee_id)  # the older device's seat
+    if primary is None and old is not None and old.primary_attendee_id not in (None, attendee.attendee_id):
+        transitions.safe_delete_attendee(old.primary_meeting_id, old.primary_attendee_id)
 
     if join.replaced:
         fanout.send_private([join.replaced], "session.replaced", space_id)
@@ -182,6 +201,8 @@ def _join_once(conn: Connection, ctx: decisions.Ctx, made: list[media.Attendee])
         space.listener_count = fresh.listeners or 0
     observability.count("Joins")
     data = snapshot(space, conn.user_id, role, seq, media.credentials(meeting, attendee))
+    if primary is not None:
+        data["primary_media"] = primary
     channel = broadcast.client_info(space_id)
     if channel is not None:
         data["broadcast"] = channel
@@ -309,7 +330,7 @@ def leave(
                     tx.update(*counters.change(space_id, user_id, -1))
         except TransactWriteError:
             return False
-        transitions.safe_delete_attendee(member.meeting_id, member.attendee_id)
+        _delete_attendees(member)
         if entry is None and space.state == SpaceState.LIVE:
             publish_listener_count(space)
         observability.count("Leaves")
@@ -322,12 +343,18 @@ def leave(
         )
     except CommandError:
         return False
-    transitions.safe_delete_attendee(member.meeting_id, member.attendee_id)
+    _delete_attendees(member)
     if entry.role == Role.HOST:
         fresh = store.get_space(space_id)
         fanout.broadcast(space_id, "host.away", user_id=user_id, grace_deadline=fresh.grace_deadline)
     observability.count("Leaves")
     return True
+
+
+def _delete_attendees(member: Member) -> bool:
+    """The member's attendee and, if they were promoted out of a replica, their primary one."""
+    deleted = transitions.safe_delete_attendee(member.meeting_id, member.attendee_id)
+    return transitions.safe_delete_attendee(member.primary_meeting_id, member.primary_attendee_id) and deleted
 
 
 AWAY_SHARD = "away"
@@ -387,28 +414,45 @@ def expel(space: Space, member: Member, reason: str, by: str) -> None:
     with it), then the membership is marked removed; then whatever attendee a join racing
     the removal wrote meanwhile is deleted too (no join succeeds once removed is written)."""
     deleted = transitions.safe_delete_attendee(member.meeting_id, member.attendee_id)
+    primary_deleted = transitions.safe_delete_attendee(member.primary_meeting_id, member.primary_attendee_id)
     _expel(space, member, reason, by)
-    clear_removed_attendee(space.space_id, member.user_id, done=member.attendee_id if deleted else None)
+    clear_removed_attendee(
+        space.space_id,
+        member.user_id,
+        done={
+            a
+            for a, ok in ((member.attendee_id, deleted), (member.primary_attendee_id, primary_deleted))
+            if a and ok
+        },
+    )
 
 
 def clear_removed_attendee(
-    space_id: str, user_id: str, *, done: str | None = None, strict: bool = False
+    space_id: str, user_id: str, *, done: set[str] | None = None, strict: bool = False
 ) -> bool:
-    """Delete the attendee a removed member still holds (`done`: one already deleted), then
-    forget it. True when none is left; `strict` raises the media service's error instead."""
+    """Delete the attendees a removed member still holds (its own and, if promoted out of a
+    replica, the primary one; `done`: ids already deleted), then forget them. True when none is
+    left; `strict` raises the media service's error instead."""
     after = store.get_member(space_id, user_id)
-    if after is None or not after.removed or not after.attendee_id:
+    if after is None or not after.removed:
         return True
-    if after.attendee_id != done:
-        if strict:
-            clients.media().delete_attendee(after.meeting_id or "", after.attendee_id)
-        elif not transitions.safe_delete_attendee(after.meeting_id, after.attendee_id):
-            return False  # kept on the item: an admin effect or a later removal tries again
-    with contextlib.suppress(UpdateError):  # someone else cleared it
-        after.update(
-            actions=[Member.attendee_id.remove()],
-            condition=(Member.removed == True) & (Member.attendee_id == after.attendee_id),  # noqa: E712
-        )
+    held = [
+        (Member.attendee_id, after.meeting_id, after.attendee_id),
+        (Member.primary_attendee_id, after.primary_meeting_id, after.primary_attendee_id),
+    ]
+    for attribute, meeting_id, attendee_id in held:
+        if not attendee_id:
+            continue
+        if attendee_id not in (done or set()):
+            if strict:
+                clients.media().delete_attendee(meeting_id or "", attendee_id)
+            elif not transitions.safe_delete_attendee(meeting_id, attendee_id):
+                return False  # kept on the item: an admin effect or a later removal tries again
+        with contextlib.suppress(UpdateError):  # someone else cleared it
+            after.update(
+                actions=[attribute.remove()],
+                condition=(Member.removed == True) & (attribute == attendee_id),  # noqa: E712
+            )
     return True
 
 

@@ -149,7 +149,11 @@ def follows(user_id: str, other: str) -> bool:
 
 # -- a stage change as conditional writes -------------------------------------------
 
-_DROP_ATTENDEE = Member.attendee_id.remove()
+_DROP_ATTENDEES = (
+    Member.attendee_id.remove(),
+    Member.primary_attendee_id.remove(),
+    Member.primary_meeting_id.remove(),
+)
 _LEAVE_ACTIONS = (
     Member.present.set(False),
     Member.connection_id.remove(),
@@ -159,18 +163,21 @@ _LEAVE_ACTIONS = (
     Member.away_shard.remove(),
     Member.join_token.remove(),
     Member.attendee_external.remove(),
-    _DROP_ATTENDEE,
+    Member.primary_join_token.remove(),
+    *_DROP_ATTENDEES,
 )
 
 
 def exit_actions(removed: bool) -> list[Any]:
     """The member item of someone who leaves the space (or is removed from it for good).
 
-    A removal keeps `attendee_id`: a join racing the removal may have written a new attendee
-    after the remover read the member, and the remover deletes whatever the removed member
-    holds once no join can succeed any more (membership.expel)."""
+    A removal keeps `attendee_id` (and a promoted member's `primary_attendee_id`): a join racing
+    the removal may have written a new attendee after the remover read the member, and the
+    remover deletes whatever the removed member holds once no join can succeed any more
+    (membership.expel, clear_removed_attendee)."""
     if removed:
-        return [*(a for a in _LEAVE_ACTIONS if a is not _DROP_ATTENDEE), Member.removed.set(True)]
+        kept = [a for a in _LEAVE_ACTIONS if all(a is not d for d in _DROP_ATTENDEES)]
+        return [*kept, Member.removed.set(True)]
     return list(_LEAVE_ACTIONS)
 
 

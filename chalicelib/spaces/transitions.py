@@ -4,9 +4,10 @@ the write comes first, and if the media service refuses, the stage is put back."
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from chalicelib import clients, fanout, media, placement
 from chalicelib.db import is_conflict
@@ -62,36 +63,122 @@ def announce(space_id: str, stage: Stage, reason: str, user_id: str) -> None:
 
 
 def _apply_audio(ctx: Ctx, change: Change) -> None:
-    if change.audio is None or change.audio == change.previous_audio:
+    """The target's audio at the media service, after the stage change was written.
+
+    Someone seated in a replica and brought on stage is promoted the way Chime's SDK does it:
+    an attendee in the primary meeting is created for them and its credentials go to the
+    client (`media.promoted`), which promotes its replica connection with them
+    (`audioVideo.promoteToPrimaryMeeting`); the replica attendee and the connection stay.
+    Back to the audience, the primary attendee is deleted (`media.demoted`), which demotes the
+    client. https://docs.aws.amazon.com/chime/latest/dg/media-replication.html ("Interactive
+    participants"), https://aws.github.io/amazon-chime-sdk-js/modules/replicatedmeetings.html
+    """
+    if change.audio is None:
         return
     target = store.get_member(ctx.space.space_id, change.target)
     if target is None or not target.attendee_id or not target.meeting_id:
         return
     on_stage = (change.stage.role_of(change.target) or Role.LISTENER) in ON_STAGE
     space = ctx.space
+    in_replica = target.meeting_id != space.meeting_id
+    promoted = bool(target.primary_attendee_id) and target.primary_meeting_id == space.meeting_id
+    unchanged = change.audio == change.previous_audio
     try:
-        if target.meeting_id != space.meeting_id and on_stage:
-            _move_to_primary(space, target, change.audio)
-        elif target.meeting_id == space.meeting_id and not on_stage and space.replica_count:
+        if in_replica and on_stage and not promoted:
+            _promote_to_primary(space, target, change.audio)
+        elif in_replica and not on_stage and target.primary_attendee_id:
+            # Even when the capability is the same (a host-muted speaker): the seat goes back.
+            _demote_from_primary(space, target)
+        elif in_replica and on_stage:
+            if not unchanged:  # the promoted member speaks through the primary attendee
+                assert target.primary_meeting_id and target.primary_attendee_id
+                clients.media().update_attendee_audio(
+                    target.primary_meeting_id, target.primary_attendee_id, change.audio
+                )
+        elif not in_replica and not on_stage and space.replica_count:
             # Back to the audience: give the primary's seat back, or each promote and
             # demote cycle would use one up for good.
             _move_to_replica(space, target, change.audio)
-        else:
+        elif not unchanged:
             clients.media().update_attendee_audio(target.meeting_id, target.attendee_id, change.audio)
-    except media.MediaError:
+    except media.MediaError as exc:
         logger.exception("media capability update failed; putting the stage back")
         store.revert(ctx, change)
+        refused = placement.refusal(exc)
+        if refused is not None:
+            raise refused from None
         raise CommandError(
             ErrorCode.INTERNAL, "the media service did not accept the change; nothing changed"
         ) from None
+    except CommandError:
+        store.revert(ctx, change)  # a refusal already in the client's terms (a full space, throttling)
+        raise
 
 
-def _move_to_primary(space: Space, target: Member, audio: str) -> None:
-    """The stage speaks in the primary meeting: a listener promoted from a replica gets a new
-    attendee there, the old one is deleted, and the client gets fresh credentials."""
+def _promote_to_primary(space: Space, target: Member, audio: str) -> None:
+    """An attendee in the primary for a member seated in a replica, recorded beside the replica
+    one, and its credentials to the client. A promotion takes a seat in the primary, so a full
+    primary refuses it (LimitExceeded: `limit_reached`, the stage is put back)."""
     assert space.meeting is not None
     primary = placement.meeting_from(space.meeting)
-    _move(space, target, primary, clients.media().create_attendee(primary.meeting_id, target.user_id, audio))
+    attendee = clients.media().create_attendee(primary.meeting_id, target.user_id, audio)
+    try:
+        target.update(
+            actions=[
+                Member.primary_attendee_id.set(attendee.attendee_id),
+                Member.primary_meeting_id.set(primary.meeting_id),
+                Member.primary_join_token.set(attendee.join_token),
+            ],
+            condition=(Member.present == True)  # noqa: E712
+            & (Member.removed.does_not_exist() | (Member.removed == False))  # noqa: E712
+            & (Member.attendee_id == target.attendee_id),
+        )
+    except UpdateError as exc:
+        # Left, removed or rejoined meanwhile: nobody holds this seat in the primary.
+        safe_delete_attendee(primary.meeting_id, attendee.attendee_id)
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return
+        raise CommandError(ErrorCode.INTERNAL, "could not record the promotion; nothing changed") from None
+    fanout.send_private(
+        [target.connection_id or ""],
+        "media.promoted",
+        space.space_id,
+        media=media.credentials(primary, attendee),
+    )
+
+
+def _demote_from_primary(space: Space, target: Member) -> None:
+    """Delete the member's primary attendee (only): Chime demotes the client's connection, which
+    goes on receiving through the replica attendee. A failed delete raises (the stage is put back)."""
+    assert target.primary_attendee_id
+    clients.media().delete_attendee(target.primary_meeting_id or "", target.primary_attendee_id)
+    with contextlib.suppress(UpdateError):  # cleared meanwhile (left, rejoined)
+        target.update(
+            actions=[
+                Member.primary_attendee_id.remove(),
+                Member.primary_meeting_id.remove(),
+                Member.primary_join_token.remove(),
+            ],
+            condition=Member.primary_attendee_id == target.primary_attendee_id,
+        )
+    fanout.send_private([target.connection_id or ""], "media.demoted", space.space_id)
+
+
+def primary_credentials(space: Space, member: Member, audio: str) -> media.JoinCredentials | None:
+    """The credentials of a member's primary attendee, if they hold one in the space's current
+    primary meeting (a resume: the client promotes its replica connection again)."""
+    if not (member.primary_attendee_id and member.primary_join_token and space.meeting):
+        return None
+    if member.primary_meeting_id != space.meeting_id:
+        return None
+    attendee = media.Attendee(
+        attendee_id=member.primary_attendee_id,
+        external_user_id=media.external_user_id(member.user_id),
+        join_token=member.primary_join_token,
+        meeting_id=member.primary_meeting_id,
+        audio=audio,
+    )
+    return media.credentials(placement.meeting_from(space.meeting), attendee)
 
 
 def _move_to_replica(space: Space, target: Member, audio: str) -> None:

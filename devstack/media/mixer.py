@@ -235,6 +235,15 @@ class Participant:
         if was_sending and not self.may_send:
             self.inbound.clear()  # what was queued before a mute is never played after it
 
+    def become(self, attendee_id: str, external_user_id: str, audio: str, *, replica: bool) -> None:
+        """Count as another attendee from now on (a replica session promoted to its primary, or
+        demoted back): the same uplink and track, another identity and capability."""
+        self.attendee_id, self.external_user_id, self.replica = attendee_id, external_user_id, replica
+        self.audio = audio
+        if not self.may_send:
+            self.inbound.clear()
+        self.level = 0.0
+
     def listen_to(self, track: MediaStreamTrack) -> None:
         """Read the attendee's uplink; a replaced track (re-offer) stops the previous reader."""
         if self._reader is not None:
@@ -285,6 +294,18 @@ class Room:
         self.participants[participant.attendee_id] = participant
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def rekey(
+        self, participant: Participant, attendee_id: str, external_user_id: str, audio: str, *, replica: bool
+    ) -> None:
+        """A participant of this room takes another identity (promotion to the primary and back)."""
+        if self.participants.get(participant.attendee_id) is participant:
+            del self.participants[participant.attendee_id]
+        participant.become(attendee_id, external_user_id, audio, replica=replica)
+        other = self.participants.get(attendee_id)
+        if other is not None and other is not participant:
+            other.close()
+        self.participants[attendee_id] = participant
 
     def remove(self, attendee_id: str, participant: Participant | None = None) -> None:
         current = self.participants.get(attendee_id)

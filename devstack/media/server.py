@@ -87,6 +87,8 @@ class Session:
     pc: Any
     connected: bool = False
     closed: bool = False
+    own: Attendee | None = None  # the session's own (replica) attendee, as admitted
+    promoted: Attendee | None = None  # the primary attendee this replica session counts as
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class MediaServer:
         self._rooms: dict[str, Room] = {}
         self._sessions: dict[str, Session] = {}
         self._by_attendee: dict[str, Session] = {}
+        self._promoted: dict[str, Session] = {}  # primary attendee id -> the replica session promoted with it
         self._revoked: set[str] = set()  # join tokens of deleted attendees: 404, not 401
         self._taps: dict[str, list[Any]] = {}  # primary meeting id -> who hears its mix (recorders)
         self.captions: Any = None  # devstack.media.captions.Captioner, when a recognizer is installed
@@ -206,14 +209,16 @@ class MediaServer:
             await pc.close()
             raise WhipError(404, "not_found", "the attendee was deleted while joining")
         participant.set_audio(current.audio)
-        session = self._admit(current, meeting, participant, pc)
+        session = await self._admit(current, meeting, participant, pc)
         return Answer(session.session_id, pc.localDescription.sdp)
 
     async def leave(self, meeting_id: str, session_id: str) -> None:
-        session = self._sessions.get(session_id)
-        if session is None or session.meeting_id != meeting_id:
-            raise WhipError(404, "not_found", "no such WHIP session (it ended or was replaced)")
-        await self._end(session, dropped=False)
+        await self._end(self._session(meeting_id, session_id), dropped=False)
+
+    def promotion_of(self, attendee_id: str) -> str | None:
+        """The primary attendee a session of this (replica) attendee is promoted as, if any (tests)."""
+        session = self._by_attendee.get(attendee_id)
+        return session.promoted.attendee_id if session is not None and session.promoted else None
 
     async def volumes(self, meeting_id: str, session_id: str) -> list[dict[str, Any]]:
         """The volume of each attendee who may send in the session's room (the primary's stage)."""
@@ -231,6 +236,82 @@ class MediaServer:
             return []
         result: list[dict[str, Any]] = self.captions.transcripts(session.room.primary_meeting_id)
         return result
+
+    # ------------------------------------------------------------------ promotion out of a replica
+
+    async def promote(self, meeting_id: str, session_id: str, token: str | None) -> Attendee:
+        """Chime's promote-to-primary on a WHIP session of a replica attendee: the same peer
+        connection now counts as the primary attendee holding `token` (its capabilities, its
+        voice in the primary's mix, AttendeeJoined for it). Refusals follow the SDK's statuses
+        (https://aws.github.io/amazon-chime-sdk-js/modules/replicatedmeetings.html):
+        AudioAuthenticationRejected (bad credentials: 401; not a replica session: 409) and, here,
+        a token of another meeting than this replica's primary: 403."""
+        session = self._session(meeting_id, session_id)
+        if not token:
+            raise WhipError(
+                401, "unauthorized", "missing Authorization: Bearer <primary attendee's JoinToken>"
+            )
+        meeting = self._meeting(session.meeting_id)
+        if meeting.primary_meeting_id is None:
+            raise WhipError(409, "conflict", "only a session in a replica meeting can be promoted")
+        primary = self.registry.attendee_by_token(token)
+        if primary is None:
+            if token in self._revoked:
+                raise WhipError(
+                    401, "unauthorized", "this primary attendee was deleted: its join token is revoked"
+                )
+            raise WhipError(401, "unauthorized", "unknown join token")
+        if primary.meeting_id != meeting.primary_meeting_id:
+            raise WhipError(
+                403, "not_allowed", "this join token is not of an attendee of this replica's primary meeting"
+            )
+        if session.promoted is not None:
+            if session.promoted.attendee_id == primary.attendee_id:
+                return session.promoted  # promoted already: the same answer
+            await self._demote(session)
+        holder = self._promoted.get(primary.attendee_id)
+        if holder is not None:
+            await self._demote(holder)  # the same attendee promoted elsewhere: the newest wins
+        direct = self._by_attendee.get(primary.attendee_id)
+        if direct is not None:
+            await self._end(direct, dropped=False)  # its own session in the primary: taken over
+        session.promoted = primary
+        self._promoted[primary.attendee_id] = session
+        session.room.rekey(
+            session.participant, primary.attendee_id, primary.external_user_id, primary.audio, replica=False
+        )
+        if session.connected:
+            await self._registry_call(self.registry.audio_connected, primary.attendee_id)
+        return primary
+
+    async def demote(self, meeting_id: str, session_id: str) -> None:
+        """`DELETE .../promotion`: the session is a replica listener again (demoteFromPrimaryMeeting)."""
+        session = self._session(meeting_id, session_id)
+        if session.promoted is None:
+            raise WhipError(409, "conflict", "this session is not promoted")
+        await self._demote(session)
+
+    async def _demote(self, session: Session) -> None:
+        primary = session.promoted
+        if primary is None:
+            return
+        session.promoted = None
+        if self._promoted.get(primary.attendee_id) is session:
+            del self._promoted[primary.attendee_id]
+        own = session.own
+        assert own is not None
+        current = self.registry.attendee_by_token(own.join_token) or own
+        session.room.rekey(
+            session.participant, own.attendee_id, own.external_user_id, current.audio, replica=True
+        )
+        if session.connected:
+            await self._registry_call(self.registry.audio_disconnected, primary.attendee_id)
+
+    def _session(self, meeting_id: str, session_id: str) -> Session:
+        session = self._sessions.get(session_id)
+        if session is None or session.meeting_id != meeting_id:
+            raise WhipError(404, "not_found", "no such WHIP session (it ended or was replaced)")
+        return session
 
     def _authorize(self, meeting_id: str, token: str | None) -> Attendee:
         if not token:
@@ -251,11 +332,18 @@ class MediaServer:
         except ChimeError as exc:
             raise WhipError(404, "not_found", f"meeting {meeting_id} does not exist or has ended") from exc
 
-    def _admit(self, attendee: Attendee, meeting: Meeting, participant: Participant, pc: Any) -> Session:
+    async def _admit(
+        self, attendee: Attendee, meeting: Meeting, participant: Participant, pc: Any
+    ) -> Session:
         previous = self._by_attendee.get(attendee.attendee_id)
+        if previous is not None and previous.promoted is not None:
+            # A new connection is not promoted (Chime demotes on any reconnection): the client
+            # promotes again with the same credentials.
+            await self._demote(previous)
         if previous is not None:
-            # A new offer replaces the old session (WHIP has no renegotiation: a promoted
-            # listener re-POSTs with a microphone). Not a disconnection for the registry.
+            # A new offer replaces the old session (WHIP has no renegotiation: a speaker who
+            # gains a sending capability may re-POST with a microphone). Not a disconnection
+            # for the registry.
             previous.closed = True
             self._sessions.pop(previous.session_id, None)
             asyncio.get_running_loop().create_task(previous.pc.close())
@@ -264,7 +352,13 @@ class MediaServer:
         if room is None:
             room = self._rooms[room_id] = Room(room_id, self._forget_room, self._taps.setdefault(room_id, []))
         session = Session(
-            secrets.token_urlsafe(16), attendee.attendee_id, meeting.meeting_id, room, participant, pc
+            secrets.token_urlsafe(16),
+            attendee.attendee_id,
+            meeting.meeting_id,
+            room,
+            participant,
+            pc,
+            own=attendee,
         )
         self._sessions[session.session_id] = session
         self._by_attendee[attendee.attendee_id] = session
@@ -277,6 +371,8 @@ class MediaServer:
             if pc.connectionState == "connected" and not session.connected:
                 session.connected = True
                 await self._registry_call(self.registry.audio_connected, session.attendee_id)
+                if session.promoted is not None:  # promoted before the connection was up
+                    await self._registry_call(self.registry.audio_connected, session.promoted.attendee_id)
             elif pc.connectionState in ("failed", "closed") and not session.closed:
                 await self._end(session, dropped=True)
 
@@ -285,11 +381,12 @@ class MediaServer:
     async def _end(self, session: Session, *, dropped: bool) -> None:
         if session.closed:
             return
+        await self._demote(session)  # a closing session is demoted first (AttendeeLeft for the primary)
         session.closed = True
         self._sessions.pop(session.session_id, None)
         if self._by_attendee.get(session.attendee_id) is session:
             del self._by_attendee[session.attendee_id]
-        session.room.remove(session.attendee_id, session.participant)
+        session.room.remove(session.participant.attendee_id, session.participant)
         await session.pc.close()
         if session.connected and self._by_attendee.get(session.attendee_id) is None:
             await self._registry_call(self.registry.audio_disconnected, session.attendee_id, dropped=dropped)
@@ -328,12 +425,21 @@ class MediaServer:
             self.loop.call_soon_threadsafe(fn, arg)
 
     def _apply_capabilities(self, attendee: Attendee) -> None:
+        promoted = self._promoted.get(attendee.attendee_id)
+        if promoted is not None:
+            promoted.promoted = attendee
+            promoted.participant.set_audio(attendee.audio)
+            return
         session = self._by_attendee.get(attendee.attendee_id)
-        if session is not None:
+        if session is not None and session.promoted is None:  # a promoted session speaks as the primary
             session.participant.set_audio(attendee.audio)
 
     def _apply_deleted(self, attendee: Attendee) -> None:
         self._revoked.add(attendee.join_token)
+        promoted = self._promoted.get(attendee.attendee_id)
+        if promoted is not None:
+            # DeleteAttendee of the primary attendee demotes; the replica connection goes on.
+            asyncio.get_running_loop().create_task(self._demote(promoted))
         session = self._by_attendee.get(attendee.attendee_id)
         if session is not None:
             asyncio.get_running_loop().create_task(self._end(session, dropped=False))

@@ -12,6 +12,11 @@
                                                 while they are on (devstack/media/captions.py), the
                                                 stand-in for Chime's transcript data messages
 
+    POST   /media/whip/{MeetingId}/{SessionId}/promotion  Authorization: Bearer <primary JoinToken>
+           -> 200 {"AttendeeId", "ExternalUserId", "Capabilities"}: a replica session now counts
+              as that primary attendee (Chime's promoteToPrimaryMeeting; the connection is kept)
+    DELETE /media/whip/{MeetingId}/{SessionId}/promotion  -> 200, demoted (demoteFromPrimaryMeeting)
+
 A new POST with the same token replaces that attendee's session (WHIP has no
 renegotiation: a listener promoted to the stage re-POSTs with a microphone).
 Errors are JSON `{"code", "message"}` with the project's stable codes: 401
@@ -108,8 +113,31 @@ def routes(server: MediaServer) -> list[Any]:
             return _error(err.status, err.code, err.message)
         return Response(status_code=200, headers=CORS)
 
+    async def promotion(request: Any) -> Any:
+        meeting_id = request.path_params["meeting_id"]
+        session_id = request.path_params["session_id"]
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=CORS)
+        try:
+            if request.method == "POST":
+                primary = await server.run(server.promote(meeting_id, session_id, _bearer(request)))
+                body = {
+                    "AttendeeId": primary.attendee_id,
+                    "ExternalUserId": primary.external_user_id,
+                    "Capabilities": primary.capabilities,
+                }
+                return JSONResponse(body, headers=CORS)
+            if request.method == "DELETE":
+                await server.run(server.demote(meeting_id, session_id))
+                return Response(status_code=200, headers=CORS)
+        except WhipError as err:
+            return _error(err.status, err.code, err.message)
+        allow = {"Allow": "POST, DELETE, OPTIONS"}
+        return _error(405, "bad_request", f"{request.method} is not supported here", allow)
+
     every = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     return [
         Route(PREFIX + "/{meeting_id}", endpoint, methods=every),
         Route(PREFIX + "/{meeting_id}/{session_id}", session, methods=every),
+        Route(PREFIX + "/{meeting_id}/{session_id}/promotion", promotion, methods=every),
     ]

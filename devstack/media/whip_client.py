@@ -185,6 +185,16 @@ class WhipPeer:
         await self.close()
         return response
 
+    async def promote(self, primary_token: str | None) -> WhipResponse:
+        """POST {Location}/promotion: this (replica) session counts as the primary attendee."""
+        assert self.location, "not joined"
+        url = self.base_url + self.location + "/promotion"
+        return await asyncio.to_thread(whip_request, url, "POST", None, primary_token)
+
+    async def demote(self) -> WhipResponse:
+        assert self.location, "not joined"
+        return await asyncio.to_thread(whip_request, self.base_url + self.location + "/promotion", "DELETE")
+
     async def volumes(self) -> dict[str, float]:
         """GET the session: {AttendeeId: Volume} of everyone heard in the room."""
         assert self.location, "not joined"

@@ -30,6 +30,7 @@ from conftest import (  # noqa: F401  (re-exported under their old names)
     refused,
     roles,
     schedules_paused,
+    stored_member,
     token,
     uid,
     until,

@@ -21,12 +21,14 @@ from conftest import (
     Clients,
     Room,
     alive,
+    attendee_of,
     audio,
     create_space,
     get_space,
     local_media,
     refused,
     schedules_paused,
+    stored_member,
     stored_space,
     uid,
     until,
@@ -240,62 +242,177 @@ async def test_listeners_past_the_primary_seats_go_to_replicas(
         assert not port.meeting_exists(meeting_id)
 
 
-async def test_a_listener_promoted_out_of_a_replica_moves_to_the_primary(
+def audio_attendee(meeting_id: str, user: str) -> str:
+    found = attendee_of(meeting_id, user)
+    assert found is not None, (meeting_id, user)
+    return str(found.attendee_id)
+
+
+async def promoted_room(
     stack: Any, clients: Clients, settings: Override
-) -> None:
+) -> tuple[str, Client, str, Client, str, list[Client]]:
+    """A space whose primary is full of listeners (MEETING_MAX_ATTENDEES=16: 3 listener seats),
+    and `mover`, a listener seated in a replica: (sid, host, primary, mover, replica, in primary)."""
     settings(MEETING_MAX_ATTENDEES="16")
-    port = local_media()
     host_id = uid("host")
     space = await asyncio.to_thread(create_space, stack, host_id)
     sid = space["id"]
     host, host_snap = await clients.join(host_id, sid)
     primary = meeting_of(host_snap)["MeetingId"]
-    for _ in range(3):
-        await clients.join(uid("l"), sid)
+    in_primary = [(await clients.join(uid("l"), sid))[0] for _ in range(3)]
     mover, snap = await clients.join(uid("mover"), sid)
     replica = meeting_of(snap)["MeetingId"]
-    assert replica != primary
-    old_attendee = snap["media"]["Attendee"]["AttendeeId"]
-    other, other_snap = await clients.join(uid("l"), sid)
+    assert replica != primary and meeting_of(snap)["PrimaryMeetingId"] == primary
+    return sid, host, primary, mover, replica, in_primary
+
+
+async def approve(host: Client, who: Client, sid: str) -> Any:
+    mark = host.mark
+    await who.send("hand.raise", space_id=sid)
+    await host.event("hand.raised", since=mark, user_id=who.user)
+    return await host.send("request.approve", space_id=sid, user_id=who.user)
+
+
+async def test_a_listener_promoted_out_of_a_replica_gets_a_primary_attendee_and_keeps_the_replica(
+    stack: Any, clients: Clients, settings: Override
+) -> None:
+    """Chime's promote-to-primary: the replica attendee (and connection) stays; the client gets a
+    primary attendee's credentials to promote with (`media.promoted`); going back to the audience
+    deletes that one only (`media.demoted`).
+    https://aws.github.io/amazon-chime-sdk-js/modules/replicatedmeetings.html"""
+    port = local_media()
+    sid, host, primary, mover, replica, in_primary = await promoted_room(stack, clients, settings)
+    old_attendee = audio_attendee(replica, mover.user)
+    _, other_snap = await clients.join(uid("l"), sid)
     assert meeting_of(other_snap)["MeetingId"] == replica
     everyone = [*clients.all]
     marks = {c.user: c.mark for c in everyone}
 
-    await mover.send("hand.raise", space_id=sid)
-    await host.event("hand.raised", since=marks[host.user], user_id=mover.user)
-    await host.send("request.approve", space_id=sid, user_id=mover.user)
-
-    moved = await mover.event("media.moved", since=marks[mover.user])
-    assert "seq" not in moved  # private
-    assert moved["media"]["Meeting"]["MeetingId"] == primary
-    assert "PrimaryMeetingId" not in moved["media"]["Meeting"]
-    attendee = moved["media"]["Attendee"]
+    await approve(host, mover, sid)
+    promoted = await mover.event("media.promoted", since=marks[mover.user])
+    assert "seq" not in promoted  # private
+    assert promoted["media"]["Meeting"]["MeetingId"] == primary
+    assert "PrimaryMeetingId" not in promoted["media"]["Meeting"]
+    attendee = promoted["media"]["Attendee"]
     assert attendee["Capabilities"]["Audio"] == "SendReceive"
-    assert attendee["AttendeeId"] != old_attendee
-    assert attendee["JoinToken"]
-    assert old_attendee not in port.attendees(replica)
-    assert audio(replica, mover.user) is None
-    assert audio(primary, mover.user) == "SendReceive"
-    assert port.attendees(primary)[attendee["AttendeeId"]].external_user_id == attendee["ExternalUserId"]
+    assert attendee["ExternalUserId"] == media.external_user_id(mover.user)  # named after the user
+    assert port.attendees(primary)[attendee["AttendeeId"]].audio == "SendReceive"
+    assert old_attendee in port.attendees(replica)  # the replica attendee is kept
+    assert port.attendees(replica)[old_attendee].audio == "Receive"
+    stored = stored_member(sid, mover.user)
+    assert (stored.attendee_id, stored.meeting_id) == (old_attendee, replica)
+    assert (stored.primary_attendee_id, stored.primary_meeting_id) == (attendee["AttendeeId"], primary)
     for client in everyone:
         event = await client.event("stage.changed", since=marks[client.user], reason="request_approved")
         assert {e["user_id"]: e["role"] for e in event["stage"]}[mover.user] == "speaker"
     for client in everyone:
+        assert client.events("media.moved", since=marks[client.user]) == []
         if client is not mover:
-            assert client.events("media.moved", since=marks[client.user]) == []
-    assert audio(replica, other.user) == "Receive"  # the others stay where they are
+            assert client.events("media.promoted", since=marks[client.user]) == []
 
-    # Back to the audience: the primary's seat is given back, the listener returns to a replica.
+    # The mic goes to the primary attendee, the one that sends.
+    await host.send("speaker.mute", space_id=sid, user_id=mover.user)
+    assert port.attendees(primary)[attendee["AttendeeId"]].audio == "Receive"
+    assert port.attendees(replica)[old_attendee].audio == "Receive"
+    await mover.send("mic.unmute", space_id=sid)
+    assert port.attendees(primary)[attendee["AttendeeId"]].audio == "SendReceive"
+
+    # Back to the audience (host-muted first: the seat goes back all the same).
+    await host.send("speaker.mute", space_id=sid, user_id=mover.user)
     mark = mover.mark
     await host.send("speaker.remove", space_id=sid, user_id=mover.user)
-    back = await mover.event("media.moved", since=mark)
+    await mover.event("media.demoted", since=mark)
+    assert attendee["AttendeeId"] not in port.attendees(primary)
+    assert old_attendee in port.attendees(replica)
+    stored = stored_member(sid, mover.user)
+    assert stored.attendee_id == old_attendee and stored.primary_attendee_id is None
+    assert mover.events("media.moved", since=mark) == []
+
+    # Someone who joined straight into the primary still gives the seat back by moving to a replica.
+    direct = in_primary[0]
+    await approve(host, direct, sid)
+    mark = direct.mark
+    await host.send("speaker.remove", space_id=sid, user_id=direct.user)
+    back = await direct.event("media.moved", since=mark)
     assert back["media"]["Meeting"]["MeetingId"] == replica
-    assert back["media"]["Attendee"]["Capabilities"]["Audio"] == "Receive"
-    assert audio(primary, mover.user) is None
-    assert audio(replica, mover.user) == "Receive"
+    assert audio(primary, direct.user) is None and audio(replica, direct.user) == "Receive"
 
     await end(stack, host, sid)
     assert not port.meeting_exists(primary) and not port.meeting_exists(replica)
+
+
+async def test_a_promotion_into_a_full_primary_is_limit_reached_and_changes_nothing(
+    stack: Any, clients: Clients, settings: Override
+) -> None:
+    """A promotion takes a seat in the primary (Chime: AudioCallAtCapacity when it is full); here
+    CreateAttendee in a full primary answers LimitExceeded: the stage is put back, no attendee left."""
+    port = local_media()
+    sid, host, primary, mover, replica, _ = await promoted_room(stack, clients, settings)
+    fillers = 0
+    while len(port.attendees(primary)) < 16:  # other apps' attendees fill the stage's seats
+        port.create_attendee(
+            primary, f"u:filler{fillers}", {"Audio": "Receive", "Video": "None", "Content": "None"}
+        )
+        fillers += 1
+    before = {**port.attendees(primary)}
+    replica_before = {**port.attendees(replica)}
+    mark = mover.mark
+
+    await mover.send("hand.raise", space_id=sid)
+    err = await refused(host.send("request.approve", space_id=sid, user_id=mover.user), "limit_reached")
+    assert "full" in err.message
+    assert port.attendees(primary) == before  # no orphan attendee
+    assert port.attendees(replica) == replica_before
+    space = await asyncio.to_thread(get_space, stack, sid)
+    assert mover.user not in {e["user_id"] for e in space["stage"]}
+    stored = stored_member(sid, mover.user)
+    assert stored.role == "listener" and stored.primary_attendee_id is None and stored.hand_raised_at
+    await alive(mover)
+    assert mover.events("media.promoted", since=mark) == []
+    assert mover.events("stage.changed", since=mark) == []
+
+
+async def test_a_throttled_promotion_is_rate_limited_and_changes_nothing(
+    stack: Any, clients: Clients, settings: Override
+) -> None:
+    port = local_media()
+    sid, host, primary, mover, _, _ = await promoted_room(stack, clients, settings)
+    before = {**port.attendees(primary)}
+    await mover.send("hand.raise", space_id=sid)
+    with stack.chime.failing("CreateAttendee", "Throttling"):
+        await refused(host.send("request.approve", space_id=sid, user_id=mover.user), "rate_limited")
+    assert port.attendees(primary) == before
+    space = await asyncio.to_thread(get_space, stack, sid)
+    assert mover.user not in {e["user_id"] for e in space["stage"]}
+    # Once Chime has room for the call again, the same approval works.
+    await host.send("request.approve", space_id=sid, user_id=mover.user)
+    await mover.event("media.promoted")
+
+
+@pytest.mark.parametrize("how", ["leave", "removed", "grace"])
+async def test_a_promoted_member_who_goes_frees_both_attendees(
+    stack: Any, clients: Clients, settings: Override, how: str
+) -> None:
+    settings(RECONNECT_GRACE_SECONDS="1" if how == "grace" else "0")
+    port = local_media()
+    sid, host, primary, mover, replica, _ = await promoted_room(stack, clients, settings)
+    old_attendee = audio_attendee(replica, mover.user)
+    await approve(host, mover, sid)
+    seat = (await mover.event("media.promoted"))["media"]["Attendee"]["AttendeeId"]
+    if how == "leave":
+        await mover.send("space.leave", space_id=sid)
+    elif how == "removed":
+        await host.send("participant.remove", space_id=sid, user_id=mover.user)
+    else:
+        mover.abort()  # the socket drops; the reconnect grace (1 s) runs out, the sweep makes them leave
+    await until(
+        lambda: seat not in port.attendees(primary) and old_attendee not in port.attendees(replica),
+        timeout=10,
+        what="both attendees deleted",
+    )
+    stored = stored_member(sid, mover.user)
+    assert stored.primary_attendee_id is None and stored.primary_join_token is None
+    assert not stored.present
 
 
 # --------------------------------------------------------------------------- MAX_LISTENERS

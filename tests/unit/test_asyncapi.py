@@ -47,6 +47,8 @@ PRIVATE = {
     "user.warned",
     "notification",
     "media.moved",
+    "media.promoted",
+    "media.demoted",
 }
 
 
@@ -206,6 +208,8 @@ EVENT_PAYLOADS: dict[str, dict[str, Any]] = {
         }
     },
 }
+EVENT_PAYLOADS["media.promoted"] = {"media": EVENT_PAYLOADS["media.moved"]["media"]}
+EVENT_PAYLOADS["media.demoted"] = {}
 
 
 def _event(name: str, **over: Any) -> dict[str, Any]:

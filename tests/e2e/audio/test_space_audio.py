@@ -18,8 +18,10 @@ from spaces_support import (
     Client,
     Clients,
     create_space,
+    local_media,
     no_scan,  # noqa: F401  (autouse: no Scan during any test here)
     run,
+    stored_member,
     uid,
 )
 
@@ -215,37 +217,93 @@ def test_ending_the_space_ends_every_audio_session(stack: Any) -> None:
     run(stack, scenario)
 
 
-def test_a_replica_listener_hears_the_stage_and_moves_to_the_primary_when_promoted(
-    stack: Any, settings: Any
-) -> None:
-    """MEETING_MAX_ATTENDEES=14 leaves the primary one listener seat (13 are kept for the stage)."""
-    settings(MEETING_MAX_ATTENDEES="14")
+def test_a_replica_listener_promoted_to_the_stage_keeps_their_connection(stack: Any, settings: Any) -> None:
+    """Chime's promote-to-primary (https://aws.github.io/amazon-chime-sdk-js/modules/replicatedmeetings.html):
+    the listener's replica session is promoted in place with a primary attendee's credentials
+    (`media.promoted`), is heard by the stage and by the other replicas, obeys a host mute, and is
+    demoted when moved back to the audience (`media.demoted`: only the primary attendee deleted).
+    A reconnect within the grace resumes with both credentials and promotes again.
+    MEETING_MAX_ATTENDEES=14 leaves the primary one listener seat (13 are kept for the stage)."""
+    settings(MEETING_MAX_ATTENDEES="14", RECONNECT_GRACE_SECONDS="60")
+    registry = local_media()
 
     async def scenario(clients: Clients) -> None:
         sid, host, snapshot = await open_space(clients)
         _, first = await clients.join(uid("l"), sid)
         far_client, far_snapshot = await clients.join(uid("far"), sid)
+        _, other_snapshot = await clients.join(uid("other"), sid)
         primary = snapshot["media"]["Meeting"]["MeetingId"]
+        replica = far_snapshot["media"]["Meeting"]["MeetingId"]
+        far_attendee = far_snapshot["media"]["Attendee"]["AttendeeId"]
         assert first["media"]["Meeting"]["MeetingId"] == primary
         assert far_snapshot["media"]["Meeting"]["PrimaryMeetingId"] == primary  # a replica
+        assert other_snapshot["media"]["Meeting"]["MeetingId"] == replica
         hosting = await joined(stack, snapshot["media"], tone=440)
         far = await joined(stack, far_snapshot["media"], tone=550)
+        other = await joined(stack, other_snapshot["media"])
+        deleted: list[str] = []
+        unsubscribe = registry.subscribe(
+            type("Deletes", (), {"attendee_deleted": lambda _, a: deleted.append(a.attendee_id)})()
+        )
         try:
             await until(lambda: far.hears(440), what="the replica listener hearing the stage")
+            await until(lambda: far.pc.connectionState == "connected", what="the replica session up")
             await stays(lambda: hosting.silent(), 0.5, "the replica never heard")
+            pc, location = far.pc, far.location
 
             mark = far_client.mark
             await far_client.send("hand.raise", space_id=sid)
             await host.send("request.approve", space_id=sid, user_id=far_client.user)
-            moved = await far_client.event("media.moved", since=mark)
-            assert moved["media"]["Meeting"]["MeetingId"] == primary
-            promoted = await joined(stack, moved["media"], tone=660)
-            try:
-                await until(lambda: hosting.hears(660), what="the host hearing the promoted speaker")
-                await until(lambda: far.pc.connectionState == "closed", what="the replica session closed")
-            finally:
-                await close_all(promoted)
+            promoted = await far_client.event("media.promoted", since=mark)
+            credentials = promoted["media"]
+            assert credentials["Meeting"]["MeetingId"] == primary
+            assert "PrimaryMeetingId" not in credentials["Meeting"]
+            assert credentials["Attendee"]["Capabilities"]["Audio"] == "SendReceive"
+            seat = credentials["Attendee"]["AttendeeId"]
+            assert registry.attendees(primary)[seat].external_user_id == f"u:{far_client.user}"
+            answer = await far.promote(credentials["Attendee"]["JoinToken"])
+            assert answer.status == 200, (answer.status, answer.body)
+            await until(lambda: hosting.hears(550), what="the host hearing the promoted speaker")
+            await until(lambda: other.share(550) > 0.3, what="another replica listener hearing them")
+            assert far.pc is pc and far.location == location and pc.connectionState == "connected"
+            assert far_attendee in registry.attendees(replica) and far_attendee not in deleted
+            assert far_client.events("media.moved", since=mark) == []
+
+            await host.send("speaker.mute", space_id=sid, user_id=far_client.user)
+            await until(lambda: hosting.silent(0.1) and other.share(550) < 0.02, what="the host's mute")
+            assert registry.attendees(primary)[seat].audio == "Receive"
+            await far_client.send("mic.unmute", space_id=sid)
+            await until(lambda: hosting.hears(550), what="the speaker's own unmute")
+
+            # A reconnect within the grace: both credentials back; the new session promotes again.
+            far_client.abort()
+            await until(lambda: stored_member(sid, far_client.user).connection_id is None, what="away")
+            back = await clients.open(far_client.user)
+            resumed = await back.send("space.join", space_id=sid)
+            assert resumed["role"] == "speaker"
+            assert resumed["media"]["Attendee"]["AttendeeId"] == far_attendee
+            assert resumed["primary_media"]["Attendee"]["AttendeeId"] == seat
+            assert resumed["primary_media"]["Attendee"]["JoinToken"] == credentials["Attendee"]["JoinToken"]
+            await close_all(far)
+            far = await joined(stack, resumed["media"], tone=550)
+            await until(lambda: far.pc.connectionState == "connected", what="the new replica session up")
+            assert (await far.promote(resumed["primary_media"]["Attendee"]["JoinToken"])).status == 200
+            await until(lambda: hosting.hears(550), what="heard again after the reconnect")
+
+            mark = back.mark
+            await host.send("speaker.remove", space_id=sid, user_id=back.user)
+            await back.event("media.demoted", since=mark)
+            await until(lambda: hosting.silent(0.1), what="silence after the demotion")
+            assert seat not in registry.attendees(primary) and seat in deleted
+            assert far_attendee in registry.attendees(replica) and far_attendee not in deleted
+            await until(lambda: stack.media_server.promotion_of(far_attendee) is None, what="demoted")
+            gap = await until(lambda: far.hears(440), what="the demoted listener hearing the stage")
+            print(f"demotion: the stage heard again after {gap * 1000:.0f} ms")
+            await stays(
+                lambda: far.hears(440) and far.pc.connectionState == "connected", 0.3, "still listening"
+            )
         finally:
-            await close_all(hosting, far)
+            unsubscribe()
+            await close_all(hosting, far, other)
 
     run(stack, scenario)
