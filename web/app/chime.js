@@ -29,6 +29,15 @@ export function chimeConfiguration(sdk, media) {
   return new sdk.MeetingSessionConfiguration({ Meeting: media.Meeting }, { Attendee: media.Attendee });
 }
 
+/** MeetingSessionCredentials of a primary attendee (`media.promoted`), for promoteToPrimaryMeeting. */
+export function primaryCredentials(sdk, media) {
+  const credentials = new sdk.MeetingSessionCredentials();
+  credentials.attendeeId = media.Attendee.AttendeeId;
+  credentials.externalUserId = media.Attendee.ExternalUserId;
+  credentials.joinToken = media.Attendee.JoinToken;
+  return credentials;
+}
+
 /** Our user id from a Chime ExternalUserId (chalicelib.media.external_user_id: "u:" id or "b:" base64url). */
 export function userIdFromExternal(external) {
   const i = (external || "").indexOf(":");
@@ -50,6 +59,9 @@ export class ChimeMedia {
     this.hooks = hooks;
     this.session = null;
     this.sending = false;
+    this.started = false;
+    this.primary = null; // media.promoted credentials while on stage from a replica
+    this.promoted = false;
     this.micEnabled = true;
     this.levels = new Map(); // user id -> volume 0..1 from Chime's volume indicators
     this.state = "off";
@@ -64,8 +76,17 @@ export class ChimeMedia {
     this.session = new sdk.DefaultMeetingSession(this.configuration, logger, devices);
     const av = this.session.audioVideo;
     av.addObserver({
-      audioVideoDidStart: () => this._state(this.sending ? "connected (speaker)" : "connected (listener)"),
+      audioVideoDidStart: () => {
+        this.started = true;
+        this._state(this.sending ? "connected (speaker)" : "connected (listener)");
+        // Promotion needs a connected session (else AudioServiceUnavailable): one asked for
+        // before the start, or lost with a reconnection, is made now.
+        if (this.primary && !this.promoted) this._promote().catch((e) => this._state(`promotion failed: ${e.message}`));
+      },
       audioVideoDidStop: (status) => this._state(`stopped (${status.statusCode()})`),
+      // DeleteAttendee of the primary attendee, demoteFromPrimaryMeeting, or any disconnection:
+      // after a disconnection the SDK wants the same credentials again (replicatedmeetings docs).
+      audioVideoWasDemotedFromPrimaryMeeting: (status) => this._demoted(status),
     });
     av.realtimeSubscribeToAttendeeIdPresence((attendeeId, present, externalUserId) => {
       const userId = userIdFromExternal(externalUserId || "");
@@ -112,10 +133,46 @@ export class ChimeMedia {
       return;
     }
     if (send && !this.sending) await this._startMic();
-    if (!send && this.sending) {
-      await this.session.audioVideo.stopAudioInput();
-      this.sending = false;
+    if (!send && this.sending) await this._stopMic();
+  }
+
+  /** Promote the replica connection with a primary attendee's credentials (media.promoted):
+   * https://aws.github.io/amazon-chime-sdk-js/modules/replicatedmeetings.html */
+  async promote(media) {
+    this.primary = media;
+    if (this.started) await this._promote();
+  }
+
+  async _promote() {
+    const media = this.primary;
+    const status = await this.session.audioVideo.promoteToPrimaryMeeting(primaryCredentials(this.sdk, media));
+    if (status.statusCode() !== this.sdk.MeetingSessionStatusCode.OK) {
+      throw new Error(`promotion refused (status ${status.statusCode()})`);
     }
+    this.promoted = true;
+    if (!this.sending) await this._startMic();
+    this._state("connected (speaker)");
+  }
+
+  /** Back to the audience (media.demoted): the primary attendee is gone; stop sending. */
+  async demote() {
+    this.primary = null;
+    if (this.session && this.promoted) this.session.audioVideo.demoteFromPrimaryMeeting();
+    this.promoted = false;
+    await this._stopMic();
+  }
+
+  async _demoted(status) {
+    this.promoted = false;
+    await this._stopMic();
+    // DeleteAttendee of the primary attendee: for good. Any other cause (a disconnection): the
+    // SDK asks for a promotion with the same credentials again, made on the next start.
+    if (status.statusCode() === this.sdk.MeetingSessionStatusCode.AudioAuthenticationRejected) this.primary = null;
+  }
+
+  async _stopMic() {
+    if (this.session && this.sending) await this.session.audioVideo.stopAudioInput();
+    this.sending = false;
   }
 
   setMicEnabled(on) {
@@ -149,6 +206,9 @@ export class ChimeMedia {
   }
 
   async stop() {
+    this.primary = null;
+    this.promoted = false;
+    this.started = false;
     if (this.session) {
       const av = this.session.audioVideo;
       av.stop();

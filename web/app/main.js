@@ -18,6 +18,7 @@ const app = {
   room: null,
   media: null,
   mediaCreds: null,
+  primaryCreds: null, // media.promoted: on stage from a replica meeting (the connection is kept)
   mediaQueue: Promise.resolve(), // media operations run one after another
   joinedAt: null, // performance.now() at the join reply
   firstAudioMs: null, // join reply -> first audible sound from the media server
@@ -264,6 +265,7 @@ async function join(spaceId) {
   renderRoom();
   if (data.media) useMedia(data.media);
   else setAudioState("no audio credentials in the join reply");
+  if (data.primary_media) promoteMedia(data.primary_media); // resumed on stage from a replica
 }
 
 /** The uplink is on while the user is on stage; their tile's mute state gates the mic track. */
@@ -309,8 +311,52 @@ function syncMedia() {
   return queueMedia(async () => {
     if (!app.media) return;
     app.media.setMicEnabled(micShouldBeOn());
+    // In a replica, sending follows media.promoted / media.demoted (the connection is kept).
+    if (inReplica()) return;
     if (onStage() !== app.media.sending) await app.media.update(app.mediaCreds, { send: onStage() });
   });
+}
+
+function inReplica() {
+  return !!(app.mediaCreds && app.mediaCreds.Meeting.PrimaryMeetingId);
+}
+
+/** On stage from a replica: promote the same connection with the primary attendee's credentials. */
+function promoteMedia(primary) {
+  return queueMedia(async () => {
+    if (!app.media || !app.mediaCreds || app.media.kind !== mediaKind(primary)) return;
+    app.primaryCreds = primary;
+    app.media.setMicEnabled(micShouldBeOn());
+    await app.media.promote(primary);
+  });
+}
+
+function demoteMedia() {
+  return queueMedia(async () => {
+    app.primaryCreds = null;
+    if (app.media) await app.media.demote();
+  });
+}
+
+/** media.renewed: Chime ended the meeting and the space opened a new one; join again for new
+ * credentials (role and seat are kept), as docs/asyncapi.yaml asks. */
+async function rejoinForNewMeeting() {
+  if (!app.room || app.room.ended || app.room.gone) return;
+  const spaceId = app.room.spaceId;
+  let data;
+  try {
+    data = await app.socket.send("space.join", { space_id: spaceId });
+  } catch (error) {
+    refused("Joining the space's new meeting", error);
+    return;
+  }
+  if (!app.room || app.room.spaceId !== spaceId) return;
+  app.room = R.fromSnapshot(app.user, data, app.room);
+  note("The audio moved to a new meeting; reconnected.");
+  app.primaryCreds = null;
+  if (data.media) useMedia(data.media);
+  if (data.primary_media) promoteMedia(data.primary_media);
+  renderRoom();
 }
 
 function stopMedia() {
@@ -318,6 +364,7 @@ function stopMedia() {
     if (app.media) await app.media.stop();
     app.media = null;
     app.mediaCreds = null;
+    app.primaryCreds = null;
   });
 }
 
@@ -353,6 +400,9 @@ function onEvent(ev) {
   const before = app.room;
   app.room = R.applyEvent(app.room, ev);
   if (ev.event === "media.moved") useMedia(ev.media);
+  if (ev.event === "media.promoted") promoteMedia(ev.media);
+  if (ev.event === "media.demoted") demoteMedia();
+  if (ev.event === "media.renewed") rejoinForNewMeeting();
   if (ev.event === "stage.changed") {
     syncMedia();
     // Made a co-host: the hand queue goes to moderators only, so fetch it now.
@@ -395,6 +445,10 @@ async function onReconnect() {
   } else {
     syncMedia();
   }
+  // Promoted out of a replica before the drop: promote again with the same credentials.
+  const primary = data.primary_media;
+  const same = app.primaryCreds && app.primaryCreds.Attendee.JoinToken === (primary && primary.Attendee.JoinToken);
+  if (primary && !(same && app.media && app.media.promoted)) promoteMedia(primary);
   renderRoom();
 }
 
@@ -715,6 +769,13 @@ window.sohbetAudio = {
   },
   get sending() {
     return !!(app.media && app.media.sending);
+  },
+  get promoted() {
+    return !!(app.media && app.media.promoted);
+  },
+  /** The WHIP session's Location (one connection kept through a promotion), or null. */
+  get session() {
+    return (app.media && app.media.location) || null;
   },
   get state() {
     return app.media ? app.media.state : "off";

@@ -5,7 +5,8 @@
 // The join reply's media.Meeting.MediaPlacement.SignalingUrl picks one: http(s) is
 // WHIP, wss is Chime. Both take the join credentials as they come
 // ({Meeting, Attendee}) and offer: start({send}), update(media, {send}),
-// setMicEnabled(on), stop(), and a level meter for the mic and for what is heard.
+// promote(media) / demote() (a replica listener brought on stage: media.promoted /
+// media.demoted), setMicEnabled(on), stop(), and a level meter for the mic and for what is heard.
 
 export function mediaKind(media) {
   const url = media && media.Meeting && media.Meeting.MediaPlacement && media.Meeting.MediaPlacement.SignalingUrl;
@@ -114,6 +115,9 @@ export class WhipMedia {
     this.location = null;
     this.sending = false;
     this.mic = null; // MediaStream from getUserMedia, only while on stage
+    this.transceiver = null;
+    this.primary = null; // media.promoted credentials: this replica session speaks as that attendee
+    this.promoted = false;
     this.micEnabled = true;
     this.remote = null; // Probe on what the server sends (the mix of the others)
     this.micProbe = null;
@@ -143,24 +147,36 @@ export class WhipMedia {
     if (tokenChanged && oldLocation) this._delete(oldLocation, oldToken);
   }
 
+  get inReplica() {
+    return !!this.media.Meeting.PrimaryMeetingId;
+  }
+
+  async _openMic() {
+    if (this.mic) return;
+    const processing = !this.hooks.rawMic;
+    this.mic = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: processing, noiseSuppression: processing, autoGainControl: processing },
+      video: false,
+    });
+    this.micProbe = new Probe(this.mic);
+  }
+
   async _connect(send) {
     this._state(send ? "connecting (speaker)" : "connecting (listener)");
-    if (send && !this.mic) {
-      const processing = !this.hooks.rawMic;
-      this.mic = await navigator.mediaDevices.getUserMedia({
-        audio: { echoCancellation: processing, noiseSuppression: processing, autoGainControl: processing },
-        video: false,
-      });
-      this.micProbe = new Probe(this.mic);
-    }
+    if (send) await this._openMic();
     if (!send) this._releaseMic();
     const pc = new RTCPeerConnection({ iceServers: [] }); // nothing but host candidates: no STUN, no TURN
+    let transceiver;
     if (send) {
       const track = this.mic.getAudioTracks()[0];
       track.enabled = this.micEnabled;
-      pc.addTransceiver(track, { direction: "sendrecv", streams: [this.mic] });
+      transceiver = pc.addTransceiver(track, { direction: "sendrecv", streams: [this.mic] });
+    } else if (this.inReplica) {
+      // A replica listener may be promoted in place (media.promoted): WHIP cannot renegotiate, so
+      // the offer can send from the start; no track (and no mic) until the promotion.
+      transceiver = pc.addTransceiver("audio", { direction: "sendrecv" });
     } else {
-      pc.addTransceiver("audio", { direction: "recvonly" }); // a listener never opens the mic
+      transceiver = pc.addTransceiver("audio", { direction: "recvonly" }); // a listener never opens the mic
     }
     pc.ontrack = (event) => this._attach(event.streams[0] || new MediaStream([event.track]));
     pc.onconnectionstatechange = () => {
@@ -188,9 +204,52 @@ export class WhipMedia {
     await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
     const old = this.pc;
     this.pc = pc;
+    this.transceiver = transceiver;
     this.location = location ? new URL(location, this.url).toString() : null;
     this.sending = send;
+    this.promoted = false; // a new session is never promoted: promote it again (as Chime wants)
     if (old) old.close(); // replaced on the server by the new session
+    if (this.primary) await this._promote();
+  }
+
+  /** Promote this replica session in place with a primary attendee's credentials (media.promoted):
+   * POST {Location}/promotion, then send the microphone on the same connection. */
+  async promote(media) {
+    this.primary = media;
+    if (this.location) await this._promote();
+  }
+
+  async _promote() {
+    const response = await fetch(`${this.location}/promotion`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${this.primary.Attendee.JoinToken}` },
+    });
+    if (response.status !== 200) {
+      const text = (await response.text()).slice(0, 200);
+      throw new Error(`media server refused the promotion: HTTP ${response.status} ${text}`);
+    }
+    this.promoted = true;
+    await this._openMic();
+    const track = this.mic.getAudioTracks()[0];
+    track.enabled = this.micEnabled;
+    if (this.transceiver.sender.track !== track) await this.transceiver.sender.replaceTrack(track);
+    this.sending = true;
+    this._state(`${this.pc.connectionState} (speaker)`);
+  }
+
+  /** Back to the audience (media.demoted): the server demoted us already when the primary
+   * attendee was deleted; the DELETE makes sure, and the mic goes off. */
+  async demote() {
+    const wasPromoted = this.promoted;
+    this.primary = null;
+    this.promoted = false;
+    if (wasPromoted && this.location) {
+      await fetch(`${this.location}/promotion`, { method: "DELETE" }).catch(() => {});
+    }
+    if (this.transceiver && this.transceiver.sender.track) await this.transceiver.sender.replaceTrack(null);
+    this._releaseMic();
+    this.sending = false;
+    if (this.pc) this._state(`${this.pc.connectionState} (listener)`);
   }
 
   _attach(stream) {
@@ -253,6 +312,8 @@ export class WhipMedia {
   }
 
   async stop() {
+    this.primary = null;
+    this.promoted = false;
     if (this.location) this._delete(this.location, this.token);
     if (this.pc) this.pc.close();
     if (this.remote) this.remote.disconnect();

@@ -96,3 +96,73 @@ def test_listener_hears_the_stage_and_host_powers_act_on_the_audio(people) -> No
     assert lis.audio("sending") is False
     assert lis.page.evaluate("'ChimeSDK' in window") is False  # the Chime bundle is for AWS only
     assert isinstance(first_audio_ms, int) and first_audio_ms < 5000
+
+
+def test_a_replica_listener_brought_on_stage_is_promoted_on_the_same_connection(people, settings) -> None:
+    """Chime's promote-to-primary in the page: `media.promoted` → POST {session}/promotion and the
+    mic on the same WHIP connection; `media.demoted` → demoted, mic off, still listening.
+    MEETING_MAX_ATTENDEES=14 leaves the primary one listener seat (13 are kept for the stage)."""
+    settings(MEETING_MAX_ATTENDEES="14")
+    name = f"Replica {secrets.token_hex(3)}"
+    ada = people("ada", hz=440)
+    ada.create_space(name)
+    expect(ada.page.locator("#audio-state")).to_contain_text("connected (speaker)")
+    lis = people("lis", hz=440)
+    lis.join_from_list(name)  # the primary's one listener seat
+    far = people("far", hz=660)
+    far.page.add_init_script(COUNT_MIC_REQUESTS)
+    far.page.reload()
+    expect(far.page.locator("#connection")).to_have_text("online")
+    far.join_from_list(name)
+    expect(far.page.locator("#audio-state")).to_contain_text("connected (listener)")
+    creds = far.page.evaluate("window.sohbet.app.mediaCreds.Meeting")
+    assert creds.get("PrimaryMeetingId"), creds  # seated in a replica
+    session = far.audio("session")
+    assert session and far.page.evaluate("window.micRequests") == 0
+    ada.click("Unmute my mic")
+    hears(far, 440)  # the replica hears the stage
+
+    far.click("Raise my hand")
+    ada.page.locator('#hands li[data-user="far"]').get_by_role("button", name="Bring on stage").click()
+    wait_for("far promoted", lambda: far.audio("promoted"), lambda v: v is True)
+    far.click("Unmute my mic")
+    ada.click("Mute my mic")  # the host's 440 Hz goes: what the listener hears is far's voice
+    hears(lis, 660)  # heard by the primary's listener, through the host's room
+    hears(ada, 660)
+    assert far.audio("session") == session  # the same WHIP session: promoted in place
+    assert far.audio("sending") is True
+
+    ada.tile_action("far", "To audience")
+    wait_for("far demoted", lambda: far.audio("promoted"), lambda v: v is False)
+    silent(lis)
+    assert far.audio("sending") is False and far.audio("session") == session
+    ada.click("Unmute my mic")
+    hears(far, 440)  # the replica connection goes on: the host is heard
+    for person in (ada, lis, far):
+        person.screenshot("replica-promotion")
+
+
+def test_media_renewed_makes_the_page_join_the_new_meeting(people, stack) -> None:
+    """Chime ended the meeting on its own; the space renewed it and broadcast `media.renewed`: the
+    page joins again for new credentials and hears the stage in the new meeting."""
+    name = f"Renewed {secrets.token_hex(3)}"
+    ada = people("ada", hz=440)
+    ada.create_space(name)
+    expect(ada.page.locator("#audio-state")).to_contain_text("connected (speaker)")
+    ada.click("Unmute my mic")
+    lis = people("lis", hz=440)
+    lis.join_from_list(name)
+    hears(lis, 440)
+    old = lis.page.evaluate("window.sohbet.app.mediaCreds.Meeting.MeetingId")
+    stack.media.delete_meeting(old)  # as Chime's auto-end would: chime:MeetingEnded reaches the app
+    for person in (ada, lis):
+        wait_for(
+            f"{person.name} in the new meeting",
+            lambda p=person: p.page.evaluate("window.sohbet.app.mediaCreds.Meeting.MeetingId"),
+            lambda m: m != old,
+            timeout=10,
+        )
+    new = lis.page.evaluate("window.sohbet.app.mediaCreds.Meeting.MeetingId")
+    assert stack.media.meeting_exists(new)
+    hears(lis, 440, timeout=10)
+    expect(lis.page.locator("#audio-state")).to_contain_text("connected (listener)")

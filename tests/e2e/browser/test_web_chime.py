@@ -143,3 +143,45 @@ def test_the_signaling_url_picks_the_media_path(stack, browser_with_tone) -> Non
     finally:
         context.close()
     assert kinds == ["whip", "whip", "chime", None, None, None]
+
+
+PROMOTE = """async (promoted) => {
+  const chime = await import("/app/chime.js");
+  const sdk = await chime.loadChimeSdk();
+  const c = chime.primaryCredentials(sdk, promoted);
+  return {
+    isCredentials: c instanceof sdk.MeetingSessionCredentials,
+    attendeeId: c.attendeeId,
+    externalUserId: c.externalUserId,
+    joinToken: c.joinToken,
+    redacted: JSON.stringify(c).includes(promoted.Attendee.JoinToken) === false,
+    facade: ["promoteToPrimaryMeeting", "demoteFromPrimaryMeeting"].map(
+      (name) => typeof sdk.DefaultAudioVideoFacade.prototype[name]),
+    ok: sdk.MeetingSessionStatusCode.OK,
+    rejected: sdk.MeetingSessionStatusCode.AudioAuthenticationRejected,
+  };
+}"""
+
+
+def test_media_promoted_to_the_sdks_promotion_credentials(stack, browser_with_tone) -> None:
+    """`media.promoted` carries a primary attendee's credentials (the join shape); the page turns
+    them into the MeetingSessionCredentials that `audioVideo.promoteToPrimaryMeeting` takes
+    (https://aws.github.io/amazon-chime-sdk-js/modules/replicatedmeetings.html)."""
+    if not BUNDLE.exists():
+        pytest.fail(f"{BUNDLE} is missing: `make web` builds it (`make test` does so first)")
+    promoted = join_media("ayşe")  # an attendee created in the primary, as the app does on promotion
+    context = browser_with_tone(440).new_context()
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(stack.base_url + "/")
+        got = page.evaluate(PROMOTE, promoted)
+    finally:
+        context.close()
+    assert got["isCredentials"] is True
+    assert got["attendeeId"] == ATTENDEE_ID
+    assert got["externalUserId"] == media.external_user_id("ayşe")
+    assert got["joinToken"] == promoted["Attendee"]["JoinToken"]
+    assert got["redacted"] is True  # the SDK keeps the token out of its logs
+    assert got["facade"] == ["function", "function"]
+    assert isinstance(got["ok"], int) and got["ok"] != got["rejected"]
