@@ -66,12 +66,20 @@ def sweep(event):
     return handlers.sweep(event)
 
 
-# Chime's meeting events, in the control Region's EventBridge (docs/media.md, "Meetings end").
+# Chime's meeting events, in the control Region's EventBridge (docs/media.md, "Meetings end"
+# and "Presence": a meeting Chime ended, and attendees' audio connections coming and going).
 @app.on_cw_event(
     {
         "source": ["aws.chime"],
         "detail-type": ["Chime Meeting State Change"],
-        "detail": {"eventType": ["chime:MeetingEnded"]},
+        "detail": {
+            "eventType": [
+                "chime:MeetingEnded",
+                "chime:AttendeeJoined",
+                "chime:AttendeeLeft",
+                "chime:AttendeeDropped",
+            ]
+        },
     }
 )
 def on_chime_event(event):

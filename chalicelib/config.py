@@ -49,6 +49,9 @@ class Settings:
     auth_jwks_url: str
     host_grace_seconds: int
     reconnect_grace_seconds: int
+    # How long a member whose socket is gone stays while Chime says their audio is up (the
+    # reconnect grace extended; a bound against a lost AttendeeLeft). spaces/presence.py.
+    audio_hold_seconds: int
     listener_count_interval_seconds: float
     connection_ttl_seconds: int
     fanout_shard_threshold: int
@@ -179,6 +182,7 @@ def from_environment() -> Settings:
         auth_jwks_url=os.environ.get("AUTH_JWKS_URL") or (issuer.rstrip("/") + "/.well-known/jwks.json"),
         host_grace_seconds=_int("HOST_GRACE_SECONDS", 120),
         reconnect_grace_seconds=_int("RECONNECT_GRACE_SECONDS", 60),
+        audio_hold_seconds=_int("AUDIO_HOLD_SECONDS", 2 * 60 * 60),
         listener_count_interval_seconds=_float("LISTENER_COUNT_INTERVAL_SECONDS", 2.0),
         connection_ttl_seconds=_int("CONNECTION_TTL_SECONDS", 2 * 60 * 60 + 600),
         fanout_shard_threshold=_int("FANOUT_SHARD_THRESHOLD", 500),

@@ -290,6 +290,11 @@ class Member(Model):
     # The socket dropped: the member keeps seat and attendee until then (membership.step_away).
     away_until = NumberAttribute(null=True)
     away_shard = UnicodeAttribute(null=True)
+    # The attendee's audio connection as Chime's attendee events last said ("joined", "left",
+    # "dropped") and that event's timestamp (epoch ms), so older or repeated events change
+    # nothing (spaces/presence.py). Cleared when the member takes another attendee.
+    audio = UnicodeAttribute(null=True)
+    audio_at = NumberAttribute(null=True)
     reaction_window = NumberAttribute(default=0)
     reaction_count = NumberAttribute(default=0)
 

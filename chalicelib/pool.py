@@ -54,6 +54,47 @@ class PoolItem(Model):
     expires_at = NumberAttribute(null=True)
 
 
+class Holder(Model):
+    """Whose attendee this is, for an attendee whose ExternalUserId does not name its user (a
+    pooled one, or a hashed over-long user id): Chime's attendee events carry only the meeting,
+    the attendee and its ExternalUserId, and are matched to a member by key (spaces/presence.py).
+    Written in the join transaction that gives the member the attendee."""
+
+    class Meta:
+        table_name = FromSettings("spaces_table")
+        region = FromSettings("region")
+
+    space_id = UnicodeAttribute(hash_key=True)  # "{meeting_id}#{external_user_id}" (holder_key)
+    space = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    expires_at = NumberAttribute()
+
+
+def holder_key(meeting_id: str, external_user_id: str) -> str:
+    return f"{meeting_id}#{external_user_id}"
+
+
+def holder(space_id: str, user_id: str, attendee: media.Attendee) -> Holder | None:
+    """The item that maps the attendee to its member, or None when its ExternalUserId names the user."""
+    if media.user_id_from_external(attendee.external_user_id) is not None:
+        return None
+    return Holder(
+        holder_key(attendee.meeting_id, attendee.external_user_id),
+        space=space_id,
+        user_id=user_id,
+        expires_at=int(time.time()) + _TTL_SECONDS,
+    )
+
+
+def holder_of(meeting_id: str, external_user_id: str) -> tuple[str, str] | None:
+    """(space id, user id) of the member the attendee was given to, or None: one GetItem."""
+    try:
+        item = Holder.get(holder_key(meeting_id, external_user_id), consistent_read=True)
+    except DoesNotExist:
+        return None
+    return item.space, item.user_id
+
+
 class MeetingFull(Exception):
     """The claimed slot was refused by Chime: the meeting holds MaxCount attendees."""
 

@@ -856,18 +856,27 @@ def test_sweep_is_never_retried_into_an_overlapping_run(sam: dict[str, Any]) -> 
 
 def test_chimes_meeting_events_reach_their_function(sam: dict[str, Any]) -> None:
     """Chime sends "Chime Meeting State Change" events to EventBridge in the control Region; the rule
-    routes chime:MeetingEnded to on_chime_event (docs/media.md). https://docs.aws.amazon.com/chime-sdk/latest/dg/using-events.html"""
+    routes chime:MeetingEnded and the attendees' audio connections (AttendeeJoined, AttendeeLeft,
+    AttendeeDropped) to on_chime_event, and nothing else: every matched event is an invocation
+    (docs/media.md). https://docs.aws.amazon.com/chime-sdk/latest/dg/using-events.html"""
     from devstack.media.events import matches
 
     events = _functions(sam)["OnChimeEvent"]["Properties"]["Events"]
     (rule,) = [e["Properties"] for e in events.values() if e["Type"] == "CloudWatchEvent"]
-    ended = {
-        "source": "aws.chime",
-        "detail-type": "Chime Meeting State Change",
-        "detail": {"eventType": "chime:MeetingEnded", "meetingId": "m", "externalMeetingId": "s"},
-    }
-    assert matches(rule["Pattern"], ended)
-    assert not matches(rule["Pattern"], {**ended, "source": "aws.events"})
+
+    def event(event_type: str) -> dict[str, Any]:
+        return {
+            "source": "aws.chime",
+            "detail-type": "Chime Meeting State Change",
+            "detail": {"eventType": event_type, "meetingId": "m", "externalMeetingId": "s"},
+        }
+
+    routed = ["MeetingEnded", "AttendeeJoined", "AttendeeLeft", "AttendeeDropped"]
+    for name in routed:
+        assert matches(rule["Pattern"], event(f"chime:{name}")), name
+    for name in ["MeetingStarted", "AttendeeAdded", "AttendeeDeleted", "AttendeeAuthorized"]:
+        assert not matches(rule["Pattern"], event(f"chime:{name}")), name
+    assert not matches(rule["Pattern"], {**event("chime:MeetingEnded"), "source": "aws.events"})
 
 
 def test_websocket_stage_is_throttled_and_logs_disconnects(sam: dict[str, Any]) -> None:

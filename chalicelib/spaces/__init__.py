@@ -4,7 +4,8 @@
 - decisions.py: what each stage command changes, given one read (pure)
 - store.py: the one read of a space, and a stage change as conditional writes
 - transitions.py: a stage change applied: write (retried), media capability, announcement
-- membership.py: join, leave, sync, removal, a socket gone, listener counts
+- membership.py: join, leave, sync, removal, a socket gone, Chime's attendee events, listener counts
+- presence.py: what an attendee event (audio joined, left, dropped) does to a member (pure)
 - stage_commands.py: hands, invitations, speakers, microphones, co-hosts, settings, reactions
 - lifecycle.py: create, start, cancel, end, host grace period and hand-over
 - views.py: the public resource, snapshots, lists and search

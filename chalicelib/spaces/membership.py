@@ -22,7 +22,7 @@ from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Connection, Member, Space, list_shards
 from chalicelib.observability import logger
 from chalicelib.rules import MODERATORS, Role, SpaceState
-from chalicelib.spaces import decisions, store, transitions
+from chalicelib.spaces import decisions, presence, store, transitions
 from chalicelib.spaces.stage import Stage, StageEntry, audio_of
 from chalicelib.spaces.views import snapshot
 
@@ -118,12 +118,17 @@ def _join_once(conn: Connection, ctx: decisions.Ctx, made: list[media.Attendee])
             Member.primary_join_token.remove(),
         ]
     )
+    new_attendee = ctx.member is None or ctx.member.attendee_id != attendee.attendee_id
+    # Another attendee: its audio state starts unknown (Chime's events for it will say).
+    audio_reset = [Member.audio.remove(), Member.audio_at.remove()] if new_attendee else []
+    holder = pool.holder(space_id, conn.user_id, attendee) if new_attendee else None
     try:
         with TransactWrite(connection=dynamo()) as tx:
             tx.update(
                 Member(space_id, conn.user_id),
                 actions=[
                     *keep_primary,
+                    *audio_reset,
                     Member.role.set(role.value),
                     Member.present.set(True),
                     Member.removed.set(False),
@@ -166,6 +171,8 @@ def _join_once(conn: Connection, ctx: decisions.Ctx, made: list[media.Attendee])
                 actions=[Connection.space_id.set(space_id), Connection.space_version.add(1)],
                 condition=_socket_unchanged(ctx.connection),
             )
+            if holder is not None:
+                tx.save(holder)  # whose attendee this is, for Chime's attendee events
     except TransactWriteError as exc:
         if is_conflict(exc):
             if new_listener:
@@ -289,7 +296,77 @@ def on_chime_event(detail: dict[str, Any]) -> str:
         return "unknown space"
     if event_type == "chime:MeetingEnded" and not detail.get("primaryMeetingId"):
         return "renewed" if meeting_ended(space, meeting_id) else "stale"
+    event = presence.parse(detail)
+    if event is not None:
+        return on_attendee_event(space, event, str(detail.get("externalUserId", "")))
     return "ignored"
+
+
+PRESENCE_RETRIES = 3
+
+
+def on_attendee_event(space: Space, event: presence.AudioEvent, external_user_id: str) -> str:
+    """chime:AttendeeJoined/Left/Dropped for one of the space's meetings: matched to the member
+    whose current attendee it is by key lookups only (the user from the ExternalUserId, or the
+    Holder item the join wrote for a pooled attendee), decided in spaces/presence.py, written
+    conditionally on the member as read. Returns what was done (for logs)."""
+    user_id = media.user_id_from_external(external_user_id) if external_user_id else None
+    if user_id is None:
+        held = pool.holder_of(event.meeting_id, external_user_id) if external_user_id else None
+        if held is None or held[0] != space.space_id:
+            return "unknown attendee"
+        user_id = held[1]
+    records = [space.meeting, *(space.replicas or [])] if space.meeting else []
+    current = {str(r["meeting_id"]) for r in records}
+    settings = get_settings()
+    for _ in range(PRESENCE_RETRIES):
+        member = store.get_member(space.space_id, user_id)
+        action = presence.decide(
+            event,
+            member,
+            current,
+            now=time.time(),
+            grace=settings.reconnect_grace_seconds,
+            hold=settings.audio_hold_seconds,
+        )
+        if action.kind == "ignore":
+            return action.why
+        assert member is not None
+        if not _record_audio(member, event, action.away_until):
+            continue  # the member changed since read (socket, attendee, a newer event): decide again
+        if action.kind == "leave":
+            # Audio left on purpose with the socket gone: the member has gone, no grace.
+            left = leave(user_id, space.space_id, None, reason="left", only_away=True)
+            return "left" if left else "came back"
+        observability.count("AudioEvents")
+        return f"audio {event.audio}" + (" (away)" if action.away_until is not None else "")
+    return "busy"
+
+
+def _record_audio(member: Member, event: presence.AudioEvent, away_until: float | None) -> bool:
+    """The audio state (and a new end of the away time), if the member is still as read."""
+    actions: list[Any] = [Member.audio.set(event.audio), Member.audio_at.set(event.at_ms)]
+    if away_until is not None:
+        actions.append(Member.away_until.set(away_until))
+    newer = Member.audio_at.does_not_exist() | (Member.audio_at < event.at_ms)
+    if member.away_until is None:
+        away = Member.away_until.does_not_exist()
+    else:
+        away = Member.away_until == member.away_until
+    try:
+        member.update(
+            actions=actions,
+            condition=(Member.present == True)  # noqa: E712
+            & _connection_unchanged(member)
+            & _attendee_unchanged(member)
+            & away
+            & newer,
+        )
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise  # an outage: the Lambda fails and EventBridge's async invocation tries again
+    return True
 
 
 def sync(conn: Connection, space_id: str) -> dict[str, Any]:
@@ -371,24 +448,35 @@ def step_away(user_id: str, space_id: str, connection_id: str) -> bool:
     the member keeps their seat, their place in the count and their attendee (audio goes on) for
     RECONNECT_GRACE_SECONDS; a `space.join` from a new socket meanwhile resumes without anyone
     being told. Only when the grace runs out does the sweep make them leave (`expire_away`)."""
-    grace = get_settings().reconnect_grace_seconds
+    settings = get_settings()
+    grace = settings.reconnect_grace_seconds
     if grace <= 0:
         return leave(user_id, space_id, connection_id, reason="disconnected")
-    try:
-        Member(space_id, user_id).update(
-            actions=[
-                Member.connection_id.remove(),
-                Member.away_until.set(time.time() + grace),
-                Member.away_shard.set(AWAY_SHARD),
-            ],
-            condition=(Member.present == True)  # noqa: E712
-            & (Member.connection_id == connection_id)
-            & (Member.removed.does_not_exist() | (Member.removed == False)),  # noqa: E712
-        )
-    except UpdateError:
-        return False  # replaced by a newer socket, left, or removed meanwhile
-    observability.count("Away")
-    return True
+    base = (
+        (Member.present == True)  # noqa: E712
+        & (Member.connection_id == connection_id)
+        & (Member.removed.does_not_exist() | (Member.removed == False))  # noqa: E712
+    )
+    # Audio still up (Chime's last attendee event said joined): the member is still listening,
+    # held for AUDIO_HOLD_SECONDS; else the grace. Conditional on the audio state, so an
+    # AttendeeLeft/Dropped applied meanwhile gives the plain grace (spaces/presence.py).
+    joined = Member.audio == presence.JOINED
+    for condition, audio in ((base & joined, presence.JOINED), (base & ~joined, None)):
+        away = presence.away_for(audio, grace=grace, hold=settings.audio_hold_seconds)
+        try:
+            Member(space_id, user_id).update(
+                actions=[
+                    Member.connection_id.remove(),
+                    Member.away_until.set(time.time() + away),
+                    Member.away_shard.set(AWAY_SHARD),
+                ],
+                condition=condition,
+            )
+        except UpdateError:
+            continue
+        observability.count("Away")
+        return True
+    return False  # replaced by a newer socket, left, or removed meanwhile
 
 
 def expire_away(now: float | None = None) -> int:

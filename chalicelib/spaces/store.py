@@ -164,6 +164,8 @@ _LEAVE_ACTIONS = (
     Member.join_token.remove(),
     Member.attendee_external.remove(),
     Member.primary_join_token.remove(),
+    Member.audio.remove(),
+    Member.audio_at.remove(),
     *_DROP_ATTENDEES,
 )
 
