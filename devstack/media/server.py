@@ -335,6 +335,11 @@ class MediaServer:
     async def _admit(
         self, attendee: Attendee, meeting: Meeting, participant: Participant, pc: Any
     ) -> Session:
+        holder = self._promoted.get(attendee.attendee_id)
+        if holder is not None:
+            # A primary attendee connecting on its own while a replica session is promoted with
+            # it: the newest connection wins, as for two sessions of one attendee.
+            await self._demote(holder)
         previous = self._by_attendee.get(attendee.attendee_id)
         if previous is not None and previous.promoted is not None:
             # A new connection is not promoted (Chime demotes on any reconnection): the client

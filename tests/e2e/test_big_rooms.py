@@ -9,6 +9,7 @@ The app runs in this process: the tests read its tables and its local media serv
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -20,18 +21,23 @@ from conftest import (
     Client,
     Clients,
     Room,
+    admin_token,
     alive,
     attendee_of,
     audio,
     create_space,
     get_space,
+    http,
     local_media,
     refused,
+    report_message,
     schedules_paused,
+    send_reports,
     stored_member,
     stored_space,
     uid,
     until,
+    wait_for_case,
 )
 
 from chalicelib import media
@@ -389,7 +395,7 @@ async def test_a_throttled_promotion_is_rate_limited_and_changes_nothing(
     await mover.event("media.promoted")
 
 
-@pytest.mark.parametrize("how", ["leave", "removed", "grace"])
+@pytest.mark.parametrize("how", ["leave", "removed", "grace", "suspended"])
 async def test_a_promoted_member_who_goes_frees_both_attendees(
     stack: Any, clients: Clients, settings: Override, how: str
 ) -> None:
@@ -403,6 +409,14 @@ async def test_a_promoted_member_who_goes_frees_both_attendees(
         await mover.send("space.leave", space_id=sid)
     elif how == "removed":
         await host.send("participant.remove", space_id=sid, user_id=mover.user)
+    elif how == "suspended":  # an admin's suspension, a durable effect (admin/effects.py)
+        send_reports(stack, [json.dumps(report_message(sid, uid("rep"), mover.user))])
+        case = await asyncio.to_thread(wait_for_case, stack, "user", mover.user, 1)
+        body = {"action": "suspend", "reason": "raid", "duration_seconds": 600}
+        status, answer = await asyncio.to_thread(
+            http, stack, "POST", f"/admin/cases/{case['id']}/actions", body, token=admin_token(stack)
+        )
+        assert status == 200, answer
     else:
         mover.abort()  # the socket drops; the reconnect grace (1 s) runs out, the sweep makes them leave
     await until(

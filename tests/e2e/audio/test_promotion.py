@@ -179,3 +179,30 @@ def test_a_new_offer_of_a_promoted_attendee_is_not_promoted(stack: Any) -> None:
             await close_all(host, far)
 
     run(scenario)
+
+
+def test_the_primary_attendee_connecting_on_its_own_takes_over_from_the_promotion(stack: Any) -> None:
+    async def scenario() -> None:
+        primary = meeting(stack)
+        replica = meeting(stack, primary)
+        listener = await connect(stack, attendee(stack, primary, "Receive"))
+        far_att = attendee(stack, replica, "Receive")
+        far = await connect(stack, far_att, tone=550)
+        seat = attendee(stack, primary)
+        try:
+            await until(lambda: far.pc.connectionState == "connected", what="the replica session up")
+            assert (await far.promote(seat.join_token)).status == 200
+            await until(lambda: listener.hears(550), what="the promoted listener heard")
+            direct = await connect(stack, seat, tone=660)  # e.g. another device of the same person
+            try:
+                await until(lambda: listener.hears(660), what="the direct session heard")
+                assert stack.media_server.promotion_of(far_att.attendee_id) is None
+                await until(lambda: listener.share(550) < 0.02, what="the demoted session no longer heard")
+                await stays(lambda: listener.share(550) < 0.02, 0.4, "the demoted session not heard")
+                assert far.pc.connectionState == "connected"
+            finally:
+                await close_all(direct)
+        finally:
+            await close_all(listener, far)
+
+    run(scenario)
