@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import Clients, Room, local_media, until
+from conftest import Clients, Room, local_media, schedules_paused, until
 
 from devstack.media.whip_client import WhipPeer
 
@@ -215,4 +215,39 @@ async def test_events_for_unknown_meetings_spaces_and_attendees_are_ignored(
     assert redeliver(stack, variant(timestamp=None)) == "ignored"  # no time, no order
     still = member(room.sid, client.user)
     assert still.present and still.audio == "joined"
+    await peer.close()
+
+
+async def test_an_attendee_event_costs_key_lookups_and_one_write(
+    stack: Any, clients: Clients, settings: Any, aws_calls: Any
+) -> None:
+    """What each event costs (docs/performance.md): a pooled listener's event is three GetItems
+    (space, the Holder of the pooled attendee, member) and one conditional UpdateItem; a repeat
+    only the reads. Never a Query or a Scan over the space's members."""
+    settings(RECONNECT_GRACE_SECONDS="30")
+    room = await Room.open(clients)
+    client, peer, snap = await listening(clients, room, "cost")
+    (joined,) = events_of(stack, "chime:AttendeeJoined", snap["media"]["Attendee"]["AttendeeId"])
+    later = {**joined, "detail": {**joined["detail"], "timestamp": joined["detail"]["timestamp"] + 1}}
+    later["detail"]["eventType"] = "chime:AttendeeDropped"
+    with schedules_paused(stack):
+        aws_calls.reset()
+        assert await asyncio.to_thread(redeliver, stack, later) == "audio dropped"
+        applied = aws_calls.snapshot()
+        aws_calls.reset()
+        assert await asyncio.to_thread(redeliver, stack, later) == "older or duplicate"
+        repeated = aws_calls.snapshot()
+        started = time.perf_counter()
+        for _ in range(20):
+            await asyncio.to_thread(redeliver, stack, later)
+        print(f"a repeated event: {(time.perf_counter() - started) / 20 * 1000:.1f} ms per invocation")
+    # (the process also runs the stack's queue pollers and the space's notification job: only the
+    # member table's kinds of call are compared)
+    kinds = ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:Scan", "chime")
+    assert {k: n for k, n in applied.items() if k.startswith(kinds)} == {
+        "dynamodb:GetItem": 3,
+        "dynamodb:UpdateItem": 1,
+    }, applied
+    assert {k: n for k, n in repeated.items() if k.startswith(kinds)} == {"dynamodb:GetItem": 3}, repeated
+    assert member(room.sid, client.user).present  # the socket is up: present whatever the audio does
     await peer.close()
