@@ -102,7 +102,7 @@ def test_a_replica_listener_brought_on_stage_is_promoted_on_the_same_connection(
     """Chime's promote-to-primary in the page: `media.promoted` → POST {session}/promotion and the
     mic on the same WHIP connection; `media.demoted` → demoted, mic off, still listening.
     MEETING_MAX_ATTENDEES=14 leaves the primary one listener seat (13 are kept for the stage)."""
-    settings(MEETING_MAX_ATTENDEES="14")
+    settings(MEETING_MAX_ATTENDEES="14", RECONNECT_GRACE_SECONDS="60")
     name = f"Replica {secrets.token_hex(3)}"
     ada = people("ada", hz=440)
     ada.create_space(name)
@@ -125,12 +125,29 @@ def test_a_replica_listener_brought_on_stage_is_promoted_on_the_same_connection(
     far.click("Raise my hand")
     ada.page.locator('#hands li[data-user="far"]').get_by_role("button", name="Bring on stage").click()
     wait_for("far promoted", lambda: far.audio("promoted"), lambda v: v is True)
+    promoted_as = far.page.evaluate("window.sohbet.app.primaryCreds.Attendee.AttendeeId")
     far.click("Unmute my mic")
     ada.click("Mute my mic")  # the host's 440 Hz goes: what the listener hears is far's voice
     hears(lis, 660)  # heard by the primary's listener, through the host's room
     hears(ada, 660)
     assert far.audio("session") == session  # the same WHIP session: promoted in place
     assert far.audio("sending") is True
+
+    # The socket drops and comes back within the reconnect grace: the join reply carries both
+    # credentials; the audio connection never went, so it stays promoted (nothing torn down).
+    # (The page forgets the credentials first: what it holds after comes from the join reply.)
+    far.page.evaluate("window.sohbet.app.primaryCreds = null; window.sohbet.dropSocket(300)")
+    expect(far.page.locator("#notices")).to_contain_text("reconnected and caught up")
+    resumed = wait_for(
+        "the primary credentials from the join reply",
+        lambda: far.page.evaluate(
+            "window.sohbet.app.primaryCreds && window.sohbet.app.primaryCreds.Attendee.AttendeeId"
+        ),
+        lambda v: v is not None,
+    )
+    assert resumed == promoted_as
+    assert far.audio("promoted") is True and far.audio("session") == session
+    hears(lis, 660)
 
     ada.tile_action("far", "To audience")
     wait_for("far demoted", lambda: far.audio("promoted"), lambda v: v is False)
