@@ -134,7 +134,13 @@ class Change:
 
 
 def promotion(ctx: Ctx, target: Member, role: Role, reason: str, since: str) -> Change:
-    stage = ctx.stage.promote(target.user_id, role, target.connection_id, since)
+    stage = ctx.stage.promote(
+        target.user_id,
+        role,
+        target.connection_id,
+        since,
+        audio=(target.audio, int(target.audio_at) if target.audio_at is not None else None),
+    )
     return Change(
         stage=stage,
         reason=reason,

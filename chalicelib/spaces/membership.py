@@ -101,7 +101,12 @@ def _join_once(conn: Connection, ctx: decisions.Ctx, made: list[media.Attendee])
     if attendee.attendee_id not in {a.attendee_id for a in made}:
         made.append(attendee)
     now = now_iso()
-    stage = ctx.stage.mark_back(conn.user_id, conn.connection_id) if entry is not None else ctx.stage
+    new_attendee = ctx.member is None or ctx.member.attendee_id != attendee.attendee_id
+    stage = (
+        ctx.stage.mark_back(conn.user_id, conn.connection_id, new_attendee=new_attendee)
+        if entry is not None
+        else ctx.stage
+    )
     # A member promoted out of a replica resumes with both attendees: the client connects with the
     # replica one and promotes it again (Chime demotes on any disconnection).
     primary = (
@@ -118,7 +123,6 @@ def _join_once(conn: Connection, ctx: decisions.Ctx, made: list[media.Attendee])
             Member.primary_join_token.remove(),
         ]
     )
-    new_attendee = ctx.member is None or ctx.member.attendee_id != attendee.attendee_id
     # Another attendee: its audio state starts unknown (Chime's events for it will say).
     audio_reset = [Member.audio.remove(), Member.audio_at.remove()] if new_attendee else []
     holder = pool.holder(space_id, conn.user_id, attendee) if new_attendee else None
@@ -339,8 +343,38 @@ def on_attendee_event(space: Space, event: presence.AudioEvent, external_user_id
             left = leave(user_id, space.space_id, None, reason="left", only_away=True)
             return "left" if left else "came back"
         observability.count("AudioEvents")
-        return f"audio {event.audio}" + (" (away)" if action.away_until is not None else "")
+        shown = user_id in Stage.from_stored(space.stage) and _show_on_stage(space.space_id, user_id, event)
+        return (
+            f"audio {event.audio}"
+            + (" (away)" if action.away_until is not None else "")
+            + (", on stage" if shown else "")
+        )
     return "busy"
+
+
+def _show_on_stage(space_id: str, user_id: str, event: presence.AudioEvent) -> bool:
+    """Someone on stage: their audio state on their stage entry too, announced with stage.changed
+    (at most 13 people, so a host sees who is really connected; a listener's never is)."""
+    for _ in range(PRESENCE_RETRIES):
+        space = store.get_space(space_id)
+        before = Stage.from_stored(space.stage)
+        stage = before.with_audio(user_id, event.audio, event.at_ms)
+        if stage is None or space.state != SpaceState.LIVE:
+            return False
+        try:
+            space.update(
+                actions=[Space.stage.set(stage.to_stored()), Space.stage_version.add(1)],
+                condition=(Space.state == SpaceState.LIVE) & (Space.stage_version == space.stage_version),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                continue  # the stage changed meanwhile: read again
+            raise
+        entry = before.get(user_id)
+        if entry is not None and entry.audio_state != event.audio:
+            transitions.announce(space_id, stage, "audio", user_id)
+        return True
+    return False
 
 
 def _record_audio(member: Member, event: presence.AudioEvent, away_until: float | None) -> bool:

@@ -2,7 +2,7 @@
 
 Pure: no AWS, no clock of its own (callers pass `since`). Every change returns a new
 Stage. The store converts to and from the stored attribute (a JSON map on the space
-item: user_id -> {role, present, muted, muted_by, since, connection_id}).
+item: user_id -> {role, present, muted, muted_by, since, connection_id, audio_state, audio_at}).
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ class StageEntry:
     muted_by: MutedBy | None = "self"
     since: str = ""
     connection_id: str | None = None
+    # Their audio connection as Chime's attendee events last said (joined, left, dropped; None:
+    # not heard yet) and that event's timestamp (epoch ms): a host sees who is really connected.
+    audio_state: str | None = None
+    audio_at: int | None = None
 
     @classmethod
     def from_stored(cls, raw: Mapping[str, Any]) -> StageEntry:
@@ -36,10 +40,12 @@ class StageEntry:
             muted_by=raw.get("muted_by"),
             since=raw.get("since") or "",
             connection_id=raw.get("connection_id"),
+            audio_state=raw.get("audio_state"),
+            audio_at=int(raw["audio_at"]) if raw.get("audio_at") is not None else None,
         )
 
     def to_stored(self) -> dict[str, Any]:
-        return {
+        stored: dict[str, Any] = {
             "role": self.role.value,
             "present": self.present,
             "muted": self.muted,
@@ -47,6 +53,9 @@ class StageEntry:
             "since": self.since,
             "connection_id": self.connection_id,
         }
+        if self.audio_state is not None:
+            stored.update(audio_state=self.audio_state, audio_at=self.audio_at)
+        return stored
 
     @property
     def is_moderator(self) -> bool:
@@ -131,16 +140,7 @@ class Stage:
     def public(self) -> list[dict[str, Any]]:
         """The public view: host, co-hosts, speakers, each by seniority."""
         ordered = sorted(self.entries.items(), key=lambda kv: (_ORDER[kv[1].role], kv[1].since))
-        return [
-            {
-                "user_id": uid,
-                "role": e.role.value,
-                "present": e.present,
-                "muted": e.muted,
-                "muted_by": e.muted_by,
-            }
-            for uid, e in ordered
-        ]
+        return [_public(uid, e) for uid, e in ordered]
 
     # -- changes (each returns a new Stage) --
 
@@ -158,9 +158,22 @@ class Stage:
             raise KeyError(f"{user_id} is not on stage")
         return entry
 
-    def promote(self, user_id: str, role: Role, connection_id: str | None, since: str) -> Stage:
-        """A listener takes a seat: present, muted by themself until they unmute."""
-        return self._with(user_id, StageEntry(role, since=since, connection_id=connection_id))
+    def promote(
+        self,
+        user_id: str,
+        role: Role,
+        connection_id: str | None,
+        since: str,
+        *,
+        audio: tuple[str | None, int | None] = (None, None),
+    ) -> Stage:
+        """A listener takes a seat: present, muted by themself until they unmute; `audio`: their
+        audio state as their member item has it (the same attendee stays)."""
+        state, at = audio
+        return self._with(
+            user_id,
+            StageEntry(role, since=since, connection_id=connection_id, audio_state=state, audio_at=at),
+        )
 
     def demote(self, user_id: str) -> Stage:
         """Off the stage (back to the audience, or out of the space)."""
@@ -178,12 +191,37 @@ class Stage:
         """A host or co-host whose socket went keeps the seat, away."""
         return self._with(user_id, replace(self._entry(user_id), present=False, connection_id=None))
 
-    def mark_back(self, user_id: str, connection_id: str) -> Stage:
-        return self._with(user_id, replace(self._entry(user_id), present=True, connection_id=connection_id))
+    def mark_back(self, user_id: str, connection_id: str, *, new_attendee: bool = False) -> Stage:
+        """Back on a socket; with another attendee, whose audio nobody has heard of yet."""
+        entry = replace(self._entry(user_id), present=True, connection_id=connection_id)
+        if new_attendee:
+            entry = replace(entry, audio_state=None, audio_at=None)
+        return self._with(user_id, entry)
+
+    def with_audio(self, user_id: str, state: str, at_ms: int) -> Stage | None:
+        """Their audio state from one of Chime's attendee events, or None when that changes
+        nothing on the stage (not on it, or the entry has a newer or the same event already)."""
+        entry = self.entries.get(user_id)
+        if entry is None or (entry.audio_at is not None and entry.audio_at >= at_ms):
+            return None
+        return self._with(user_id, replace(entry, audio_state=state, audio_at=at_ms))
 
     def hand_over(self, old_host: str, successor: str) -> Stage:
         """The co-host takes the host's seat; the old host leaves the stage."""
         return self.demote(old_host)._with(successor, replace(self._entry(successor), role=Role.HOST))
+
+
+def _public(user_id: str, e: StageEntry) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "user_id": user_id,
+        "role": e.role.value,
+        "present": e.present,
+        "muted": e.muted,
+        "muted_by": e.muted_by,
+    }
+    if e.audio_state is not None:
+        view["audio_state"] = e.audio_state
+    return view
 
 
 def new_space_stage(host_id: str, since: str) -> Stage:

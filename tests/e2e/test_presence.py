@@ -251,3 +251,36 @@ async def test_an_attendee_event_costs_key_lookups_and_one_write(
     assert {k: n for k, n in repeated.items() if k.startswith(kinds)} == {"dynamodb:GetItem": 3}, repeated
     assert member(room.sid, client.user).present  # the socket is up: present whatever the audio does
     await peer.close()
+
+
+async def test_the_stage_shows_who_is_really_connected_and_listeners_never_broadcast(
+    stack: Any, clients: Clients, settings: Any
+) -> None:
+    """Someone on stage: their audio state goes on their stage entry and out with stage.changed
+    (reason "audio"; at most 13 people). A listener's audio events are never announced."""
+    settings(RECONNECT_GRACE_SECONDS="30")
+    room = await Room.open(clients)
+    speaker, snap = await clients.join("voice", room.sid)
+    await room.promote(speaker, "speaker")
+    mark = room.host.mark
+    peer = await audio(stack, snap["media"])
+    event = await room.host.event("stage.changed", since=mark, reason="audio", user_id=speaker.user)
+    (entry,) = [e for e in event["stage"] if e["user_id"] == speaker.user]
+    assert entry["audio_state"] == "joined" and entry["present"]
+
+    mark = room.host.mark
+    await peer.close()  # lost, not left
+    event = await room.host.event(
+        "stage.changed", since=mark, reason="audio", user_id=speaker.user, timeout=40
+    )
+    (entry,) = [e for e in event["stage"] if e["user_id"] == speaker.user]
+    assert entry["audio_state"] == "dropped" and entry["present"]  # the socket is up: still on stage
+    assert (await room.get())["stage"][1]["audio_state"] == "dropped"
+
+    mark = room.host.mark
+    listener, peer_l, _ = await listening(clients, room, "quiet")
+    await peer_l.leave()
+    await until(lambda: member(room.sid, listener.user).audio == "left", what="the listener's Left applied")
+    await room.host.drain(0.3)
+    assert [e for e in room.host.events("stage.changed", since=mark) if e["reason"] == "audio"] == []
+    assert member(room.sid, listener.user).present  # the socket is up: still listening, as far as we know

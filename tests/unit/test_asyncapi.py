@@ -154,7 +154,14 @@ def test_documented_events_and_their_delivery() -> None:
 
 STAGE = [
     {"user_id": "ada", "role": "host", "present": True, "muted": False, "muted_by": None},
-    {"user_id": "bob", "role": "speaker", "present": True, "muted": True, "muted_by": "host"},
+    {
+        "user_id": "bob",
+        "role": "speaker",
+        "present": True,
+        "muted": True,
+        "muted_by": "host",
+        "audio_state": "joined",
+    },
     {"user_id": "cy", "role": "cohost", "present": False, "muted": True, "muted_by": "self", "extra": 1},
 ]
 EVENT_PAYLOADS: dict[str, dict[str, Any]] = {
@@ -269,6 +276,7 @@ BAD_SERVER_MESSAGES: list[tuple[str, Any]] = [
     ("stage not a list", _event("stage.changed", stage={})),
     ("stage bad role", _event("stage.changed", stage=[{**STAGE[0], "role": "listener"}])),
     ("stage bad muted_by", _event("stage.changed", stage=[{**STAGE[0], "muted_by": "cohost"}])),
+    ("stage bad audio_state", _event("stage.changed", stage=[{**STAGE[0], "audio_state": "connected"}])),
     ("stage member missing present", _event("stage.changed", stage=[{"user_id": "a", "role": "host"}])),
     ("stage without reason", {k: v for k, v in _event("stage.changed").items() if k != "reason"}),
     ("count negative", _event("listeners.count", listener_count=-1)),

@@ -165,3 +165,33 @@ def test_a_new_space_has_its_host_on_stage_away_until_they_join() -> None:
 def test_the_audio_capability_of_a_seat(entry: StageEntry | None, audio: str) -> None:
     assert audio_of(entry) == audio
     assert LISTENER_AUDIO == RECEIVE
+
+
+# -- the audio state Chime's attendee events report (spaces/presence.py) --------------
+
+
+def test_an_audio_state_is_shown_newest_first_and_kept_in_the_stored_format() -> None:
+    stage = Stage.from_stored(STORED)
+    joined = stage.with_audio("cem", "joined", 1_000)
+    assert joined is not None
+    public = {e["user_id"]: e for e in joined.public()}
+    assert public["cem"]["audio_state"] == "joined"
+    assert "audio_state" not in public["ada"]  # never reported: absent, as before
+    assert Stage.from_stored(joined.to_stored()) == joined  # kept with its time
+    dropped = joined.with_audio("cem", "dropped", 2_000)
+    assert dropped is not None and dropped.get("cem").audio_state == "dropped"  # type: ignore[union-attr]
+    # older, repeated, or not on stage: nothing to write
+    assert dropped.with_audio("cem", "joined", 1_500) is None
+    assert dropped.with_audio("cem", "dropped", 2_000) is None
+    assert stage.with_audio("zoe", "joined", 3_000) is None
+
+
+def test_a_promotion_carries_the_listeners_audio_and_another_attendee_forgets_it() -> None:
+    stage = Stage.from_stored(STORED).promote("dan", Role.SPEAKER, "c-dan", "t", audio=("joined", 5))
+    assert stage.get("dan") == StageEntry(
+        Role.SPEAKER, since="t", connection_id="c-dan", audio_state="joined", audio_at=5
+    )
+    same = stage.mark_back("dan", "c-dan2")
+    assert same.get("dan").audio_state == "joined"  # type: ignore[union-attr]  # same attendee: unchanged
+    fresh = stage.mark_back("dan", "c-dan3", new_attendee=True)
+    assert (fresh.get("dan").audio_state, fresh.get("dan").audio_at) == (None, None)  # type: ignore[union-attr]

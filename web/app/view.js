@@ -6,6 +6,9 @@ const ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&
 export const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ESCAPES[c]);
 
 const ROLE_NAMES = { host: "host", cohost: "co-host", speaker: "speaker", listener: "listener" };
+// A stage member's audio_state (stage.changed, reason "audio"): what the media service says of
+// their audio connection, so a host sees who is really connected. Nothing while it is up.
+const AUDIO_NOTES = { left: " · audio off", dropped: " · audio lost" };
 
 function button(action, label, { user = null, cls = "secondary", disabled = false } = {}) {
   const u = user === null ? "" : ` data-user="${esc(user)}"`;
@@ -55,10 +58,11 @@ export function stageItem(entry, room, level) {
   if (!me) actions.push(button("report.open", "Report", { user: entry.user_id }));
   const classes = [me && "me", !entry.present && "away", speaking && "speaking"].filter(Boolean).join(" ");
   return `<li class="${classes}" data-user="${esc(entry.user_id)}"
-      data-role="${esc(entry.role)}" data-muted="${entry.muted}" data-muted-by="${esc(entry.muted_by ?? "")}">
+      data-role="${esc(entry.role)}" data-muted="${entry.muted}" data-muted-by="${esc(entry.muted_by ?? "")}"
+      data-audio="${esc(entry.audio_state ?? "")}">
     <div class="who">${esc(entry.user_id)}${me ? " (you)" : ""}
       <span class="role">${ROLE_NAMES[entry.role]}</span></div>
-    <div class="mute ${entry.muted_by === "host" ? "host" : ""}">${esc(mute)}${entry.present ? "" : " · away"}</div>
+    <div class="mute ${entry.muted_by === "host" ? "host" : ""}">${esc(mute)}${entry.present ? "" : " · away"}${AUDIO_NOTES[entry.audio_state] ?? ""}</div>
     <meter class="level" min="0" max="1" low="0.02" value="${level.toFixed(3)}"
       aria-label="${esc(entry.user_id)} audio level"></meter>
     ${actions.length ? `<div class="actions">${actions.join("")}</div>` : ""}

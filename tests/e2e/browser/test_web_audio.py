@@ -71,6 +71,8 @@ def test_listener_hears_the_stage_and_host_powers_act_on_the_audio(people) -> No
     spk.click("Raise my hand")
     ada.page.locator('#hands li[data-user="spk"]').get_by_role("button", name="Bring on stage").click()
     expect(spk.page.locator("#audio-state")).to_contain_text("connected (speaker)")  # re-offered with a mic
+    # the host sees who is really connected (Chime's AttendeeJoined, carried onto the stage)
+    expect(ada.tile("spk")).to_have_attribute("data-audio", "joined")
     spk.click("Unmute my mic")
     ada.click("Mute my mic")  # self-mute: the host's 440 Hz goes, the speaker's 660 Hz stays
     expect(lis.tile("ada")).to_have_attribute("data-muted-by", "self")
