@@ -28,6 +28,7 @@ class Settings:
     region: str
     spaces_table: str
     members_table: str
+    presence_table: str
     connections_table: str
     relations_table: str
     users_table: str
@@ -163,6 +164,7 @@ def from_environment() -> Settings:
         region=region,
         spaces_table=_table("SPACES_TABLE"),
         members_table=_table("MEMBERS_TABLE"),
+        presence_table=_table("PRESENCE_TABLE"),
         connections_table=_table("CONNECTIONS_TABLE"),
         relations_table=_table("RELATIONS_TABLE"),
         users_table=_table("USERS_TABLE"),

@@ -37,6 +37,13 @@ def is_conflict(exc: TransactWriteError) -> bool:
     return any(r is not None and r.code in _CONFLICT_CODES for r in reasons)
 
 
+def held_by_another(exc: TransactWriteError) -> bool:
+    """Cancelled only because another transaction held one of its items (none of our conditions
+    failed): the same write may simply be tried again."""
+    codes = {r.code for r in getattr(exc, "cancellation_reasons", None) or [] if r is not None and r.code}
+    return codes == {"TransactionConflict"}
+
+
 def is_read_conflict(exc: TransactGetError) -> bool:
     """Was a TransactGetItems cancelled because a transactional write held one of its items?"""
     reasons = getattr(exc, "cancellation_reasons", None) or []

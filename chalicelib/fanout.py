@@ -16,7 +16,7 @@ from typing import Any
 from chalicelib import broadcast as tier
 from chalicelib import clients, counters, observability, protocol, shards
 from chalicelib.config import get_settings
-from chalicelib.models import Member
+from chalicelib.models import Presence
 from chalicelib.observability import logger
 from chalicelib.push import Delivery, encode
 
@@ -75,19 +75,16 @@ def _later(send: Callable[[], Any]) -> bool:
 
 
 def recipients(space_id: str) -> list[str]:
-    """Connection ids of everyone present in the space (a paginated Query).
+    """Connection ids of everyone present in the space: one (paginated) Query of its presence
+    rows, which hold exactly the members whose socket is open, so a space where thousands came
+    and went reads only those still there (docs/data-model.md).
 
     Strongly consistent: an eventually consistent Query may miss a member whose join committed
     just before this event was numbered, and the join's reply promises that member every later
     event. https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.ReadConsistency.html
     """
-    members = Member.query(
-        space_id,
-        consistent_read=True,
-        filter_condition=Member.present == True,  # noqa: E712 - PynamoDB condition, not a comparison
-        attributes_to_get=["connection_id"],
-    )
-    return [m.connection_id for m in members if m.connection_id]
+    rows = Presence.query(space_id, consistent_read=True, attributes_to_get=["connection_id"])
+    return [row.connection_id for row in rows]
 
 
 def cleanup_gone(connection_id: str) -> None:

@@ -303,6 +303,20 @@ class Member(Model):
     by_away = MembersAway()
 
 
+class Presence(Model):
+    """One row per member whose socket is open: exactly the members with a `connection_id`,
+    written in the same transaction as every change of it (docs/data-model.md). A broadcast's
+    recipients are one strongly consistent Query of the space's rows, however many people
+    came and went."""
+
+    class Meta(_Meta):
+        table_name = FromSettings("presence_table")
+
+    space_id = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute(range_key=True)
+    connection_id = UnicodeAttribute()
+
+
 # -- users and relations -----------------------------------------------------
 
 

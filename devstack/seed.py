@@ -6,7 +6,7 @@ grant dynamodb:BatchWriteItem (tests/test_packaging.py checks grants against cal
 
 from __future__ import annotations
 
-from chalicelib.models import Relation
+from chalicelib.models import Member, Relation
 from chalicelib.relations import relation
 
 
@@ -15,3 +15,12 @@ def follow_all(followers: list[str], host: str) -> None:
     with Relation.batch_write() as batch:
         for follower in followers:
             batch.save(relation(follower, "follow", host))
+
+
+def past_members(template: Member, user_ids: list[str]) -> None:
+    """Members who joined the template's space and left it, shaped exactly like the template
+    (a member item as a real join and leave left it), written in batches of 25."""
+    attributes = {k: v for k, v in template.attribute_values.items() if k not in ("space_id", "user_id")}
+    with Member.batch_write() as batch:
+        for user_id in user_ids:
+            batch.save(Member(template.space_id, user_id, **attributes))

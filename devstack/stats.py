@@ -1,4 +1,4 @@
-"""What the local stack did: AWS operations by name, @connections posts, CPU time.
+"""What the local stack did: AWS operations by name, items Queries read, @connections posts, CPU time.
 
 Counted with a botocore event hook on every client the process creates, so
 the app's own code is untouched. Served at GET /dev/stats (local stack only)
@@ -37,6 +37,41 @@ class AwsCallCounter:
 AWS_CALLS = AwsCallCounter()
 
 
+class QueryReads:
+    """Items DynamoDB Queries read (their ScannedCount: before any filter, what a Query is billed
+    for), by table and index. moto's ConsumedCapacity is a constant per call, so the items are
+    counted instead (bench/presence.py turns them into read units)."""
+
+    def __init__(self) -> None:
+        self.items: collections.Counter[tuple[str, str | None]] = collections.Counter()
+        self.calls: collections.Counter[tuple[str, str | None]] = collections.Counter()
+        self._lock = threading.Lock()
+
+    def note(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["query_target"] = (params.get("TableName", ""), params.get("IndexName"))
+
+    def count(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        target = context.get("query_target")
+        if target is None:
+            return
+        with self._lock:
+            self.calls[target] += 1
+            self.items[target] += int(parsed.get("ScannedCount", 0))
+
+    def reset(self) -> None:
+        with self._lock:
+            self.items.clear()
+            self.calls.clear()
+
+    def of(self, table: str, index: str | None = None) -> tuple[int, int]:
+        """(Query calls, items read) on the table (or one of its indexes) since the last reset."""
+        with self._lock:
+            return self.calls[(table, index)], self.items[(table, index)]
+
+
+QUERY_READS = QueryReads()
+
+
 def install_call_counter() -> None:
     """Register the counter on every botocore client created from now on."""
     import botocore.session
@@ -48,6 +83,8 @@ def install_call_counter() -> None:
     def create_client(self: Any, *args: Any, **kwargs: Any) -> Any:
         client = original(self, *args, **kwargs)
         client.meta.events.register("before-call", AWS_CALLS.hook)
+        client.meta.events.register("provide-client-params.dynamodb.Query", QUERY_READS.note)
+        client.meta.events.register("after-call.dynamodb.Query", QUERY_READS.count)
         return client
 
     create_client._counted = True  # type: ignore[attr-defined]

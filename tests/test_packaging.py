@@ -49,6 +49,7 @@ PSEUDO_PARAMS = {
 REF_ENV = {
     "SPACES_TABLE": "SpacesTable",
     "MEMBERS_TABLE": "MembersTable",
+    "PRESENCE_TABLE": "PresenceTable",
     "CONNECTIONS_TABLE": "ConnectionsTable",
     "RELATIONS_TABLE": "RelationsTable",
     "USERS_TABLE": "UsersTable",

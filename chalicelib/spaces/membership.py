@@ -17,7 +17,7 @@ from pynamodb.transactions import TransactWrite
 from chalicelib import broadcast, clients, counters, fanout, media, observability, placement, pool, rules
 from chalicelib.clock import now_iso
 from chalicelib.config import get_settings
-from chalicelib.db import dynamo, is_conflict
+from chalicelib.db import dynamo, held_by_another, is_conflict
 from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Connection, Member, Space, list_shards
 from chalicelib.observability import logger
@@ -177,6 +177,7 @@ def _join_once(conn: Connection, ctx: decisions.Ctx, made: list[media.Attendee])
             )
             if holder is not None:
                 tx.save(holder)  # whose attendee this is, for Chime's attendee events
+            store.open_socket(tx, space_id, conn.user_id, conn.connection_id)
     except TransactWriteError as exc:
         if is_conflict(exc):
             if new_listener:
@@ -437,6 +438,7 @@ def leave(
                     # the attendee deleted below is the one the member still holds
                     condition=_connection_unchanged(member) & _attendee_unchanged(member),
                 )
+                store.socket_gone(tx, space_id, user_id)
                 if entry is None:
                     tx.update(*counters.change(space_id, user_id, -1))
         except TransactWriteError:
@@ -497,19 +499,26 @@ def step_away(user_id: str, space_id: str, connection_id: str) -> bool:
     joined = Member.audio == presence.JOINED
     for condition, audio in ((base & joined, presence.JOINED), (base & ~joined, None)):
         away = presence.away_for(audio, grace=grace, hold=settings.audio_hold_seconds)
-        try:
-            Member(space_id, user_id).update(
-                actions=[
-                    Member.connection_id.remove(),
-                    Member.away_until.set(time.time() + away),
-                    Member.away_shard.set(AWAY_SHARD),
-                ],
-                condition=condition,
-            )
-        except UpdateError:
-            continue
-        observability.count("Away")
-        return True
+        for _ in range(JOIN_RETRIES):
+            try:
+                # The presence row goes with the connection id: broadcasts stop reaching the socket.
+                with TransactWrite(connection=dynamo()) as tx:
+                    tx.update(
+                        Member(space_id, user_id),
+                        actions=[
+                            Member.connection_id.remove(),
+                            Member.away_until.set(time.time() + away),
+                            Member.away_shard.set(AWAY_SHARD),
+                        ],
+                        condition=condition,
+                    )
+                    store.socket_gone(tx, space_id, user_id)
+            except TransactWriteError as exc:
+                if held_by_another(exc):
+                    continue  # a stage change held the member item for a moment
+                break  # this condition does not hold: the next one may
+            observability.count("Away")
+            return True
     return False  # replaced by a newer socket, left, or removed meanwhile
 
 
@@ -596,6 +605,7 @@ def _expel(space: Space, member: Member, reason: str, by: str) -> None:
                     actions=[*store.exit_actions(True), Member.role.set("listener")],
                     condition=_member_unchanged(member) & (Member.role == member.role),
                 )
+                store.socket_gone(tx, space.space_id, user_id)
                 if member.present:
                     tx.update(*counters.change(space.space_id, user_id, -1))
             break

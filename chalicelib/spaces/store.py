@@ -16,7 +16,7 @@ from chalicelib import counters
 from chalicelib.clock import now_iso
 from chalicelib.db import dynamo, is_read_conflict
 from chalicelib.errors import CommandError, ErrorCode
-from chalicelib.models import Connection, Member, Relation, Space
+from chalicelib.models import Connection, Member, Presence, Relation, Space
 from chalicelib.rules import Role, SpaceState
 from chalicelib.spaces.decisions import Change, Ctx
 
@@ -170,6 +170,17 @@ _LEAVE_ACTIONS = (
 )
 
 
+def open_socket(tx: TransactWrite, space_id: str, user_id: str, connection_id: str) -> None:
+    """The presence row of a member whose connection_id becomes `connection_id`: in the same
+    transaction as the member item, so the two never disagree (fanout.recipients reads it)."""
+    tx.save(Presence(space_id, user_id, connection_id=connection_id))
+
+
+def socket_gone(tx: TransactWrite, space_id: str, user_id: str) -> None:
+    """No presence row for a member whose connection_id is removed (left, away, removed)."""
+    tx.delete(Presence(space_id, user_id))
+
+
 def exit_actions(removed: bool) -> list[Any]:
     """The member item of someone who leaves the space (or is removed from it for good).
 
@@ -224,6 +235,8 @@ def commit(ctx: Ctx, change: Change) -> None:
             tx.update(
                 Member(space.space_id, change.target), actions=member_actions, condition=member_condition
             )
+        if change.exit is not None:
+            socket_gone(tx, space.space_id, change.target)
         if change.listener_delta:
             tx.update(*counters.change(space.space_id, change.target, change.listener_delta))
 

@@ -115,7 +115,7 @@ def plant_stale_listener(space_id: str) -> tuple[str, str]:
     from chalicelib import connections, counters
     from chalicelib.clock import now_iso
     from chalicelib.db import dynamo
-    from chalicelib.models import Connection, Member
+    from chalicelib.models import Connection, Member, Presence
 
     user = uid("stale")
     connection_id = uuid.uuid4().hex[:15] + "="  # API Gateway's shape; the gateway never issued it
@@ -141,6 +141,7 @@ def plant_stale_listener(space_id: str) -> tuple[str, str]:
                 joined_at=now_iso(),
             )
         )
+        tx.save(Presence(space_id, user, connection_id=connection_id))  # as its join wrote it
         tx.update(*counters.change(space_id, user, 1))  # as its join counted it
     return user, connection_id
 

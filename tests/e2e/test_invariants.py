@@ -7,6 +7,7 @@ in the background) and checks, from the stored state and the media service:
 
 - one host; at most 2 co-hosts; at most 13 on stage;
 - nobody removed is present;
+- the presence rows (what a broadcast reads) are exactly the members' open sockets;
 - the listener count (its counter shards) is the number of listeners actually present;
 - every present member has a live socket whose record holds the space, and a media
   attendee; every attendee of the space's meeting belongs to a present member (but the
@@ -91,7 +92,7 @@ class Loop:
 def violations(space_id: str) -> list[str]:
     """What is wrong with the space's stored state now (empty: every invariant holds)."""
     from chalicelib import counters
-    from chalicelib.models import Connection, Member, Space
+    from chalicelib.models import Connection, Member, Presence, Space
     from chalicelib.rules import Role
     from chalicelib.spaces.stage import Stage
 
@@ -111,6 +112,11 @@ def violations(space_id: str) -> list[str]:
     for m in members:
         if m.removed and m.present:
             found.append(f"{m.user_id} removed but present")
+    # what a broadcast reads (fanout.recipients) is exactly the members' open sockets
+    rows = {r.user_id: r.connection_id for r in Presence.query(space_id, consistent_read=True)}
+    sockets = {m.user_id: m.connection_id for m in members if m.connection_id}
+    if rows != sockets:
+        found.append(f"presence rows {rows} but members' sockets {sockets}")
     if space.state != "live":
         return found
 
