@@ -396,6 +396,30 @@ async def test_a_throttled_promotion_is_rate_limited_and_changes_nothing(
     await mover.event("media.promoted")
 
 
+async def test_a_promoted_member_joining_from_another_device_gets_both_credentials(
+    stack: Any, clients: Clients, settings: Override
+) -> None:
+    """One user, one member: the new device takes over the replica attendee and gets the primary
+    attendee's credentials to promote with (the older device is replaced)."""
+    port = local_media()
+    sid, host, primary, mover, replica, _ = await promoted_room(stack, clients, settings)
+    replica_attendee = audio_attendee(replica, mover.user)
+    await approve(host, mover, sid)
+    promoted = (await mover.event("media.promoted"))["media"]["Attendee"]
+    other = await clients.open(mover.user)
+    snap = await other.send("space.join", space_id=sid)
+    assert snap["role"] == "speaker"
+    assert snap["media"]["Attendee"]["AttendeeId"] == replica_attendee
+    assert snap["primary_media"]["Attendee"]["AttendeeId"] == promoted["AttendeeId"]
+    assert snap["primary_media"]["Attendee"]["JoinToken"] == promoted["JoinToken"]
+    assert snap["primary_media"]["Meeting"]["MeetingId"] == primary
+    await mover.event("session.replaced")
+    assert promoted["AttendeeId"] in port.attendees(primary) and replica_attendee in port.attendees(replica)
+    # A listener's join carries no primary credentials.
+    _, plain = await clients.join(uid("l"), sid)
+    assert "primary_media" not in plain
+
+
 @pytest.mark.parametrize("how", ["leave", "removed", "grace", "suspended"])
 async def test_a_promoted_member_who_goes_frees_both_attendees(
     stack: Any, clients: Clients, settings: Override, how: str
