@@ -393,7 +393,18 @@ async def test_a_throttled_promotion_is_rate_limited_and_changes_nothing(
     assert mover.user not in {e["user_id"] for e in space["stage"]}
     # Once Chime has room for the call again, the same approval works.
     await host.send("request.approve", space_id=sid, user_id=mover.user)
-    await mover.event("media.promoted")
+    seat = (await mover.event("media.promoted"))["media"]["Attendee"]["AttendeeId"]
+    # A throttled DeleteAttendee on the way back: rate_limited, still on stage, the seat kept.
+    mark = mover.mark
+    with stack.chime.failing("DeleteAttendee", "Throttling"):
+        await refused(host.send("speaker.remove", space_id=sid, user_id=mover.user), "rate_limited")
+    space = await asyncio.to_thread(get_space, stack, sid)
+    assert mover.user in {e["user_id"] for e in space["stage"]}
+    assert seat in port.attendees(primary) and stored_member(sid, mover.user).primary_attendee_id == seat
+    assert mover.events("media.demoted", since=mark) == []
+    await host.send("speaker.remove", space_id=sid, user_id=mover.user)
+    await mover.event("media.demoted", since=mark)
+    assert seat not in port.attendees(primary)
 
 
 async def test_a_promoted_member_joining_from_another_device_gets_both_credentials(

@@ -142,6 +142,7 @@ export class WhipMedia {
     if (!tokenChanged && send === this.sending && this.pc) return;
     const oldLocation = this.location;
     const oldToken = this.token;
+    if (tokenChanged) this.primary = null; // another attendee (a move, a renewed meeting): not promoted
     this.media = media;
     await this._connect(send);
     if (tokenChanged && oldLocation) this._delete(oldLocation, oldToken);
