@@ -11,10 +11,13 @@ a broadcast in a space most people left reads and reaches only those still there
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import Clients, Room, alive, schedules_paused, until
+from conftest import Clients, Room, alive, schedules_paused, stored_member, until
 
 from devstack.stats import QUERY_READS
 
@@ -133,3 +136,65 @@ async def test_a_broadcast_reads_and_reaches_only_the_sockets_still_there(
     for client in (*gone, removed):
         assert client.events("stage.changed", since=marks[client.user]) == [], client.user
         await alive(client)  # their sockets are open: they just are not in the space
+
+
+@contextlib.contextmanager
+def write_conflict(space_id: str, user_id: str, times: int) -> Iterator[list[str]]:
+    """The app's next `times` TransactWriteItems that delete this member's presence row cancelled with
+    TransactionConflict on the member item, as DynamoDB cancels a write that meets another
+    transaction in progress on one of its items (a stage change writing the member, say).
+    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html#transaction-conflict-handling"""
+    from botocore.awsrequest import AWSResponse
+
+    from chalicelib.config import get_settings
+    from chalicelib.db import dynamo
+
+    presence_table = get_settings().presence_table
+    cancelled: list[str] = []
+
+    def cancel(params: dict[str, Any], **_: Any) -> Any:
+        items = json.loads(params.get("body") or b"{}").get("TransactItems", [])
+        deletes = [i["Delete"] for i in items if "Delete" in i and i["Delete"]["TableName"] == presence_table]
+        key = {"space_id": {"S": space_id}, "user_id": {"S": user_id}}
+        if len(cancelled) >= times or not any(d["Key"] == key for d in deletes):
+            return None
+        cancelled.append(user_id)
+        reasons = [
+            {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+            if "Update" in i
+            else {"Code": "None"}
+            for i in items
+        ]
+        body = {
+            "Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
+            "CancellationReasons": reasons,
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        return AWSResponse("https://dynamodb", 400, {}, None), body
+
+    events = dynamo().client.meta.events
+    events.register("before-call.dynamodb.TransactWriteItems", cancel, unique_id="test-presence-conflict")
+    try:
+        yield cancelled
+    finally:
+        events.unregister("before-call.dynamodb.TransactWriteItems", unique_id="test-presence-conflict")
+
+
+async def test_a_dropped_socket_whose_write_meets_another_transaction_tries_again(
+    stack: Any, clients: Clients, settings: Any
+) -> None:
+    """Before the presence row, a dropped socket was one UpdateItem; now it is a transaction, which
+    DynamoDB cancels if another one holds the member item. Tried again, the seat is kept for the
+    grace and the row goes; given up, the member would keep a dead socket as theirs."""
+    settings(RECONNECT_GRACE_SECONDS="60")
+    room = await Room.open(clients)
+    listener = await room.listener()
+    # Twice: a drop tries "audio up" first, then "audio not up" (spaces/presence.py); each is
+    # cancelled once and must be tried again.
+    with write_conflict(room.sid, listener.user, times=2) as cancelled:
+        listener.abort()
+        await until(lambda: listener.user not in presence_rows(room.sid), what="the row gone")
+    assert cancelled == [listener.user] * 2
+    member = await asyncio.to_thread(stored_member, room.sid, listener.user)
+    assert member.present and member.connection_id is None and member.away_until is not None
+    await rows_match(room.sid, "a retried drop")
