@@ -8,8 +8,10 @@ for the benchmark, and used by the tests.
 from __future__ import annotations
 
 import collections
+import contextlib
 import resource
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -17,10 +19,24 @@ class AwsCallCounter:
     def __init__(self) -> None:
         self.calls: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
+        self._local = threading.local()
 
     def hook(self, model: Any, **_: Any) -> None:
+        name = f"{model.service_model.service_name}:{model.name}"
         with self._lock:
-            self.calls[f"{model.service_model.service_name}:{model.name}"] += 1
+            self.calls[name] += 1
+        mine = getattr(self._local, "calls", None)
+        if mine is not None:
+            mine[name] += 1
+
+    @contextlib.contextmanager
+    def this_thread(self) -> Iterator[collections.Counter[str]]:
+        """The calls made by the current thread inside the block only (not the stack's pollers)."""
+        self._local.calls = mine = collections.Counter[str]()
+        try:
+            yield mine
+        finally:
+            self._local.calls = None
 
     def reset(self) -> None:
         with self._lock:

@@ -50,11 +50,9 @@ async def test_a_listener_reports_a_speaker_over_websocket_with_a_snapshot(clien
     await bring_on_stage(h, s, space)
     await h.send("speaker.mute", space_id=space, user_id=speaker)
     await asyncio.sleep(0.3)
-    started = time.monotonic()
     reply = await li.call(
         "report.send", space_id=space, user_id=speaker, category="harassment", note="shouting slurs"
     )
-    assert time.monotonic() - started < 1.0
     assert reply["type"] == "reply" and set(reply["data"]) == {"report_id"}
     report_id = reply["data"]["report_id"]
     await clients.close()
