@@ -368,7 +368,7 @@ def _show_on_stage(space_id: str, user_id: str, event: presence.AudioEvent) -> b
                 condition=(Space.state == SpaceState.LIVE) & (Space.stage_version == space.stage_version),
             )
         except UpdateError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
+            if _condition_failed(exc):
                 continue  # the stage changed meanwhile: read again
             raise
         entry = before.get(user_id)
@@ -376,6 +376,12 @@ def _show_on_stage(space_id: str, user_id: str, event: presence.AudioEvent) -> b
             transitions.announce(space_id, stage, "audio", user_id)
         return True
     return False
+
+
+def _condition_failed(exc: UpdateError) -> bool:
+    # getattr: PynamoDB's cause_response_code raises AttributeError when the cause is no
+    # ClientError (a read timeout, a refused connection)
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
 def _record_audio(member: Member, event: presence.AudioEvent, away_until: float | None) -> bool:
@@ -398,7 +404,7 @@ def _record_audio(member: Member, event: presence.AudioEvent, away_until: float 
             & newer,
         )
     except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
+        if _condition_failed(exc):
             return False
         raise  # an outage: the Lambda fails and EventBridge's async invocation tries again
     return True
