@@ -288,6 +288,7 @@ def on_chime_event(detail: dict[str, Any]) -> str:
 
     chime:MeetingEnded of a live space's current meeting renews it. Events of meetings that are
     not a space's current one (our own DeleteMeeting at the end, an older generation) change nothing.
+    chime:AttendeeJoined/Left/Dropped are presence (on_attendee_event).
     https://docs.aws.amazon.com/chime-sdk/latest/dg/using-events.html
     """
     event_type = str(detail.get("eventType", ""))
@@ -315,7 +316,10 @@ def on_attendee_event(space: Space, event: presence.AudioEvent, external_user_id
     whose current attendee it is by key lookups only (the user from the ExternalUserId, or the
     Holder item the join wrote for a pooled attendee), decided in spaces/presence.py, written
     conditionally on the member as read. Returns what was done (for logs)."""
-    user_id = media.user_id_from_external(external_user_id) if external_user_id else None
+    try:
+        user_id = media.user_id_from_external(external_user_id) if external_user_id else None
+    except ValueError:  # not one of ours ("b:" and not base64 of UTF-8)
+        return "unknown attendee"
     if user_id is None:
         held = pool.holder_of(event.meeting_id, external_user_id) if external_user_id else None
         if held is None or held[0] != space.space_id:

@@ -208,6 +208,7 @@ async def test_events_for_unknown_meetings_spaces_and_attendees_are_ignored(
     assert redeliver(stack, variant(attendeeId="00000000-0000-0000-0000-000000000000")) == "stale attendee"
     assert redeliver(stack, variant(externalUserId="p:9.99")) == "unknown attendee"
     assert redeliver(stack, variant(externalUserId="u:nobody")) == "not present"
+    assert redeliver(stack, variant(externalUserId="b:!!")) == "unknown attendee"  # not ours
     # a listener's attendee is pooled: found by its meeting and ExternalUserId, so in another
     # meeting it is nobody's
     assert snap["media"]["Attendee"]["ExternalUserId"].startswith("p:")
