@@ -320,6 +320,8 @@ def on_attendee_event(space: Space, event: presence.AudioEvent, external_user_id
         user_id = media.user_id_from_external(external_user_id) if external_user_id else None
     except ValueError:  # not one of ours ("b:" and not base64 of UTF-8)
         return "unknown attendee"
+    if user_id == "":
+        return "unknown attendee"  # not one of ours either: no user is named ""
     if user_id is None:
         held = pool.holder_of(event.meeting_id, external_user_id) if external_user_id else None
         if held is None or held[0] != space.space_id:
