@@ -21,7 +21,7 @@ from chalicelib.db import dynamo, held_by_another, is_conflict
 from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Connection, Member, Space, list_shards
 from chalicelib.observability import logger
-from chalicelib.rules import MODERATORS, Role, SpaceState
+from chalicelib.rules import MODERATORS, ON_STAGE, Role, SpaceState
 from chalicelib.spaces import decisions, presence, store, transitions
 from chalicelib.spaces.stage import Stage, StageEntry, audio_of
 from chalicelib.spaces.views import snapshot
@@ -350,7 +350,10 @@ def on_attendee_event(space: Space, event: presence.AudioEvent, external_user_id
             left = leave(user_id, space.space_id, None, reason="left", only_away=True)
             return "left" if left else "came back"
         observability.count("AudioEvents")
-        shown = user_id in Stage.from_stored(space.stage) and _show_on_stage(space.space_id, user_id, event)
+        # The role as written (the record is conditional on it): a promotion committed after the
+        # member was read makes the record read again, and one that read the member before the
+        # record is decided again by its own condition (store._member_writes).
+        shown = Role(member.role) in ON_STAGE and _show_on_stage(space.space_id, user_id, event)
         return (
             f"audio {event.audio}"
             + (" (away)" if action.away_until is not None else "")
@@ -404,6 +407,7 @@ def _record_audio(member: Member, event: presence.AudioEvent, away_until: float 
         member.update(
             actions=actions,
             condition=(Member.present == True)  # noqa: E712
+            & (Member.role == member.role)
             & _connection_unchanged(member)
             & _attendee_unchanged(member)
             & away

@@ -202,6 +202,12 @@ def _member_writes(change: Change) -> tuple[list[Any], Condition]:
     if change.promoted:
         actions += [Member.hand_raised_at.remove(), Member.invited_at.remove()]
         condition = (Member.present == True) & (Member.removed == False)  # noqa: E712
+        # The seat carries the audio state read from the member: an attendee event applied since
+        # makes the promotion read and decide again (spaces/presence.py), not lose the state.
+        entry = change.stage.get(change.target)
+        if entry is not None:
+            at = entry.audio_at
+            condition &= Member.audio_at.does_not_exist() if at is None else (Member.audio_at == at)
     if change.exit is not None:
         actions += exit_actions(change.exit == "removed")
     return actions, condition
