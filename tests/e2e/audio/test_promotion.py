@@ -29,17 +29,24 @@ def joined_events(stack: Any, kind: str, meeting_id: str, attendee_id: str) -> l
     ]
 
 
+async def replica_speaker(stack: Any, primary: Any) -> tuple[Any, Any, Any]:
+    """A replica of `primary` and a receive-only attendee of it whose microphone plays 550 Hz,
+    connected: what a listener seated in a replica is before the app promotes them."""
+    replica = meeting(stack, primary)
+    far_att = attendee(stack, replica, "Receive")
+    far = await connect(stack, far_att, tone=550)
+    await until(lambda: far.pc.connectionState == "connected", what="the replica session up")
+    return replica, far_att, far
+
+
 def test_a_promoted_replica_session_speaks_as_the_primary_attendee(stack: Any) -> None:
     async def scenario() -> None:
         primary = meeting(stack)
-        replica = meeting(stack, primary)
         host = await connect(stack, attendee(stack, primary), tone=440)
-        far_att = attendee(stack, replica, "Receive")
-        far = await connect(stack, far_att, tone=550)
+        replica, far_att, far = await replica_speaker(stack, primary)
         other = await connect(stack, attendee(stack, replica, "Receive"))
         seat = attendee(stack, primary, "SendReceive")  # what the app creates on promotion
         try:
-            await until(lambda: far.pc.connectionState == "connected", what="the replica session up")
             await until(lambda: other.hears(440), what="the replica listener hearing the stage")
             await stays(lambda: host.share(550) < 0.02, 0.4, "a replica listener is never heard")
             pc, location = far.pc, far.location
@@ -96,12 +103,10 @@ def test_a_promoted_replica_session_speaks_as_the_primary_attendee(stack: Any) -
 def test_a_promoted_session_closing_demotes_it(stack: Any) -> None:
     async def scenario() -> None:
         primary = meeting(stack)
-        replica = meeting(stack, primary)
         host = await connect(stack, attendee(stack, primary), tone=440)
-        far = await connect(stack, attendee(stack, replica, "Receive"), tone=550)
+        _, _, far = await replica_speaker(stack, primary)
         seat = attendee(stack, primary)
         try:
-            await until(lambda: far.pc.connectionState == "connected", what="the replica session up")
             assert (await far.promote(seat.join_token)).status == 200
             await until(lambda: host.hears(550), what="the promoted listener heard")
             left = await far.leave()
@@ -158,13 +163,10 @@ def test_a_new_offer_of_a_promoted_attendee_is_not_promoted(stack: Any) -> None:
 
     async def scenario() -> None:
         primary = meeting(stack)
-        replica = meeting(stack, primary)
         host = await connect(stack, attendee(stack, primary), tone=440)
-        far_att = attendee(stack, replica, "Receive")
-        far = await connect(stack, far_att, tone=550)
+        _, far_att, far = await replica_speaker(stack, primary)
         seat = attendee(stack, primary)
         try:
-            await until(lambda: far.pc.connectionState == "connected", what="the replica session up")
             assert (await far.promote(seat.join_token)).status == 200
             await until(lambda: host.hears(550), what="the promoted listener heard")
             again = await connect(stack, far_att, tone=550)  # a reconnect: a new session
@@ -184,13 +186,10 @@ def test_a_new_offer_of_a_promoted_attendee_is_not_promoted(stack: Any) -> None:
 def test_the_primary_attendee_connecting_on_its_own_takes_over_from_the_promotion(stack: Any) -> None:
     async def scenario() -> None:
         primary = meeting(stack)
-        replica = meeting(stack, primary)
         listener = await connect(stack, attendee(stack, primary, "Receive"))
-        far_att = attendee(stack, replica, "Receive")
-        far = await connect(stack, far_att, tone=550)
+        _, far_att, far = await replica_speaker(stack, primary)
         seat = attendee(stack, primary)
         try:
-            await until(lambda: far.pc.connectionState == "connected", what="the replica session up")
             assert (await far.promote(seat.join_token)).status == 200
             await until(lambda: listener.hears(550), what="the promoted listener heard")
             direct = await connect(stack, seat, tone=660)  # e.g. another device of the same person
