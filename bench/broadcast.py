@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from devstack.stack import LocalStack, StackOptions
-from sohbet_client import SohbetClient, rest
+from sohbet_client import SohbetClient
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -30,15 +30,11 @@ async def run(stack: LocalStack, listeners: int, events: int, tier: bool) -> dic
     env = stack.broadcast_env() if tier else {"BROADCAST_HTTP_URL": "", "BROADCAST_REALTIME_URL": ""}
     os.environ.update(env | {"BROADCAST_THRESHOLD": "0"})
     from chalicelib.config import get_settings
+    from devstack import seed
 
     get_settings.cache_clear()
     host_id = f"bench-host-{int(time.time() * 1000)}"
-    token = stack.mint_token(host_id)
-    status, space = await rest(stack.base_url, "POST", "/spaces", token, {"title": "bench"}, timeout=120)
-    assert status == 201, space
-    sid = space["id"]
-    host = await SohbetClient(stack.ws_url, token, auth="token").connect()
-    await host.join(sid)
+    sid, host = await seed.hosted_space(stack, host_id)
     people = []
     for i in range(listeners):
         client = await SohbetClient(

@@ -27,7 +27,7 @@ from typing import Any
 
 from devstack.stack import LocalStack, StackOptions
 from devstack.stats import QUERY_READS
-from sohbet_client import SohbetClient, rest
+from sohbet_client import SohbetClient
 
 PAGE_BYTES = 1024 * 1024
 UNIT_BYTES = 4096
@@ -95,12 +95,7 @@ async def run(stack: LocalStack, members: int, present: int) -> dict[str, Any]:
     settings = get_settings()
     tag = int(time.time() * 1000)
     host_id = f"bench-host-{tag}"
-    token = stack.mint_token(host_id)
-    status, space = await rest(stack.base_url, "POST", "/spaces", token, {"title": "bench"}, timeout=120)
-    assert status == 201, space
-    sid = space["id"]
-    host = await SohbetClient(stack.ws_url, token, auth="token").connect()
-    await host.join(sid)
+    sid, host = await seed.hosted_space(stack, host_id)
 
     # One real join and leave: the shape of a member who came and went.
     first = await SohbetClient(stack.ws_url, stack.mint_token(f"gone0-{tag}"), auth="token").connect()
