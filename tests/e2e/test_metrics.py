@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
 from typing import Any
 
@@ -99,7 +100,8 @@ async def test_fan_out_posts_gone_connections_and_shards_are_counted(stack: Any,
         return totals[("FanoutPosts", ())] >= 1 + len(many)
 
     totals: Counter[Any] = Counter()
-    for _ in range(100):
+    deadline = time.monotonic() + 60  # the fan-out consumer is shared with the run's other tests
+    while time.monotonic() < deadline:
         totals += metrics_on()
         if shard_posts_counted(totals):
             break
