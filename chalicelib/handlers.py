@@ -148,8 +148,8 @@ def moderation_batch(event: Any) -> Any:
 
 
 def fanout_batch(event: Any) -> Any:
-    """Post the shards of big broadcasts and flush coalesced reactions; a record that raises
-    returns to the queue alone."""
+    """Post the shards of big broadcasts, flush coalesced reactions and retry the attendee
+    deletion of removed members; a record that raises returns to the queue alone."""
     # cold start: Powertools' batch utility loads in the SQS consumers only
     from aws_lambda_powertools.utilities.batch import process_partial_response
 
@@ -172,6 +172,8 @@ def _post_shard(record: Any) -> None:
     space_id = reactions.flush_request(record.body)
     if space_id is not None:
         spaces.flush_reactions(space_id)
+    elif (removed := spaces.attendee_clear_request(record.body)) is not None:
+        spaces.clear_removed_attendee(*removed, strict=True)  # raises: the record comes back
     else:
         shards.post_shard(record.body, fanout.cleanup_gone)
 

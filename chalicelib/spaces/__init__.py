@@ -27,6 +27,7 @@ from chalicelib.spaces.lifecycle import (
     start,
 )
 from chalicelib.spaces.membership import (
+    attendee_clear_request,
     clear_removed_attendee,
     enforce_block,
     expel,
@@ -65,6 +66,7 @@ __all__ = [
     "accept_invite",
     "add_cohost",
     "approve_request",
+    "attendee_clear_request",
     "by_creator",
     "cancel",
     "clear_removed_attendee",

@@ -8,6 +8,7 @@ the stage.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from typing import Any
 
@@ -563,7 +564,7 @@ def expel(space: Space, member: Member, reason: str, by: str) -> None:
     deleted = transitions.safe_delete_attendee(member.meeting_id, member.attendee_id)
     primary_deleted = transitions.safe_delete_attendee(member.primary_meeting_id, member.primary_attendee_id)
     _expel(space, member, reason, by)
-    clear_removed_attendee(
+    cleared = clear_removed_attendee(
         space.space_id,
         member.user_id,
         done={
@@ -572,6 +573,43 @@ def expel(space: Space, member: Member, reason: str, by: str) -> None:
             if a and ok
         },
     )
+    if not cleared:
+        queue_attendee_clear(space.space_id, member.user_id)
+
+
+# A removed member whose attendee Chime would not delete could still talk and listen: the
+# fan-out queue tries again after ATTENDEE_CLEAR_DELAY_SECONDS, then on every redelivery
+# (its visibility timeout), and its DLQ alarm tells an operator if Chime never answers.
+ATTENDEE_CLEAR_KIND = "attendee.clear"
+ATTENDEE_CLEAR_DELAY_SECONDS = 5
+
+
+def queue_attendee_clear(space_id: str, user_id: str) -> None:
+    try:
+        clients.sqs().send_message(
+            QueueUrl=get_settings().fanout_queue_url,
+            MessageBody=json.dumps({"kind": ATTENDEE_CLEAR_KIND, "space_id": space_id, "user_id": user_id}),
+            DelaySeconds=ATTENDEE_CLEAR_DELAY_SECONDS,
+        )
+    except Exception:
+        # The attendee ids stay on the removed member: an admin removal or suspension clears them.
+        logger.exception(
+            "could not queue the attendee clean-up", extra={"space_id": space_id, "user_id": user_id}
+        )
+        observability.count("AttendeeClearsLost")
+        return
+    observability.count("AttendeeClearsQueued")
+
+
+def attendee_clear_request(body: str) -> tuple[str, str] | None:
+    """(space_id, user_id) when a fan-out queue message asks to clear a removed member's attendees."""
+    message = json.loads(body)
+    if not isinstance(message, dict) or message.get("kind") != ATTENDEE_CLEAR_KIND:
+        return None
+    space_id, user_id = message.get("space_id"), message.get("user_id")
+    if not isinstance(space_id, str) or not space_id or not isinstance(user_id, str) or not user_id:
+        raise ValueError("an attendee clean-up needs a space_id and a user_id")
+    return space_id, user_id
 
 
 def clear_removed_attendee(

@@ -13,6 +13,7 @@ from conftest import (
     Clients,
     Room,
     alive,
+    attendee_of,
     audio,
     chime,
     entry,
@@ -21,6 +22,7 @@ from conftest import (
     refused,
     roles,
     schedules_paused,
+    stored_member,
     uid,
     until,
 )
@@ -263,3 +265,35 @@ async def test_a_sweep_that_read_the_space_before_the_host_came_back_changes_not
         assert watcher.events("space.ended") == []
         assert watcher.events("stage.changed", reason="host_handover") == []
     assert roles(await asyncio.to_thread(get_space, stack, handover[0]))[cohost.user] == "cohost"
+
+
+async def test_a_removed_listener_whose_attendee_chime_would_not_delete_is_cut_off_by_the_retry(
+    stack, clients: Clients
+) -> None:
+    """participant.remove answers at once; the attendee Chime refused to delete (its join token
+    still valid) is deleted by the fan-out queue's retry, again on every redelivery while Chime
+    keeps refusing, and once it answers."""
+    room = await Room.open(clients)
+    target = await room.listener("bad")
+    seat = attendee_of(room.meeting_id, target.user).attendee_id
+
+    def deletes() -> int:
+        return sum(
+            1 for name, p in list(chime().calls) if name == "DeleteAttendee" and p.get("AttendeeId") == seat
+        )
+
+    with schedules_paused(stack), chime().failing("DeleteAttendee", "BadRequest"):
+        await room.host.send("participant.remove", space_id=room.sid, user_id=target.user)
+        await target.event("participant.removed", space_id=room.sid)
+        member = stored_member(room.sid, target.user)
+        assert member.removed and member.attendee_id == seat  # kept on the item until it is gone
+        tried = deletes()
+        assert tried >= 1
+        # the queued retry (5 s later) is refused too: the record comes back to the queue
+        await until(lambda: deletes() > tried, timeout=20, what="the queued retry")
+        assert seat in local_media().attendees(room.meeting_id)
+    await until(
+        lambda: seat not in local_media().attendees(room.meeting_id), timeout=20, what="the redelivered retry"
+    )
+    await until(lambda: stored_member(room.sid, target.user).attendee_id is None, what="the seat forgotten")
+    assert stored_member(room.sid, target.user).removed

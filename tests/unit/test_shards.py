@@ -206,3 +206,19 @@ def test_a_malformed_shard_raises_and_posts_nothing(gateway: FakeGateway, ids: A
     with pytest.raises(ValueError):
         shards.post_shard(json.dumps({"connection_ids": ids, "data": "{}"}), lambda cid: None)
     assert gateway.seen == []
+
+
+def test_attendee_clean_up_messages_are_told_apart_and_malformed_ones_fail_their_record() -> None:
+    from chalicelib.spaces.membership import attendee_clear_request
+
+    body = {"kind": "attendee.clear", "space_id": "sp-1", "user_id": "ada"}
+    assert attendee_clear_request(json.dumps(body)) == ("sp-1", "ada")
+    assert attendee_clear_request(json.dumps({"connection_ids": ["a"], "data": "{}", "attempt": 1})) is None
+    assert attendee_clear_request(json.dumps({"kind": "reactions.flush", "space_id": "sp-1"})) is None
+    for bad in (
+        {"kind": "attendee.clear", "space_id": "sp-1"},
+        {"kind": "attendee.clear", "space_id": "", "user_id": "ada"},
+        {"kind": "attendee.clear", "space_id": "sp-1", "user_id": 7},
+    ):
+        with pytest.raises(ValueError):
+            attendee_clear_request(json.dumps(bad))
