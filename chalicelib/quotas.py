@@ -93,10 +93,18 @@ class QuotaBucket(Model):
 
     user_id = UnicodeAttribute(hash_key=True)  # "quota#{kind}#{user}"
     tat = NumberAttribute(null=True)  # epoch ms
+    # TTL, epoch s: by then tat has passed (tat <= now + window after any take), the bucket
+    # is full again, and a missing item means the same
+    expires_at = NumberAttribute(null=True)
 
 
 def key(quota: Quota, user_id: str) -> str:
     return f"quota#{quota.kind}#{user_id}"
+
+
+def expires_at(quota: Quota, now_ms: int) -> int:
+    """When a bucket taken from at `now_ms` is full again for sure (epoch s, rounded up)."""
+    return -(-(now_ms + quota.window_ms) // 1000) + 1
 
 
 def _conditional(exc: UpdateError) -> bool:
@@ -108,12 +116,13 @@ def take(quota: Quota, user_id: str, now_ms: int | None = None) -> None:
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     interval = quota.interval_ms
     bucket = QuotaBucket(key(quota, user_id))
+    expires = QuotaBucket.expires_at.set(expires_at(quota, now_ms))
     idle: tuple[list[Any], Any] = (
-        [QuotaBucket.tat.set(now_ms + interval)],
+        [QuotaBucket.tat.set(now_ms + interval), expires],
         QuotaBucket.tat.does_not_exist() | (QuotaBucket.tat <= now_ms),
     )
     busy: tuple[list[Any], Any] = (
-        [QuotaBucket.tat.set(QuotaBucket.tat + interval)],
+        [QuotaBucket.tat.set(QuotaBucket.tat + interval), expires],
         (QuotaBucket.tat > now_ms) & (QuotaBucket.tat <= now_ms + quota.window_ms - interval),
     )
     for _ in range(3):  # a bucket that turned idle or busy between the two tries: try again

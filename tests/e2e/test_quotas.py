@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from datetime import timedelta
 
 import pytest
@@ -43,6 +44,27 @@ def test_live_spaces_per_hour(stack, settings) -> None:
     assert status == 201
     _end_all(stack, user, [b["id"] for _, b in made] + [scheduled["id"]])
     _end_all(stack, other, [theirs["id"]])
+
+
+def test_a_quota_bucket_is_left_to_ttl_once_it_is_full_again(stack, settings) -> None:
+    import boto3
+
+    from chalicelib import quotas
+    from chalicelib.config import get_settings
+
+    settings(QUOTA_LIVE_SPACES_PER_HOUR="4")
+    user = uid("ttl")
+    before = time.time()
+    status, made = _create(stack, user)
+    assert status == 201
+    bucket = quotas.QuotaBucket.get(quotas.key(quotas.live_spaces(), user), consistent_read=True)
+    # one take of four an hour: tat = now + 15 min; the item may go one hour after the take
+    assert before + 3600 < bucket.expires_at <= time.time() + 3600 + 2
+    assert bucket.tat / 1000 < bucket.expires_at
+    ddb = boto3.client("dynamodb", region_name=get_settings().region)
+    described = ddb.describe_time_to_live(TableName=get_settings().users_table)["TimeToLiveDescription"]
+    assert (described["TimeToLiveStatus"], described["AttributeName"]) == ("ENABLED", "expires_at")
+    _end_all(stack, user, [made["id"]])
 
 
 def test_racing_creates_never_pass_the_quota(stack, settings) -> None:

@@ -42,3 +42,17 @@ def test_keys_never_collide_with_a_user_id() -> None:
     from chalicelib.auth import USER_ID_RE
 
     assert not USER_ID_RE.fullmatch(quotas.key(SIX_AN_HOUR, "ada"))
+
+
+def test_a_bucket_expires_only_once_it_is_full_again() -> None:
+    """TTL may delete the item from `expires_at` on: by then even a bucket emptied by the take
+    made at `now` (tat = now + window) admits a whole window at once, as a missing item does."""
+    for now in (NOW, NOW + 1, NOW + 999):
+        at = quotas.expires_at(SIX_AN_HOUR, now) * 1000
+        tat: int | None = now + SIX_AN_HOUR.window_ms
+        for _ in range(SIX_AN_HOUR.count):
+            assert quotas.admits(SIX_AN_HOUR, tat, at)
+            tat = max(tat or 0, at) + SIX_AN_HOUR.interval_ms
+        assert not quotas.admits(SIX_AN_HOUR, tat, at)
+    # and not much later: the item is gone about one window after the take
+    assert quotas.expires_at(SIX_AN_HOUR, NOW) <= (NOW + SIX_AN_HOUR.window_ms) // 1000 + 2
