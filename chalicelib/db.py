@@ -1,10 +1,10 @@
 """DynamoDB plumbing shared by every module: the low-level connection for transactions,
-and what a failed transaction means."""
+and what a failed write or transaction means."""
 
 from __future__ import annotations
 
 from pynamodb.connection import Connection as DynamoConnection
-from pynamodb.exceptions import TransactGetError, TransactWriteError
+from pynamodb.exceptions import PynamoDBException, TransactGetError, TransactWriteError
 
 from chalicelib.config import get_settings
 
@@ -42,6 +42,13 @@ def held_by_another(exc: TransactWriteError) -> bool:
     failed): the same write may simply be tried again."""
     codes = {r.code for r in getattr(exc, "cancellation_reasons", None) or [] if r is not None and r.code}
     return codes == {"TransactionConflict"}
+
+
+def condition_failed(exc: PynamoDBException) -> bool:
+    """Did a single-item write fail because its condition did not hold (not an outage)?"""
+    # getattr: PynamoDB's cause_response_code raises AttributeError when the cause is no
+    # ClientError (a read timeout, a refused connection)
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
 def is_read_conflict(exc: TransactGetError) -> bool:

@@ -24,6 +24,7 @@ from typing import Any
 
 from pynamodb.exceptions import UpdateError
 
+from chalicelib.db import condition_failed
 from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Connection
 
@@ -94,10 +95,6 @@ LEASE_MS = 1000
 _LOCK = threading.Lock()
 
 
-def _is_conditional(exc: UpdateError) -> bool:
-    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
-
-
 def charge(connection_id: str, limit: RateLimit, now_ms: int) -> Verdict:
     """Charge one command to the connection's bucket.
 
@@ -147,7 +144,7 @@ def charge(connection_id: str, limit: RateLimit, now_ms: int) -> Verdict:
         try:
             tat = attempt()
         except UpdateError as exc:
-            if not _is_conditional(exc):
+            if not condition_failed(exc):
                 raise
             continue
         with _LOCK:

@@ -19,6 +19,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.models import Model
 
 from chalicelib.config import get_settings
+from chalicelib.db import condition_failed
 from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import FromSettings
 
@@ -107,10 +108,6 @@ def expires_at(quota: Quota, now_ms: int) -> int:
     return -(-(now_ms + quota.window_ms) // 1000) + 1
 
 
-def _conditional(exc: UpdateError) -> bool:
-    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
-
-
 def take(quota: Quota, user_id: str, now_ms: int | None = None) -> None:
     """Take one action from the user's bucket, or raise `rate_limited` (nothing taken)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -131,7 +128,7 @@ def take(quota: Quota, user_id: str, now_ms: int | None = None) -> None:
                 bucket.update(actions=actions, condition=condition)
                 return
             except UpdateError as exc:
-                if not _conditional(exc):
+                if not condition_failed(exc):
                     raise
         try:
             tat = int(QuotaBucket.get(bucket.user_id, consistent_read=True).tat or 0)

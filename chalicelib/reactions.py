@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute
-from pynamodb.exceptions import DeleteError, UpdateError
+from pynamodb.exceptions import UpdateError
 from pynamodb.models import Model
 
 from chalicelib import clients
 from chalicelib.config import get_settings
+from chalicelib.db import condition_failed
 from chalicelib.models import FromSettings
 from chalicelib.observability import logger
 
@@ -134,10 +135,6 @@ def flush_delay(interval: float) -> int:
 # -- recording and flushing (DynamoDB, SQS) -----------------------------------------------
 
 
-def _conditional(exc: UpdateError | DeleteError) -> bool:
-    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
-
-
 def record(space_id: str, user_id: str, emoji: str) -> bool:
     """Count one reaction; True when this call opened its tally (and so tried to claim the flush)."""
     tally = ReactionTally(shard_key(space_id, user_id))
@@ -154,7 +151,7 @@ def record(space_id: str, user_id: str, emoji: str) -> bool:
             )
             return False
         except UpdateError as exc:
-            if not _conditional(exc):
+            if not condition_failed(exc):
                 raise
         try:
             tally.update(
@@ -162,7 +159,7 @@ def record(space_id: str, user_id: str, emoji: str) -> bool:
                 condition=ReactionTally.counts.does_not_exist(),
             )
         except UpdateError as exc:
-            if not _conditional(exc):
+            if not condition_failed(exc):
                 raise
             continue  # another reaction opened it meanwhile: add to it
         _schedule_flush(space_id, tally)
@@ -178,7 +175,7 @@ def _schedule_flush(space_id: str, opened: ReactionTally) -> None:
             condition=ReactionTally.flush_due.does_not_exist(),
         )
     except UpdateError as exc:
-        if _conditional(exc):
+        if condition_failed(exc):
             return  # a flush is already on its way; it will take this tally too
         raise
     try:
@@ -220,7 +217,7 @@ def take(space_id: str) -> Aggregate:
                 return_values="ALL_OLD",
             )
         except UpdateError as exc:
-            if _conditional(exc):
+            if condition_failed(exc):
                 continue  # taken by a duplicate flush message meanwhile
             raise
         attributes = old.get("Attributes", {})

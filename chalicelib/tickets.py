@@ -20,6 +20,7 @@ from pynamodb.exceptions import DeleteError
 
 from chalicelib.auth import AuthError, Identity
 from chalicelib.config import get_settings
+from chalicelib.db import condition_failed
 from chalicelib.models import Ticket
 
 # secrets.token_urlsafe(32): 43 characters of the urlsafe base64 alphabet
@@ -62,7 +63,7 @@ def redeem(ticket: str) -> Identity:
             return_values=ALL_OLD,
         )
     except DeleteError as exc:
-        if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+        if condition_failed(exc):
             raise AuthError("invalid, expired or used ticket") from None
         raise
     item = Ticket.from_raw_data(response["Attributes"])

@@ -20,6 +20,7 @@ from pynamodb.expressions.condition import size
 from chalicelib import clients
 from chalicelib.clock import now_iso
 from chalicelib.config import get_settings
+from chalicelib.db import condition_failed
 from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import DeviceOwner, User
 from chalicelib.notifications.rules import device_id
@@ -107,7 +108,7 @@ def register(user_id: str, body: RegisterDevice) -> dict[str, Any]:
             condition=(size(User.devices) < most) | User.devices[device].exists(),
         )
     except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
+        if condition_failed(exc):
             raise CommandError(
                 ErrorCode.LIMIT_REACHED, f"at most {most} devices per user; remove one first"
             ) from None
@@ -121,7 +122,7 @@ def _ensure_map(user_id: str) -> None:
     try:
         User(user_id).update(actions=[User.devices.set({})], condition=User.devices.does_not_exist())
     except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
+        if not condition_failed(exc):
             raise
 
 
@@ -142,7 +143,7 @@ def _forget(user_id: str, device: str) -> bool:
     try:
         User(user_id).update(actions=[User.devices[device].remove()], condition=User.devices[device].exists())
     except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
+        if condition_failed(exc):
             return False
         raise
     return True
@@ -161,7 +162,7 @@ def _disown(device: str, user_id: str) -> None:
     try:
         DeviceOwner(f"device#{device}").delete(condition=DeviceOwner.owner_id == user_id)
     except DeleteError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
+        if not condition_failed(exc):
             raise  # else: another user owns it now, or it is gone already
 
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib.clock import now_iso
+from chalicelib.db import condition_failed
 from chalicelib.models import Notification, User
 from chalicelib.notifications.rules import Event, QuietHours, public
 from chalicelib.schemas import decode_cursor, encode_cursor
@@ -82,7 +83,7 @@ def mark_read(user_id: str, body: MarkRead) -> dict[str, Any]:
             )
             marked += 1
         except UpdateError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise
     return {"marked": marked}
 

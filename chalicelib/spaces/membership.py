@@ -18,7 +18,7 @@ from pynamodb.transactions import TransactWrite
 from chalicelib import broadcast, clients, counters, fanout, media, observability, placement, pool, rules
 from chalicelib.clock import now_iso
 from chalicelib.config import get_settings
-from chalicelib.db import dynamo, held_by_another, is_conflict
+from chalicelib.db import condition_failed, dynamo, held_by_another, is_conflict
 from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Connection, Member, Space, list_shards
 from chalicelib.observability import logger
@@ -378,7 +378,7 @@ def _show_on_stage(space_id: str, user_id: str, event: presence.AudioEvent) -> b
                 condition=(Space.state == SpaceState.LIVE) & (Space.stage_version == space.stage_version),
             )
         except UpdateError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 continue  # the stage changed meanwhile: read again
             raise
         entry = before.get(user_id)
@@ -386,12 +386,6 @@ def _show_on_stage(space_id: str, user_id: str, event: presence.AudioEvent) -> b
             transitions.announce(space_id, stage, "audio", user_id)
         return True
     return False
-
-
-def _condition_failed(exc: UpdateError) -> bool:
-    # getattr: PynamoDB's cause_response_code raises AttributeError when the cause is no
-    # ClientError (a read timeout, a refused connection)
-    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
 def _record_audio(member: Member, event: presence.AudioEvent, away_until: float | None) -> bool:
@@ -415,7 +409,7 @@ def _record_audio(member: Member, event: presence.AudioEvent, away_until: float 
             & newer,
         )
     except UpdateError as exc:
-        if _condition_failed(exc):
+        if condition_failed(exc):
             return False
         raise  # an outage: the Lambda fails and EventBridge's async invocation tries again
     return True

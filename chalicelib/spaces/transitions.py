@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from chalicelib import clients, fanout, media, placement
-from chalicelib.db import is_conflict
+from chalicelib.db import condition_failed, is_conflict
 from chalicelib.errors import CommandError, ErrorCode
 from chalicelib.models import Member, Space
 from chalicelib.observability import logger
@@ -136,7 +136,7 @@ def _promote_to_primary(space: Space, target: Member, audio: str) -> None:
     except UpdateError as exc:
         # Left, removed or rejoined meanwhile: nobody holds this seat in the primary.
         safe_delete_attendee(primary.meeting_id, attendee.attendee_id)
-        if exc.cause_response_code == "ConditionalCheckFailedException":
+        if condition_failed(exc):
             return
         raise CommandError(ErrorCode.INTERNAL, "could not record the promotion; nothing changed") from None
     fanout.send_private(
