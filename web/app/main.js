@@ -578,31 +578,45 @@ function fillSettings() {
   form.handover.checked = !!s.handover;
 }
 
+// Every event redraws the room. Markup that did not change is left alone: replacing it would
+// swap the button under a press in progress (down on the old one, up on the new: no click).
+const drawn = new WeakMap();
+
+function draw(el, html) {
+  if (drawn.get(el) === html) return;
+  drawn.set(el, html);
+  el.innerHTML = html;
+}
+
 function renderRoom() {
   const room = app.room;
   if (!room) return;
   $("#room-title").textContent = room.settings.title || room.space.title || room.spaceId;
-  $("#room-meta").innerHTML = V.roomMeta(room);
-  $("#room-banner").innerHTML = V.banner(room);
+  draw($("#room-meta"), V.roomMeta(room));
+  draw($("#room-banner"), V.banner(room));
   const levels = stageLevels();
-  $("#stage").innerHTML = room.stage.map((m) => V.stageItem(m, room, levels.get(m.user_id) || 0)).join("");
-  $("#my-controls").innerHTML = V.myControls(room);
-  $("#recording-control").innerHTML = room.ended ? "" : V.recordingButton(room);
-  $("#captions-control").innerHTML = room.ended ? "" : V.captionsButton(room);
+  draw($("#stage"), room.stage.map((m) => V.stageItem(m, room, levels.get(m.user_id) || 0)).join(""));
+  draw($("#my-controls"), V.myControls(room));
+  draw($("#recording-control"), room.ended ? "" : V.recordingButton(room));
+  draw($("#captions-control"), room.ended ? "" : V.captionsButton(room));
   $("#captions").hidden = !room.captions || !!room.ended;
   const isMod = R.MODERATORS.has(room.role) && !room.ended && !room.gone;
   $("#moderation").hidden = !isMod;
   for (const el of document.querySelectorAll(".host-only")) el.hidden = room.role !== "host";
-  $("#hands").innerHTML = room.hands.length
-    ? room.hands.map(V.handItem).join("")
-    : `<li class="muted">No one has asked to speak.</li>`;
-  $("#reaction-counts").innerHTML = V.reactionCounts(room.reactionCounts);
-  $("#reaction-feed").innerHTML = room.reactions.slice(-8).map(V.reactionItem).join("");
-  $("#notices").innerHTML = room.notices
-    .slice()
-    .reverse()
-    .map((n) => `<li>${V.esc(new Date(n.at).toLocaleTimeString())} ${V.esc(n.text)}</li>`)
-    .join("");
+  draw(
+    $("#hands"),
+    room.hands.length ? room.hands.map(V.handItem).join("") : `<li class="muted">No one has asked to speak.</li>`,
+  );
+  draw($("#reaction-counts"), V.reactionCounts(room.reactionCounts));
+  draw($("#reaction-feed"), room.reactions.slice(-8).map(V.reactionItem).join(""));
+  draw(
+    $("#notices"),
+    room.notices
+      .slice()
+      .reverse()
+      .map((n) => `<li>${V.esc(new Date(n.at).toLocaleTimeString())} ${V.esc(n.text)}</li>`)
+      .join(""),
+  );
 }
 
 /** Who is speaking: Chime reports a level per person; the local server sends one mix, which is

@@ -170,6 +170,25 @@ def test_captions_on_and_off_for_everyone(people) -> None:
     ada.click("End the space for everyone")
 
 
+def test_a_click_in_progress_survives_an_event_that_redraws_the_room(people) -> None:
+    """Each event redraws the room; a control whose markup did not change must stay the same
+    element, or a press (mouse down) followed by an event and the release lands on a button
+    that is no longer there and the click is lost."""
+    ada = people("ada")
+    name = title("Pressed")
+    ada.create_space(name, lang="en")
+    box = ada.page.get_by_role("button", name="Turn captions on", exact=True).bounding_box()
+    assert box is not None
+    ada.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    ada.page.mouse.down()
+    eve = people("eve")
+    eve.join_from_list(name)
+    expect(ada.page.locator("#listener-count")).to_have_text("1")  # ada's room was redrawn
+    ada.page.mouse.up()
+    expect(eve.page.locator("#captions-badge")).to_have_text("CC")
+    ada.click("End the space for everyone")
+
+
 def test_report_and_block_from_the_room(people) -> None:
     ada = people("ada")
     name = title("Safety")
