@@ -27,6 +27,16 @@ const app = {
   listed: ["live", ""], // what the space list shows (to show it again)
 };
 
+// Events redraw the page. Markup that did not change is left alone: replacing it would swap
+// the button under a press in progress (down on the old one, up on the new: no click).
+const drawn = new WeakMap();
+
+function draw(el, html) {
+  if (drawn.get(el) === html) return;
+  drawn.set(el, html);
+  el.innerHTML = html;
+}
+
 // -- messages ------------------------------------------------------------------
 
 function showAlert(html) {
@@ -173,7 +183,7 @@ async function listSpaces(mode, q = "") {
     return;
   }
   const items = page.data.map((s) => V.spaceItem(s, app.user, app.reminded));
-  $("#space-list").innerHTML = items.length ? items.join("") : `<li class="muted">No spaces here.</li>`;
+  draw($("#space-list"), items.length ? items.join("") : `<li class="muted">No spaces here.</li>`);
 }
 
 async function createSpace(form) {
@@ -208,7 +218,7 @@ async function loadInbox() {
 
 function renderInbox() {
   const items = app.notifications.map(V.notificationItem);
-  $("#notification-list").innerHTML = items.length ? items.join("") : `<li class="muted">Nothing yet.</li>`;
+  draw($("#notification-list"), items.length ? items.join("") : `<li class="muted">Nothing yet.</li>`);
   $("#unread").textContent = `${app.notifications.filter((n) => !n.read).length} new`;
 }
 
@@ -229,7 +239,7 @@ async function loadReminders() {
   }
   app.reminded = new Set(page.data.filter((r) => r.space && r.space.state === "scheduled").map((r) => r.space_id));
   const items = page.data.map(V.reminderItem);
-  $("#reminder-list").innerHTML = items.length ? items.join("") : `<li class="muted">No reminders.</li>`;
+  draw($("#reminder-list"), items.length ? items.join("") : `<li class="muted">No reminders.</li>`);
 }
 
 async function remind(spaceId, on) {
@@ -576,16 +586,6 @@ function fillSettings() {
   form.title.value = s.title || "";
   form.speak_policy.value = s.speak_policy || "everyone";
   form.handover.checked = !!s.handover;
-}
-
-// Every event redraws the room. Markup that did not change is left alone: replacing it would
-// swap the button under a press in progress (down on the old one, up on the new: no click).
-const drawn = new WeakMap();
-
-function draw(el, html) {
-  if (drawn.get(el) === html) return;
-  drawn.set(el, html);
-  el.innerHTML = html;
 }
 
 function renderRoom() {
