@@ -116,9 +116,8 @@ def single(user_id: str, emoji: str) -> dict[str, Any]:
     return aggregate([Tally({emoji: 1}, user_id, emoji, time.time())]).payload()
 
 
-def flush_request(body: str) -> str | None:
-    """The space a fan-out queue message asks to flush the reactions of (None: a shard of posts)."""
-    message = json.loads(body)
+def flush_request(message: Any) -> str | None:
+    """The space a (decoded) fan-out queue message asks to flush the reactions of (None: another kind)."""
     if isinstance(message, dict) and message.get("kind") == FLUSH_KIND:
         space_id = message.get("space_id")
         if not isinstance(space_id, str) or not space_id:

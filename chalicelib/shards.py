@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from chalicelib import clients, observability
 from chalicelib.config import get_settings
@@ -48,9 +49,8 @@ def enqueue(connection_ids: Sequence[str], data: bytes, attempt: int = 1, delay_
     return len(shards)
 
 
-def post_shard(body: str, on_gone: Callable[[str], None]) -> Delivery:
-    """Post one shard (the fan-out consumer's record handler)."""
-    shard = json.loads(body)
+def post_shard(shard: Any, on_gone: Callable[[str], None]) -> Delivery:
+    """Post one (decoded) shard: the fan-out consumer's record handler."""
     connection_ids = shard["connection_ids"]
     data = shard["data"].encode()
     attempt = int(shard.get("attempt", 1))

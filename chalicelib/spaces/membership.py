@@ -595,9 +595,9 @@ def queue_attendee_clear(space_id: str, user_id: str) -> None:
     observability.count("AttendeeClearsQueued")
 
 
-def attendee_clear_request(body: str) -> tuple[str, str] | None:
-    """(space_id, user_id) when a fan-out queue message asks to clear a removed member's attendees."""
-    message = json.loads(body)
+def attendee_clear_request(message: Any) -> tuple[str, str] | None:
+    """(space_id, user_id) when a (decoded) fan-out queue message asks to clear a removed member's
+    attendees (None: another kind)."""
     if not isinstance(message, dict) or message.get("kind") != ATTENDEE_CLEAR_KIND:
         return None
     space_id, user_id = message.get("space_id"), message.get("user_id")

@@ -74,13 +74,10 @@ async def test_a_broadcast_past_the_threshold_goes_out_in_shards_once_to_everyon
     posted: list[list[str]] = []
     original = shards.post_shard
 
-    def recording(body: str, on_gone: Callable[[str], None]) -> Any:
-        import json
-
-        shard = json.loads(body)
+    def recording(shard: dict[str, Any], on_gone: Callable[[str], None]) -> Any:
         if '"unmuted"' in shard["data"]:
             posted.append(shard["connection_ids"])
-        return original(body, on_gone)
+        return original(shard, on_gone)
 
     monkeypatch.setattr(shards, "post_shard", recording)
     poller = fanout_poller(stack)

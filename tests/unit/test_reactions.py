@@ -72,8 +72,8 @@ def test_the_flush_delay_is_whole_seconds_within_what_sqs_allows(interval: float
 
 
 def test_flush_messages_are_told_apart_from_shards_of_posts() -> None:
-    assert reactions.flush_request(json.dumps({"kind": "reactions.flush", "space_id": "sp-1"})) == "sp-1"
-    assert reactions.flush_request(json.dumps({"connection_ids": ["a"], "data": "{}", "attempt": 1})) is None
+    assert reactions.flush_request({"kind": "reactions.flush", "space_id": "sp-1"}) == "sp-1"
+    assert reactions.flush_request({"connection_ids": ["a"], "data": "{}", "attempt": 1}) is None
     for bad in ({"kind": "reactions.flush"}, {"kind": "reactions.flush", "space_id": 3}):
         with pytest.raises(ValueError):
-            reactions.flush_request(json.dumps(bad))
+            reactions.flush_request(bad)

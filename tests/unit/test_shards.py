@@ -154,8 +154,9 @@ def gateway(gateway_server: FakeGateway, monkeypatch: pytest.MonkeyPatch) -> Ite
         yield gateway_server
 
 
-def shard_body(ids: list[str], data: str, attempt: int = 1) -> str:
-    return json.dumps({"connection_ids": ids, "data": data, "attempt": attempt})
+def shard(ids: list[str], data: str, attempt: int = 1) -> dict[str, Any]:
+    """A shard as the fan-out consumer decodes it from its record."""
+    return {"connection_ids": ids, "data": data, "attempt": attempt}
 
 
 def test_post_shard_reports_gone_and_requeues_failed_later(gateway: FakeGateway, queue: Queue) -> None:
@@ -166,7 +167,7 @@ def test_post_shard_reports_gone_and_requeues_failed_later(gateway: FakeGateway,
     data = '{"type":"event","event":"stage.changed","text":"ş"}'
     gone: list[str] = []
 
-    result = shards.post_shard(shard_body(["ok-1", "gone-1=", "bad-1", "busy", "bad-2"], data), gone.append)
+    result = shards.post_shard(shard(["ok-1", "gone-1=", "bad-1", "busy", "bad-2"], data), gone.append)
 
     assert (result.delivered, result.gone, sorted(result.failed), result.throttled) == (
         2,
@@ -187,7 +188,7 @@ def test_post_shard_reports_gone_and_requeues_failed_later(gateway: FakeGateway,
 
 def test_post_shard_backs_off_longer_each_attempt(gateway: FakeGateway, queue: Queue) -> None:
     gateway.play("bad", 403)
-    shards.post_shard(shard_body(["bad"], "{}", attempt=2), lambda cid: None)
+    shards.post_shard(shard(["bad"], "{}", attempt=2), lambda cid: None)
     assert [e["DelaySeconds"] for b in queue.batches for e in b["Entries"]] == [4]
     assert json.loads(queue.batches[0]["Entries"][0]["MessageBody"])["attempt"] == 3
 
@@ -196,7 +197,7 @@ def test_post_shard_gives_up_after_the_last_attempt(gateway: FakeGateway, queue:
     gateway.play("bad", 403)
     gateway.play("gone", 410)
     gone: list[str] = []
-    result = shards.post_shard(shard_body(["bad", "gone", "ok"], "{}", shards.MAX_ATTEMPTS), gone.append)
+    result = shards.post_shard(shard(["bad", "gone", "ok"], "{}", shards.MAX_ATTEMPTS), gone.append)
     assert (result.delivered, result.failed, gone) == (1, ["bad"], ["gone"])
     assert queue.batches == []
 
@@ -204,7 +205,7 @@ def test_post_shard_gives_up_after_the_last_attempt(gateway: FakeGateway, queue:
 @pytest.mark.parametrize("ids", ["abc", [1, 2], ["ok", None]])
 def test_a_malformed_shard_raises_and_posts_nothing(gateway: FakeGateway, ids: Any) -> None:
     with pytest.raises(ValueError):
-        shards.post_shard(json.dumps({"connection_ids": ids, "data": "{}"}), lambda cid: None)
+        shards.post_shard({"connection_ids": ids, "data": "{}"}, lambda cid: None)
     assert gateway.seen == []
 
 
@@ -212,13 +213,13 @@ def test_attendee_clean_up_messages_are_told_apart_and_malformed_ones_fail_their
     from chalicelib.spaces.membership import attendee_clear_request
 
     body = {"kind": "attendee.clear", "space_id": "sp-1", "user_id": "ada"}
-    assert attendee_clear_request(json.dumps(body)) == ("sp-1", "ada")
-    assert attendee_clear_request(json.dumps({"connection_ids": ["a"], "data": "{}", "attempt": 1})) is None
-    assert attendee_clear_request(json.dumps({"kind": "reactions.flush", "space_id": "sp-1"})) is None
+    assert attendee_clear_request(body) == ("sp-1", "ada")
+    assert attendee_clear_request({"connection_ids": ["a"], "data": "{}", "attempt": 1}) is None
+    assert attendee_clear_request({"kind": "reactions.flush", "space_id": "sp-1"}) is None
     for bad in (
         {"kind": "attendee.clear", "space_id": "sp-1"},
         {"kind": "attendee.clear", "space_id": "", "user_id": "ada"},
         {"kind": "attendee.clear", "space_id": "sp-1", "user_id": 7},
     ):
         with pytest.raises(ValueError):
-            attendee_clear_request(json.dumps(bad))
+            attendee_clear_request(bad)
