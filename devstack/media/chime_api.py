@@ -361,9 +361,14 @@ class ChimeMeetingsEmulator:
                 requests[name] = requests.get(name, 0) + 1
             return {"requests": requests, "throttled": self.throttled}
 
-    def count(self, operation: str) -> int:
+    def count(self, operation: str, **params: str) -> int:
+        """Calls of `operation` so far; with `params` (e.g. MeetingId=...), only those naming them."""
         with self._lock:
-            return sum(1 for name, _ in self.calls if name == operation)
+            return sum(
+                1
+                for name, called in self.calls
+                if name == operation and all(called.get(k) == v for k, v in params.items())
+            )
 
     def reset(self) -> None:
         """Forget calls, faults and rate-limit state (not the registry's meetings)."""

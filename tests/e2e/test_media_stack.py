@@ -69,8 +69,7 @@ async def test_a_listener_join_storm_takes_attendees_from_the_pool_within_chimes
         # this meeting's calls only: on the shared stack, another test's meeting Chime ended may
         # be renewed meanwhile, and its first pool batch filled (seen on a slow machine)
         calls = {
-            op: sum(1 for name, p in list(chime().calls) if name == op and p.get("MeetingId") == meeting_id)
-            for op in ("CreateAttendee", "BatchCreateAttendee")
+            op: chime().count(op, MeetingId=meeting_id) for op in ("CreateAttendee", "BatchCreateAttendee")
         }
     assert {snap["media"]["Meeting"]["MeetingId"] for snap in joined} == {meeting_id}
     assert len({snap["media"]["Attendee"]["AttendeeId"] for snap in joined}) == 40
